@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Both create .venv and install the pinned dependencies first when needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Ray 2.60 turns token auth on by default; a local single-user cluster does not need it.
+export RAY_AUTH_MODE ?= disabled
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test demo bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/python -m demo
+
+bench: setup
+	$(BIN)/python benchmarks/env_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,104 @@
+"""Typed, validated configuration of the market data and the environment (one pydantic model each).
+
+Configs arrive as dicts (YAML, RLlib's ``env_config``) and are validated once, here, at the edge; inner code gets
+these frozen objects. Unknown fields are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from envs.errors import ConfigError
+
+
+class FrozenConfig(BaseModel):
+    """Base of every config model: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(FrozenConfig):
+    """Where prices come from and how they are split.
+
+    ``path: null`` selects the built-in synthetic market (``synthetic_*`` fields); otherwise a wide CSV.
+    """
+
+    path: str | None = None
+    assets: tuple[str, ...] | None = None
+    extra_columns: tuple[str, ...] = ()
+    rf_column: str | None = Field(default=None, description="extra column holding the annual risk-free rate")
+    ffill_limit: int = Field(default=5, ge=0)
+    cash: bool = Field(default=False, description="add a CASH asset earning the risk-free rate (0 without rf_column)")
+    synthetic_seed: int = 7
+    synthetic_years: float = Field(default=25.0, gt=0.5, le=200.0)
+    synthetic_assets: int = Field(default=4, ge=1, le=64)
+    synthetic_regimes: int = Field(default=3, ge=1, le=3)
+    train_end: str | float = 0.7
+    validation_end: str | float = 0.85
+
+    @model_validator(mode="after")
+    def _rf_is_an_extra(self) -> "DataConfig":
+        if self.rf_column is not None and self.rf_column not in self.extra_columns:
+            raise ValueError(f"rf_column '{self.rf_column}' must also be listed in extra_columns")
+        return self
+
+
+class EnvConfig(FrozenConfig):
+    """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
+
+    data: DataConfig = DataConfig()
+    split: Literal["train", "validation", "test"] = "train"
+    window_days: int = Field(default=20, ge=1, le=1000, description="days of past log returns observed per asset")
+    vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
+    observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
+    action_mode: Literal["continuous", "discrete"] = "continuous"
+    continuous_map: Literal["softmax", "clip"] = "softmax"
+    softmax_scale: float = Field(default=3.0, gt=0.0, description="logits = scale * action, action in [-1, 1]")
+    grid_steps: int = Field(default=4, ge=1, le=100, description="discrete weights are multiples of 1/grid_steps")
+    cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
+    reward: Literal["log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
+    reward_scale: float = Field(default=100.0, gt=0.0, description="reward multiplier (log growth in percent by default)")
+    risk_aversion: float = Field(default=1.0, ge=0.0, description="mean_variance: reward = R - risk_aversion/2 * R^2")
+    sharpe_eta: float = Field(default=0.01, gt=0.0, lt=1.0, description="differential_sharpe: moment adaptation rate")
+    episode_days: int | None = Field(default=252, ge=1, description="steps per episode; null = the whole split")
+    random_start: bool = Field(default=True, description="start episodes at a random day of the split")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_from_mapping(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+def parse_config(model: type[BaseModel], raw: Mapping[str, Any] | BaseModel | None, *, where: str = "config") -> Any:
+    """Validate ``raw`` into ``model``, turning pydantic's report into one ``ConfigError`` naming every bad field."""
+    if isinstance(raw, model):
+        return raw
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    try:
+        return model.model_validate(dict(raw or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data

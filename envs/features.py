@@ -1,0 +1,78 @@
+"""Causal features: the one function that turns closes into observations, for the env, baselines and the server.
+
+Row ``t`` of every array here uses closes ``0 .. t`` only. Observation layout (``float32``), for ``K`` assets,
+window ``W`` and ``E`` observed extras:
+
+| slice                  | content                                                        | unit            |
+|------------------------|----------------------------------------------------------------|-----------------|
+| ``[0, W*K)``           | log returns of days ``t, t-1, .., t-W+1`` (lag-major, assets inner) | percent (x100) |
+| ``[W*K, W*K+K)``       | standard deviation of the last ``vol_window_days`` log returns | percent per day |
+| ``[.., ..+E)``         | extra columns' values at day ``t``                             | as in the CSV   |
+| last ``K``             | current portfolio weights (after the day's drift)              | fraction        |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
+
+
+def warmup_days(window_days: int, vol_window_days: int) -> int:
+    """Days of returns needed before the first valid feature row; the first valid row index is this number."""
+    return max(window_days, vol_window_days)
+
+
+def compute_features(closes: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None) -> np.ndarray:
+    """Feature rows for every day.
+
+    :param closes: ``(T, K)`` positive closes.
+    :param extras: ``(T, E)`` extra values observed as they are, or ``None``.
+    :returns: ``(T, W*K + K + E)`` ``float32``; rows before ``warmup_days(...)`` are NaN.
+    """
+    closes = np.asarray(closes, dtype=np.float64)
+    n_days, n_assets = closes.shape
+    n_extras = 0 if extras is None else extras.shape[1]
+    features = np.full((n_days, window_days * n_assets + n_assets + n_extras), np.nan, dtype=np.float32)
+    first = warmup_days(window_days, vol_window_days)
+    if n_days <= first:
+        return features
+    log_returns = np.diff(np.log(closes), axis=0) * RETURN_SCALE  # row i is the return of day i+1
+    # lags[i, k, j] = log_returns[i + j, k]; day t's window ends at return row t-1.
+    lags = sliding_window_view(log_returns, window_days, axis=0)[first - window_days :]
+    features[first:, : window_days * n_assets] = lags[:, :, ::-1].transpose(0, 2, 1).reshape(n_days - first, -1)
+    vol_windows = sliding_window_view(log_returns, vol_window_days, axis=0)[first - vol_window_days :]
+    features[first:, window_days * n_assets : window_days * n_assets + n_assets] = vol_windows.std(axis=-1)
+    if n_extras:
+        features[:, window_days * n_assets + n_assets :] = extras
+    return features
+
+
+def observation_size(n_assets: int, window_days: int, n_extras: int = 0) -> int:
+    return window_days * n_assets + n_assets + n_extras + n_assets
+
+
+def latest_observation(
+    closes: np.ndarray, weights: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None
+) -> np.ndarray:
+    """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it.
+
+    Needs ``T >= warmup_days(...) + 1`` closes. Used by the HTTP server so it cannot drift from the env.
+    """
+    needed = warmup_days(window_days, vol_window_days) + 1
+    if closes.shape[0] < needed:
+        raise ValueError(f"need at least {needed} closes per asset, got {closes.shape[0]}")
+    tail = closes[-needed:]
+    extra_tail = None if extras is None else extras[-needed:]
+    row = compute_features(tail, window_days, vol_window_days, extra_tail)[-1]
+    return np.concatenate([row, np.asarray(weights, dtype=np.float32)])
+
+
+def feature_names(assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = ()) -> list[str]:
+    """Names of the observation entries, in layout order."""
+    names = [f"logret_pct[{asset}, t-{lag}]" for lag in range(window_days) for asset in assets]
+    names += [f"vol_pct[{asset}]" for asset in assets]
+    names += [f"extra[{name}]" for name in extras]
+    names += [f"weight[{asset}]" for asset in assets]
+    return names

@@ -1,0 +1,308 @@
+"""Market data: the wide CSV contract, strict validation, date splits and walk-forward folds.
+
+CSV format (DESIGN.md): a ``date`` column (ISO dates, strictly increasing, unique) and one column of positive
+close prices per asset. Optional extra columns (a risk-free rate ``rf`` in annual decimals, VIX, ...) are named
+explicitly by the caller; every other column is an asset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from envs.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+TRADING_DAYS_PER_YEAR = 252
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Daily closes of ``K`` assets over ``T`` days.
+
+    :param dates: ``(T,)`` ``datetime64[D]``, strictly increasing.
+    :param closes: ``(T, K)`` positive close prices.
+    :param assets: ``K`` asset names, in column order.
+    :param extras: named ``(T,)`` extra series (e.g. ``rf`` in annual decimals).
+    :param source: where the data came from (file path or a synthetic description).
+    """
+
+    dates: np.ndarray
+    closes: np.ndarray
+    assets: tuple[str, ...]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "memory"
+
+    def __post_init__(self) -> None:
+        if self.closes.ndim != 2 or self.closes.shape != (len(self.dates), len(self.assets)):
+            raise DataError(
+                f"{self.source}: closes have shape {self.closes.shape}, expected "
+                f"(days={len(self.dates)}, assets={len(self.assets)})"
+            )
+
+    @property
+    def n_days(self) -> int:
+        return len(self.dates)
+
+    @property
+    def n_assets(self) -> int:
+        return len(self.assets)
+
+    def log_returns(self) -> np.ndarray:
+        """``(T-1, K)`` daily log returns ``log(close[t] / close[t-1])``."""
+        return np.diff(np.log(self.closes), axis=0)
+
+    def date_index(self, date: str | np.datetime64) -> int:
+        """Index of the last day on or before ``date``."""
+        idx = int(np.searchsorted(self.dates, np.datetime64(date, "D"), side="right")) - 1
+        if idx < 0:
+            raise ConfigError(f"{self.source}: date {date} is before the first day {self.dates[0]}")
+        return idx
+
+    def fingerprint(self) -> str:
+        """SHA-256 of dates, closes and asset names: identifies the data a model was trained on."""
+        digest = hashlib.sha256()
+        digest.update(",".join(self.assets).encode())
+        digest.update(self.dates.astype("datetime64[D]").astype(np.int64).tobytes())
+        digest.update(np.ascontiguousarray(self.closes, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.closes, columns=list(self.assets))
+        for name, values in self.extras.items():
+            frame[name] = values
+        frame.insert(0, "date", pd.to_datetime(self.dates).strftime("%Y-%m-%d"))
+        return frame
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write the DESIGN.md wide CSV format."""
+        self.to_frame().to_csv(path, index=False, float_format="%.8g")
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    assets: Sequence[str] | None = None,
+    extra_columns: Sequence[str] = (),
+    ffill_limit: int = 5,
+    min_rows: int = 2,
+) -> MarketData:
+    """Load and validate a wide price CSV.
+
+    :param path: CSV file with a ``date`` column and one close-price column per asset.
+    :param assets: asset columns to use, in this order; default every column that is not ``date`` or an extra.
+    :param extra_columns: non-price columns to keep (e.g. ``rf``); they are not validated as prices.
+    :param ffill_limit: most consecutive missing prices filled forward from the last close; more is an error.
+    :param min_rows: fewest rows accepted (callers pass their feature window + episode needs).
+    :raises DataError: naming file, row (1-based line in the file, header = line 1) and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    raw.columns = [str(c).strip() for c in raw.columns]
+
+    if "date" not in raw.columns:
+        raise DataError(f"{path}: no 'date' column (columns are {list(raw.columns)})")
+    duplicated = raw.columns[raw.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{path}: duplicate column(s) {duplicated}")
+    for name in extra_columns:
+        if name not in raw.columns:
+            raise DataError(f"{path}: configured extra column '{name}' is not in the file (columns are {list(raw.columns)})")
+    if assets is None:
+        assets = [c for c in raw.columns if c != "date" and c not in extra_columns]
+    else:
+        for name in assets:
+            if name not in raw.columns:
+                raise DataError(f"{path}: configured asset column '{name}' is not in the file (columns are {list(raw.columns)})")
+    if not assets:
+        raise DataError(f"{path}: no asset columns (need 'date' plus at least one price column)")
+    if len(raw) < min_rows:
+        raise DataError(f"{path}: {len(raw)} rows, need at least {min_rows} (feature window plus trading days)")
+
+    dates = _parse_dates(path, raw["date"])
+    closes = np.column_stack([_parse_prices(path, raw[name], name, ffill_limit) for name in assets])
+    extras = {name: _parse_numeric(path, raw[name], name, ffill_limit) for name in extra_columns}
+    market = MarketData(dates=dates, closes=closes, assets=tuple(assets), extras=extras, source=str(path))
+    log.info("loaded %s: %d days x %d assets (%s .. %s)", path, market.n_days, market.n_assets, dates[0], dates[-1])
+    return market
+
+
+def _line(row: int) -> int:
+    """File line of a data row (header is line 1)."""
+    return row + 2
+
+
+def _parse_dates(path: Path, column: pd.Series) -> np.ndarray:
+    stripped = column.str.strip()
+    for row, text in enumerate(stripped):
+        if text == "":
+            raise DataError(f"{path}: row {_line(row)}, column 'date': missing date")
+    parsed = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{path}: row {_line(row)}, column 'date': '{stripped.iloc[row]}' is not an ISO date (YYYY-MM-DD)")
+    dates = parsed.to_numpy().astype("datetime64[D]")
+    steps = np.diff(dates.astype(np.int64))
+    if steps.size and (steps <= 0).any():
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        kind = "duplicate" if steps[row - 1] == 0 else "out of order"
+        raise DataError(
+            f"{path}: row {_line(row)}, column 'date': {kind} date {dates[row]} "
+            f"(previous row has {dates[row - 1]}); dates must be unique and strictly increasing"
+        )
+    return dates
+
+
+def _parse_numeric(path: Path, column: pd.Series, name: str, ffill_limit: int) -> np.ndarray:
+    text = column.str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce")
+    missing_markers = text.str.lower().isin(["", "nan", "na", "null", "none"])
+    non_numeric = values.isna() & ~missing_markers
+    if non_numeric.any():
+        row = int(np.flatnonzero(non_numeric.to_numpy())[0])
+        raise DataError(f"{path}: row {_line(row)}, column '{name}': '{text.iloc[row]}' is not a number")
+    array = values.to_numpy(dtype=np.float64)
+    infinite = np.isinf(array)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise DataError(f"{path}: row {_line(row)}, column '{name}': infinite value")
+    return _forward_fill(path, array, name, ffill_limit)
+
+
+def _parse_prices(path: Path, column: pd.Series, name: str, ffill_limit: int) -> np.ndarray:
+    prices = _parse_numeric(path, column, name, ffill_limit)
+    non_positive = prices <= 0
+    if non_positive.any():
+        row = int(np.flatnonzero(non_positive)[0])
+        raise DataError(f"{path}: row {_line(row)}, column '{name}': price {prices[row]:g} is not positive")
+    return prices
+
+
+def _forward_fill(path: Path, values: np.ndarray, name: str, ffill_limit: int) -> np.ndarray:
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    if missing[0]:
+        raise DataError(f"{path}: row {_line(0)}, column '{name}': missing value on the first day (nothing to fill from)")
+    # Length of each run of consecutive missing values, checked against the limit.
+    run = 0
+    for row in range(len(values)):
+        run = run + 1 if missing[row] else 0
+        if run > ffill_limit:
+            start = row - run + 1
+            raise DataError(
+                f"{path}: row {_line(start)}, column '{name}': {run}+ consecutive missing values from here, "
+                f"more than the forward-fill limit of {ffill_limit}"
+            )
+    filled = pd.Series(values).ffill().to_numpy()
+    log.warning("%s: column '%s': forward-filled %d missing value(s)", path, name, int(missing.sum()))
+    return filled
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Splits. A split is a contiguous range of *return days*: the return from day t-1 to day t belongs to the split
+# that contains day t. Every daily return therefore belongs to exactly one split, and the decision for that return
+# is taken at the close of t-1 using prices up to t-1 only (which may lie in the previous split: that is history,
+# not leakage).
+
+
+@dataclass(frozen=True)
+class Split:
+    """Return days ``first .. last`` (inclusive indices into ``MarketData.dates``) of one named split."""
+
+    name: str
+    first: int
+    last: int
+
+    @property
+    def n_days(self) -> int:
+        return self.last - self.first + 1
+
+
+def split_market(
+    market: MarketData,
+    *,
+    train_end: str | float = 0.7,
+    validation_end: str | float = 0.85,
+    warmup_days: int = 0,
+) -> dict[str, Split]:
+    """Train / validation / test split by date.
+
+    :param train_end: last train day, as an ISO date or a fraction of the usable days.
+    :param validation_end: last validation day, same form. Test runs to the end of the data.
+    :param warmup_days: days reserved at the start for the feature window; the first return day is
+        ``warmup_days + 1`` so that the first decision already has a full window.
+    :raises ConfigError: when a split would be empty or the boundaries are out of order.
+    """
+    first = warmup_days + 1
+    last = market.n_days - 1
+    if first > last:
+        raise DataError(f"{market.source}: {market.n_days} days leave no trading days after a {warmup_days}-day warm-up")
+
+    def boundary(value: str | float, what: str) -> int:
+        if isinstance(value, str):
+            return market.date_index(value)
+        if not 0.0 < float(value) < 1.0:
+            raise ConfigError(f"{what}: fraction {value} must lie strictly between 0 and 1")
+        return first - 1 + int(round(float(value) * (last - first + 1)))
+
+    train_last = boundary(train_end, "train_end")
+    validation_last = boundary(validation_end, "validation_end")
+    if not first <= train_last < validation_last < last:
+        raise ConfigError(
+            f"{market.source}: splits need warm-up < train_end < validation_end < last day; got train ends "
+            f"{market.dates[min(max(train_last, 0), last)]}, validation ends {market.dates[min(max(validation_last, 0), last)]}, "
+            f"data {market.dates[0]} .. {market.dates[-1]} with {warmup_days} warm-up days"
+        )
+    return {
+        "train": Split("train", first, train_last),
+        "validation": Split("validation", train_last + 1, validation_last),
+        "test": Split("test", validation_last + 1, last),
+    }
+
+
+def walk_forward_folds(
+    market: MarketData, *, n_folds: int, warmup_days: int = 0, min_train_days: int = 504, validation_days: int = 126
+) -> list[dict[str, Split]]:
+    """Expanding-window walk-forward folds: fold ``k`` trains on everything before its validation and test windows.
+
+    The test windows of consecutive folds are adjacent and do not overlap, so their out-of-sample series stitch
+    into one. Returns ``n_folds`` dicts with ``train``, ``validation`` and ``test`` splits.
+    """
+    if n_folds < 1:
+        raise ConfigError(f"n_folds: {n_folds} must be at least 1")
+    first = warmup_days + 1
+    last = market.n_days - 1
+    usable = last - first + 1 - min_train_days - validation_days
+    test_days = usable // n_folds
+    if test_days < 20:
+        raise DataError(
+            f"{market.source}: {market.n_days} days are too few for {n_folds} walk-forward folds with "
+            f"{min_train_days} train and {validation_days} validation days (each test fold would have {test_days} days)"
+        )
+    folds = []
+    for k in range(n_folds):
+        test_first = first + min_train_days + validation_days + k * test_days
+        test_last = last if k == n_folds - 1 else test_first + test_days - 1
+        folds.append(
+            {
+                "train": Split("train", first, test_first - validation_days - 1),
+                "validation": Split("validation", test_first - validation_days, test_first - 1),
+                "test": Split("test", test_first, test_last),
+            }
+        )
+    return folds

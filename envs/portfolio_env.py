@@ -1,0 +1,214 @@
+"""``PortfolioEnv``: daily long-only allocation over K assets with proportional trading costs.
+
+Gymnasium id ``rlportfolio/Portfolio-v0`` (``gymnasium.make(ENV_ID, config={...})``); RLlib name the same
+(``envs.registration.register_rllib()``). The config is an ``envs.config.EnvConfig`` or a dict of its fields.
+
+**Timing.** At the close of decision day ``t`` the agent sees features built from closes ``0..t`` only, picks
+target weights, pays the cost of trading to them, and earns the price relatives ``close[t+1] / close[t]``. The
+observation at ``t`` can never depend on a price after ``t`` (tested by perturbing later prices).
+
+| Observation | ``Box(-inf, inf, (W*K + K + E + K,), float32)``; layout in ``envs.features`` (percent log returns of the last ``W`` days, rolling volatility in percent per day, extras, current weights) |
+|---|---|
+| Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)`` or ``clip(a, 0, 1)/sum`` |
+| Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions) |
+| Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
+| Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day |
+| End | ``terminated`` when the split's last return has been earned; ``truncated`` after ``episode_days`` steps |
+| Info | ``wealth``, ``weights`` (held after the day's drift), ``target_weights``, ``turnover``, ``cost`` (fraction of wealth), ``log_growth`` (net), ``net_return``, ``day`` (index into the market's dates) |
+
+Costs: ``cost_bps`` (default 10) per unit of turnover ``sum |w_new - w_held|``, charged by ``envs.accounting``.
+Step cost: O(1) numpy on preallocated buffers; the returned observation is a fresh copy (RLlib keeps references).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+
+from envs.accounting import rebalance
+from envs.actions import clip_weights, simplex_grid, softmax_weights
+from envs.config import EnvConfig, parse_config
+from envs.data import load_market
+from envs.errors import ConfigError, DataError
+from envs.features import compute_features, observation_size, warmup_days
+from envs.market import MarketData, Split, split_market
+
+ENV_ID = "rlportfolio/Portfolio-v0"
+
+
+class PortfolioEnv(gym.Env):
+    """Long-only daily portfolio allocation; see the module docstring for the full specification."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *, market: MarketData | None = None) -> None:
+        """
+        :param config: an ``EnvConfig`` or its fields as a dict (RLlib passes its ``env_config`` here).
+        :param market: use this market instead of loading ``config.data`` (tests, walk-forward folds).
+        """
+        self.config: EnvConfig = parse_config(EnvConfig, config, where="env_config")
+        cfg = self.config
+        warmup = warmup_days(cfg.window_days, cfg.vol_window_days)
+        self.market = market if market is not None else load_market(cfg.data, min_rows=warmup + 4)
+        self.splits: dict[str, Split] = split_market(
+            self.market, train_end=cfg.data.train_end, validation_end=cfg.data.validation_end, warmup_days=warmup
+        )
+        self.split = self.splits[cfg.split]
+        self.assets = self.market.assets
+        n_assets = self.market.n_assets
+
+        extras_names = tuple(cfg.data.extra_columns) if cfg.observe_extras else ()
+        extras = np.column_stack([self.market.extras[n] for n in extras_names]) if extras_names else None
+        self.extra_names = extras_names
+        # Decision days t = first-1 .. last-1 earn the returns of days first .. last (every return in one split).
+        self._first_decision = self.split.first - 1
+        self._n_steps = self.split.n_days
+        if cfg.episode_days is not None and cfg.episode_days > self._n_steps:
+            raise ConfigError(
+                f"env_config.episode_days: {cfg.episode_days} exceeds the {self._n_steps} trading days of the "
+                f"'{cfg.split}' split"
+            )
+        features = compute_features(self.market.closes, cfg.window_days, cfg.vol_window_days, extras)
+        decision_days = slice(self._first_decision, self.split.last + 1)  # the state after the last return too
+        self._features = np.ascontiguousarray(features[decision_days])
+        if not np.isfinite(self._features).all():
+            raise DataError(f"{self.market.source}: non-finite features in the '{cfg.split}' split")
+        closes = self.market.closes
+        self._relatives = np.ascontiguousarray(
+            closes[self.split.first : self.split.last + 1] / closes[self.split.first - 1 : self.split.last]
+        )
+        self._n_features = self._features.shape[1]
+
+        obs_size = observation_size(n_assets, cfg.window_days, len(extras_names))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
+        if cfg.action_mode == "discrete":
+            self.grid = simplex_grid(n_assets, cfg.grid_steps)
+            self.action_space = gym.spaces.Discrete(len(self.grid))
+        else:
+            self.grid = None
+            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_assets,), dtype=np.float32)
+
+        self._cost_rate = cfg.cost_bps / 10_000.0
+        self._weights = np.full(n_assets, 1.0 / n_assets)
+        self._target = np.empty(n_assets)
+        self._scratch = np.empty(n_assets)
+        self._obs = np.empty(obs_size, dtype=np.float32)
+        self._step_index = 0
+        self._start = 0
+        self._steps_taken = 0
+        self._wealth = 1.0
+        self._sharpe_a = 0.0
+        self._sharpe_b = 0.0
+
+    # -- gymnasium API -------------------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        cfg = self.config
+        if cfg.random_start:
+            span = self._n_steps - (cfg.episode_days or 1)
+            self._start = int(self.np_random.integers(0, span + 1))
+        else:
+            self._start = 0
+        self._step_index = self._start
+        self._steps_taken = 0
+        self._wealth = 1.0
+        self._sharpe_a = 0.0
+        self._sharpe_b = 0.0
+        self._weights.fill(1.0 / self._weights.shape[0])
+        return self._observation(), {"wealth": 1.0, "weights": self._weights.copy(), "day": self.day}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return self.step_weights(self.action_to_weights(action))
+
+    # -- project API ---------------------------------------------------------------------------------------------
+
+    def action_to_weights(self, action: Any) -> np.ndarray:
+        """Target weights for an action (a view of an internal buffer: copy it to keep it)."""
+        cfg = self.config
+        if self.grid is not None:
+            index = int(action)
+            if not 0 <= index < len(self.grid):
+                raise ValueError(f"action {index} is outside Discrete({len(self.grid)})")
+            return self.grid[index]
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self._target.shape or not np.isfinite(action).all():
+            raise ValueError(f"action must be {self._target.shape[0]} finite numbers, got {action!r}")
+        if cfg.continuous_map == "softmax":
+            return softmax_weights(action, cfg.softmax_scale, self._target)
+        return clip_weights(action, self._target)
+
+    def step_weights(self, target: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Rebalance to ``target`` weights (``(K,)``, non-negative, sum 1) and advance one day."""
+        if self._step_index >= self._n_steps:
+            raise RuntimeError("step() called after the episode ended; call reset()")
+        log_growth, turnover, cost = rebalance(
+            self._weights, target, self._relatives[self._step_index], self._cost_rate, self._scratch
+        )
+        growth = math.exp(log_growth)
+        self._wealth *= growth
+        self._step_index += 1
+        self._steps_taken += 1
+        terminated = self._step_index >= self._n_steps
+        episode_days = self.config.episode_days
+        truncated = not terminated and episode_days is not None and self._steps_taken >= episode_days
+        info = {
+            "wealth": self._wealth,
+            "weights": self._weights.copy(),
+            "target_weights": np.array(target, dtype=np.float64),
+            "turnover": turnover,
+            "cost": cost,
+            "log_growth": log_growth,
+            "net_return": growth - 1.0,
+            "day": self.day,
+        }
+        return self._observation(), self._reward(log_growth, growth - 1.0), terminated, truncated, info
+
+    @property
+    def day(self) -> int:
+        """Index (into ``market.dates``) of the current decision day."""
+        return self._first_decision + self._step_index
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weights held now, after the last day's drift (read-only view)."""
+        view = self._weights.view()
+        view.flags.writeable = False
+        return view
+
+    def history(self) -> np.ndarray:
+        """Closes ``(t+1, K)`` up to and including the current decision day: all a causal strategy may see."""
+        view = self.market.closes[: self.day + 1]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def n_steps(self) -> int:
+        """Trading days in the split (the length of a full deterministic pass)."""
+        return self._n_steps
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _observation(self) -> np.ndarray:
+        obs = self._obs
+        obs[: self._n_features] = self._features[self._step_index]
+        obs[self._n_features :] = self._weights
+        return obs.copy()
+
+    def _reward(self, log_growth: float, net_return: float) -> float:
+        cfg = self.config
+        if cfg.reward == "log_growth":
+            return cfg.reward_scale * log_growth
+        if cfg.reward == "mean_variance":
+            return cfg.reward_scale * (net_return - 0.5 * cfg.risk_aversion * net_return * net_return)
+        # Differential Sharpe ratio (Moody & Saffell 2001): the first-order change of an exponential moving
+        # Sharpe ratio when this step's return arrives.
+        a, b, eta = self._sharpe_a, self._sharpe_b, cfg.sharpe_eta
+        delta_a, delta_b = net_return - a, net_return * net_return - b
+        variance = b - a * a
+        reward = (b * delta_a - 0.5 * a * delta_b) / variance**1.5 if variance > 1e-12 else 0.0
+        self._sharpe_a, self._sharpe_b = a + eta * delta_a, b + eta * delta_b
+        return cfg.reward_scale * reward

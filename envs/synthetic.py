@@ -1,0 +1,199 @@
+"""Synthetic regime-switching market whose true law, and so whose optimal portfolio, is known.
+
+Model: a Markov chain over ``R`` regimes with transition matrix ``P`` (``(R, R)``, rows sum to 1). The regime in
+force at the close of day ``t`` draws the next day's log returns ``r[t+1] ~ N(mu[s_t], cov[s_t])`` (``(K,)`` and
+``(K, K)``, daily units), so an investor who knew ``s_t`` at the close could act on it. Prices are
+``close[t+1] = close[t] * exp(r[t+1])``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.errors import ConfigError
+from envs.market import TRADING_DAYS_PER_YEAR, MarketData
+
+# Archetypes, annual log drift and volatility per regime, chosen so that the best portfolio changes with the regime
+# and the best constant mix is neither equal weight nor a single asset.
+_ARCHETYPES = ("STOCK", "BOND", "GOLD", "CRYPTO")
+_REGIMES = ("calm", "crisis", "inflation")
+_ANNUAL_DRIFT = np.array(
+    [  # STOCK  BOND   GOLD  CRYPTO
+        [0.16, 0.01, -0.02, 0.40],  # calm: equities and crypto rally
+        [-0.30, 0.08, 0.10, -1.20],  # crisis: flight to bonds and gold
+        [0.02, -0.08, 0.14, -0.10],  # inflation: gold leads, bonds bleed
+    ]
+)
+_ANNUAL_VOL = np.array(
+    [
+        [0.14, 0.05, 0.14, 0.80],
+        [0.32, 0.07, 0.18, 1.10],
+        [0.18, 0.08, 0.16, 0.85],
+    ]
+)
+_CORRELATION = np.array(
+    [
+        [[1.0, -0.2, 0.0, 0.3], [-0.2, 1.0, 0.2, 0.0], [0.0, 0.2, 1.0, 0.1], [0.3, 0.0, 0.1, 1.0]],
+        [[1.0, -0.4, -0.2, 0.6], [-0.4, 1.0, 0.3, -0.2], [-0.2, 0.3, 1.0, 0.0], [0.6, -0.2, 0.0, 1.0]],
+        [[1.0, 0.4, 0.1, 0.3], [0.4, 1.0, 0.0, 0.1], [0.1, 0.0, 1.0, 0.2], [0.3, 0.1, 0.2, 1.0]],
+    ]
+)
+# Expected regime durations in trading days (self-transition probability 1 - 1/duration).
+_DURATION_DAYS = np.array([250.0, 60.0, 120.0])
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    """True law of a synthetic market.
+
+    :param assets: ``K`` names.
+    :param regimes: ``R`` names.
+    :param transition: ``(R, R)`` Markov transition matrix.
+    :param mu: ``(R, K)`` mean daily log return per regime.
+    :param cov: ``(R, K, K)`` daily log-return covariance per regime.
+    """
+
+    assets: tuple[str, ...]
+    regimes: tuple[str, ...]
+    transition: np.ndarray
+    mu: np.ndarray
+    cov: np.ndarray
+
+    def stationary(self) -> np.ndarray:
+        """``(R,)`` stationary distribution ``pi`` with ``pi P = pi``."""
+        values, vectors = np.linalg.eig(self.transition.T)
+        pi = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+        return pi / pi.sum()
+
+    def to_json(self) -> dict:
+        return {
+            "assets": list(self.assets),
+            "regimes": list(self.regimes),
+            "transition": self.transition.tolist(),
+            "stationary": self.stationary().tolist(),
+            "mu_daily": self.mu.tolist(),
+            "cov_daily": self.cov.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MarketParams":
+        return cls(
+            assets=tuple(data["assets"]),
+            regimes=tuple(data["regimes"]),
+            transition=np.asarray(data["transition"], dtype=np.float64),
+            mu=np.asarray(data["mu_daily"], dtype=np.float64),
+            cov=np.asarray(data["cov_daily"], dtype=np.float64),
+        )
+
+
+def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> MarketParams:
+    """The built-in market: 4 assets (stock/bond/gold/crypto-like) in 3 regimes (calm, crisis, inflation).
+
+    Other sizes: ``n_regimes`` 1..3 takes the first regimes; ``n_assets`` beyond 4 adds variants of the archetypes
+    whose drift and volatility are jittered deterministically by ``seed``; fewer takes the first archetypes.
+    """
+    if not 1 <= n_regimes <= len(_REGIMES):
+        raise ConfigError(f"regimes: {n_regimes} is not supported (1 to {len(_REGIMES)})")
+    if not 1 <= n_assets <= 64:
+        raise ConfigError(f"assets: {n_assets} is not supported (1 to 64)")
+    rng = np.random.default_rng(seed)
+    base = np.arange(n_assets) % len(_ARCHETYPES)
+    names = tuple(
+        _ARCHETYPES[b] if i < len(_ARCHETYPES) else f"{_ARCHETYPES[b]}{i // len(_ARCHETYPES) + 1}" for i, b in enumerate(base)
+    )
+    jitter = np.ones(n_assets)
+    jitter[len(_ARCHETYPES):] = rng.uniform(0.7, 1.3, size=max(n_assets - len(_ARCHETYPES), 0))
+    drift = _ANNUAL_DRIFT[:n_regimes][:, base] * jitter
+    vol = _ANNUAL_VOL[:n_regimes][:, base] * jitter
+    mu = drift / TRADING_DAYS_PER_YEAR
+    cov = np.empty((n_regimes, n_assets, n_assets))
+    for r in range(n_regimes):
+        corr = _CORRELATION[r][np.ix_(base, base)].copy()
+        # Variants of one archetype are strongly, not perfectly, correlated with each other.
+        same = base[:, None] == base[None, :]
+        corr[same] = 0.8
+        np.fill_diagonal(corr, 1.0)
+        daily_vol = vol[r] / np.sqrt(TRADING_DAYS_PER_YEAR)
+        cov[r] = corr * np.outer(daily_vol, daily_vol)
+    stay = 1.0 - 1.0 / _DURATION_DAYS[:n_regimes]
+    if n_regimes == 1:
+        transition = np.ones((1, 1))
+    else:
+        transition = np.tile(((1.0 - stay) / (n_regimes - 1))[:, None], (1, n_regimes))
+        np.fill_diagonal(transition, stay)
+    return MarketParams(assets=names, regimes=_REGIMES[:n_regimes], transition=transition, mu=mu, cov=cov)
+
+
+def simulate(
+    params: MarketParams, *, n_days: int, seed: int, start: str = "2000-01-03", initial_price: float = 100.0
+) -> tuple[MarketData, np.ndarray]:
+    """Simulate ``n_days`` business days of closes.
+
+    :returns: the market and the ``(n_days,)`` regime path (``regimes[t]`` draws the return from ``t`` to ``t+1``).
+    """
+    if n_days < 2:
+        raise ConfigError(f"n_days: {n_days} must be at least 2")
+    rng = np.random.default_rng(seed)
+    n_regimes, n_assets = params.mu.shape
+    regimes = np.empty(n_days, dtype=np.int64)
+    regimes[0] = rng.choice(n_regimes, p=params.stationary())
+    uniforms = rng.random(n_days)
+    cumulative = np.cumsum(params.transition, axis=1)
+    for t in range(1, n_days):
+        regimes[t] = min(int(np.searchsorted(cumulative[regimes[t - 1]], uniforms[t], side="right")), n_regimes - 1)
+    chol = np.linalg.cholesky(params.cov)
+    shocks = rng.standard_normal((n_days - 1, n_assets))
+    drivers = regimes[:-1]
+    log_returns = params.mu[drivers] + np.einsum("tij,tj->ti", chol[drivers], shocks)
+    log_prices = np.vstack([np.zeros(n_assets), np.cumsum(log_returns, axis=0)])
+    closes = initial_price * np.exp(log_prices)
+    dates = pd.bdate_range(start, periods=n_days).to_numpy().astype("datetime64[D]")
+    market = MarketData(dates=dates, closes=closes, assets=params.assets, source=f"synthetic(seed={seed})")
+    return market, regimes
+
+
+def default_market(seed: int = 7, years: float = 25.0, n_assets: int = 4, n_regimes: int = 3) -> tuple[MarketData, MarketParams, np.ndarray]:
+    """The built-in default data set: ``years`` of the default market law, deterministic per ``seed``."""
+    params = default_params(n_assets=n_assets, n_regimes=n_regimes, seed=seed)
+    market, regimes = simulate(params, n_days=int(round(years * TRADING_DAYS_PER_YEAR)) + 1, seed=seed)
+    return market, params, regimes
+
+
+def write_synthetic(path: str | Path, *, seed: int, years: float, n_assets: int, n_regimes: int) -> tuple[MarketData, dict]:
+    """Write ``path`` (CSV) and ``path.params.json`` (true law, regime path, oracle)."""
+    from envs.oracle import oracle_report  # the oracle is a consumer of params; import here keeps modules one-way
+
+    market, params, regimes = default_market(seed=seed, years=years, n_assets=n_assets, n_regimes=n_regimes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    market.to_csv(path)
+    record = {
+        "seed": seed,
+        "years": years,
+        "model": "Markov regime-switching multivariate lognormal; regime at close t draws the return t -> t+1",
+        **params.to_json(),
+        "oracle": oracle_report(params),
+        "regime_path": regimes.tolist(),
+    }
+    params_path(path).write_text(json.dumps(record, indent=1))
+    return market, record
+
+
+def params_path(csv_path: str | Path) -> Path:
+    """The ``FILE.params.json`` beside a synthetic ``FILE.csv``."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + ".params.json")
+
+
+def load_params(csv_path: str | Path) -> tuple[MarketParams, np.ndarray] | None:
+    """True law and regime path of a synthetic CSV, or ``None`` for a CSV without ``.params.json``."""
+    path = params_path(csv_path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return MarketParams.from_json(data), np.asarray(data["regime_path"], dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Classical baselines, performance metrics and backtests."""

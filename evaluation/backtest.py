@@ -1,0 +1,151 @@
+"""Backtests: play any strategy over a split, through ``PortfolioEnv``, so costs and returns are the env's own.
+
+Every strategy in one comparison runs on the same return days with the same cost model, from the same initial
+book (equal weights, wealth 1); ``run_all`` checks the dates match.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+import numpy as np
+import pandas as pd
+
+from envs.config import EnvConfig, parse_config
+from envs.market import TRADING_DAYS_PER_YEAR, MarketData
+from envs.portfolio_env import PortfolioEnv
+from evaluation import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class History:
+    """What a strategy may see at the close of decision day ``t``.
+
+    :param closes: ``(t+1, K)`` closes up to and including day ``t`` (read-only).
+    :param held: ``(K,)`` weights held after the day's drift.
+    :param observation: the env's observation at ``t``.
+    """
+
+    closes: np.ndarray
+    held: np.ndarray
+    observation: np.ndarray
+
+
+class Strategy(Protocol):
+    name: str
+    rebalance_every_days: int
+
+    def weights(self, history: History) -> np.ndarray: ...
+
+
+@dataclass
+class PolicyStrategy:
+    """Wrap a policy ``observation -> weights`` (e.g. an exported RL agent) as a daily-trading strategy."""
+
+    name: str
+    policy: Callable[[np.ndarray], np.ndarray]
+    rebalance_every_days: int = 1
+
+    def weights(self, history: History) -> np.ndarray:
+        return self.policy(history.observation)
+
+
+@dataclass
+class BacktestResult:
+    """Daily series of one strategy over ``N`` return days.
+
+    ``returns`` are net simple returns, ``weights`` ``(N, K)`` the targets traded to at each decision,
+    ``turnover`` and ``costs`` per day, ``wealth`` after each day.
+    """
+
+    name: str
+    dates: np.ndarray
+    returns: np.ndarray
+    weights: np.ndarray
+    turnover: np.ndarray
+    costs: np.ndarray
+    wealth: np.ndarray
+    assets: tuple[str, ...] = ()
+    rf_daily: np.ndarray | float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_growth(self) -> np.ndarray:
+        return np.log1p(self.returns)
+
+    def metrics(self) -> dict[str, float]:
+        return metrics.summary(self.returns, self.turnover, self.costs, self.rf_daily)
+
+
+def evaluation_env(env_config: EnvConfig | Mapping[str, Any], split: str, market: MarketData | None = None) -> PortfolioEnv:
+    """A deterministic env that walks the whole ``split`` once (no random start, no truncation)."""
+    config = parse_config(EnvConfig, env_config, where="env_config")
+    config = config.model_copy(update={"split": split, "random_start": False, "episode_days": None})
+    return PortfolioEnv(config, market=market)
+
+
+def _check_weights(name: str, weights: np.ndarray, n_assets: int, day: Any) -> np.ndarray:
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_assets,) or not np.isfinite(weights).all():
+        raise ValueError(f"strategy '{name}' on {day}: weights must be {n_assets} finite numbers, got {weights!r}")
+    if (weights < -1e-9).any() or abs(weights.sum() - 1.0) > 1e-6:
+        raise ValueError(f"strategy '{name}' on {day}: weights must be non-negative and sum to 1, got {weights!r}")
+    weights = np.clip(weights, 0.0, None)
+    return weights / weights.sum()
+
+
+def run_backtest(strategy: Strategy, env: PortfolioEnv) -> BacktestResult:
+    """Play ``strategy`` over ``env``'s whole split. ``env`` must come from ``evaluation_env``."""
+    observation, _ = env.reset(seed=0)
+    n_steps, n_assets = env.n_steps, len(env.assets)
+    returns = np.empty(n_steps)
+    turnover = np.empty(n_steps)
+    costs = np.empty(n_steps)
+    wealth = np.empty(n_steps)
+    weights = np.empty((n_steps, n_assets))
+    for i in range(n_steps):
+        if i % strategy.rebalance_every_days == 0:
+            decided = strategy.weights(History(env.history(), env.weights, observation))
+            target = _check_weights(strategy.name, decided, n_assets, env.market.dates[env.day])
+        else:
+            target = np.array(env.weights)
+        observation, _, terminated, _, info = env.step_weights(target)
+        returns[i], turnover[i], costs[i], wealth[i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
+        weights[i] = target
+    if not terminated:
+        raise RuntimeError(f"backtest of '{strategy.name}' ended before the split did")
+    split = env.split
+    rf_column = env.config.data.rf_column
+    rf_daily = env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
+    return BacktestResult(
+        name=strategy.name,
+        dates=env.market.dates[split.first : split.last + 1],
+        returns=returns,
+        weights=weights,
+        turnover=turnover,
+        costs=costs,
+        wealth=wealth,
+        assets=env.assets,
+        rf_daily=rf_daily,
+    )
+
+
+def run_all(strategies: Iterable[Strategy], env: PortfolioEnv) -> dict[str, BacktestResult]:
+    """Backtest every strategy on the same env; all results share the same return days."""
+    results: dict[str, BacktestResult] = {}
+    for strategy in strategies:
+        log.info("backtesting %s on %s (%d days)", strategy.name, env.config.split, env.n_steps)
+        result = run_backtest(strategy, env)
+        if results and not np.array_equal(result.dates, next(iter(results.values())).dates):
+            raise RuntimeError(f"strategy '{strategy.name}' was backtested on different dates")
+        results[strategy.name] = result
+    return results
+
+
+def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
+    """One row per strategy, one column per metric."""
+    return pd.DataFrame({name: result.metrics() for name, result in results.items()}).T

@@ -1,0 +1,206 @@
+"""Classical baselines. Each decides from prices up to the decision day only, and trades under the same costs.
+
+Interface (shared with RL policies wrapped by ``evaluation.backtest.PolicyStrategy``): a strategy has a ``name``,
+a ``rebalance_every_days`` schedule and ``weights(history) -> (K,) np.ndarray`` where ``history`` is an
+``evaluation.backtest.History`` (closes up to and including day ``t``, weights held, the env's observation).
+
+Estimated baselines fit on the last ``lookback_days`` daily returns. Mean-variance, minimum variance and risk parity
+use skfolio (``MeanRisk``, ``RiskBudgeting``); the growth-optimal mix uses the same solver as the oracle
+(``envs.oracle.growth_optimal_weights``) on estimated moments, so the two differ only in what they know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+from pydantic import Field
+
+from envs.config import FrozenConfig
+from envs.errors import ConfigError
+from envs.oracle import growth_optimal_weights
+from envs.synthetic import MarketParams
+
+if TYPE_CHECKING:
+    from evaluation.backtest import History
+
+
+class BaselinesConfig(FrozenConfig):
+    """Shared settings of the classical baselines (``configs/evaluation.yaml``, section ``baselines``)."""
+
+    lookback_days: int = Field(default=252, ge=20, description="estimation window of the estimated baselines")
+    rebalance_every_days: int = Field(default=21, ge=1, description="trading schedule of every baseline but buy-and-hold")
+    fixed_mix: dict[str, float] | None = Field(
+        default=None, description="asset -> weight of the fixed mix; default 60% first asset, 40% second"
+    )
+    include: tuple[str, ...] = Field(
+        default=("equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity", "growth_optimal")
+    )
+
+
+@dataclass
+class Baseline:
+    """Base class: subclasses implement ``weights``."""
+
+    name: str
+    rebalance_every_days: int = 21
+
+    def weights(self, history: "History") -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class EqualWeight(Baseline):
+    """``1/K`` in every asset, rebalanced on schedule."""
+
+    def weights(self, history: "History") -> np.ndarray:
+        n_assets = history.closes.shape[1]
+        return np.full(n_assets, 1.0 / n_assets)
+
+
+@dataclass
+class BuyAndHold(Baseline):
+    """Equal weights bought at the start (the env's initial book), then never traded."""
+
+    def weights(self, history: "History") -> np.ndarray:
+        return np.array(history.held, dtype=np.float64)
+
+
+@dataclass
+class FixedMix(Baseline):
+    """Constant target weights (e.g. 60/40), rebalanced on schedule."""
+
+    target: np.ndarray | None = None
+
+    def weights(self, history: "History") -> np.ndarray:
+        return self.target.copy()
+
+
+@dataclass
+class _Estimated(Baseline):
+    lookback_days: int = 252
+
+    def returns_window(self, history: "History") -> np.ndarray | None:
+        """``(L, K)`` simple daily returns of the last ``lookback_days`` days; ``None`` if fewer than ``2K + 2``."""
+        closes = history.closes[-(self.lookback_days + 1) :]
+        if closes.shape[0] < 2 * closes.shape[1] + 3:
+            return None
+        return closes[1:] / closes[:-1] - 1.0
+
+    def weights(self, history: "History") -> np.ndarray:
+        returns = self.returns_window(history)
+        if returns is None:  # not enough history yet: hold equal weights, as a practitioner would
+            return np.full(history.closes.shape[1], 1.0 / history.closes.shape[1])
+        weights = np.clip(np.asarray(self.fit(returns), dtype=np.float64), 0.0, None)
+        return weights / weights.sum()
+
+    def fit(self, returns: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class MinimumVariance(_Estimated):
+    """Long-only minimum variance (skfolio ``MeanRisk``, variance)."""
+
+    def fit(self, returns: np.ndarray) -> np.ndarray:
+        from skfolio.optimization import MeanRisk
+
+        return MeanRisk().fit(returns).weights_
+
+
+@dataclass
+class MeanVariance(_Estimated):
+    """Long-only maximum Sharpe ratio on sample moments (skfolio ``MeanRisk``, ``MAXIMIZE_RATIO``)."""
+
+    def fit(self, returns: np.ndarray) -> np.ndarray:
+        from skfolio.optimization import MeanRisk, ObjectiveFunction
+
+        return MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO).fit(returns).weights_
+
+
+@dataclass
+class RiskParity(_Estimated):
+    """Equal risk contribution under the sample covariance (skfolio ``RiskBudgeting``)."""
+
+    def fit(self, returns: np.ndarray) -> np.ndarray:
+        from skfolio.optimization import RiskBudgeting
+
+        return RiskBudgeting().fit(returns).weights_
+
+
+@dataclass
+class GrowthOptimal(_Estimated):
+    """Long-only multi-asset Kelly/Merton mix on estimated log-return moments (see ``envs.oracle``)."""
+
+    def fit(self, returns: np.ndarray) -> np.ndarray:
+        log_returns = np.log1p(returns)
+        return growth_optimal_weights(log_returns.mean(axis=0), np.cov(log_returns, rowvar=False))
+
+
+@dataclass
+class OracleConstantMix(Baseline):
+    """The true growth-optimal constant mix of a synthetic market (knows the law, not the path)."""
+
+    target: np.ndarray | None = None
+
+    def weights(self, history: "History") -> np.ndarray:
+        return self.target.copy()
+
+
+@dataclass
+class RegimeOracle(Baseline):
+    """Knows the synthetic market's regime at each close and holds that regime's growth-optimal mix."""
+
+    regime_weights: np.ndarray | None = None  # (R, K)
+    regime_path: np.ndarray | None = None  # (T,)
+
+    def weights(self, history: "History") -> np.ndarray:
+        return self.regime_weights[self.regime_path[history.closes.shape[0] - 1]].copy()
+
+
+def fixed_mix_weights(assets: Sequence[str], mix: Mapping[str, float] | None) -> np.ndarray:
+    """Weights of a fixed mix over ``assets``; default 60% first asset, 40% second (100% first if only one)."""
+    if mix is None:
+        mix = {assets[0]: 0.6, assets[1]: 0.4} if len(assets) > 1 else {assets[0]: 1.0}
+    unknown = sorted(set(mix) - set(assets))
+    if unknown:
+        raise ConfigError(f"baselines.fixed_mix: unknown asset(s) {unknown}; assets are {list(assets)}")
+    weights = np.array([float(mix.get(a, 0.0)) for a in assets])
+    if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+        raise ConfigError(f"baselines.fixed_mix: weights must be non-negative and sum to 1, got {dict(mix)}")
+    return weights
+
+
+def make_baselines(assets: Sequence[str], config: BaselinesConfig | None = None) -> list[Baseline]:
+    """The configured classical baselines, in report order."""
+    config = config or BaselinesConfig()
+    every, lookback = config.rebalance_every_days, config.lookback_days
+    factories = {
+        "equal_weight": lambda: EqualWeight("equal_weight", every),
+        "buy_and_hold": lambda: BuyAndHold("buy_and_hold", 1),
+        "fixed_mix": lambda: FixedMix("fixed_mix", every, fixed_mix_weights(assets, config.fixed_mix)),
+        "min_variance": lambda: MinimumVariance("min_variance", every, lookback),
+        "mean_variance": lambda: MeanVariance("mean_variance", every, lookback),
+        "risk_parity": lambda: RiskParity("risk_parity", every, lookback),
+        "growth_optimal": lambda: GrowthOptimal("growth_optimal", every, lookback),
+    }
+    unknown = [name for name in config.include if name not in factories]
+    if unknown:
+        raise ConfigError(f"baselines.include: unknown baseline(s) {unknown}; choose from {list(factories)}")
+    return [factories[name]() for name in config.include]
+
+
+def make_oracles(params: MarketParams, regime_path: np.ndarray, rebalance_every_days: int = 21) -> list[Baseline]:
+    """The two oracles of a synthetic market.
+
+    The true constant mix trades on the baselines' schedule (its optimum needs no timing); the regime-aware mix
+    trades daily, since it must follow regime changes as they happen.
+    """
+    from envs.oracle import oracle_weights
+
+    regime_weights = np.stack([growth_optimal_weights(params.mu[r], params.cov[r]) for r in range(len(params.regimes))])
+    return [
+        OracleConstantMix("oracle_constant_mix", rebalance_every_days, oracle_weights(params)),
+        RegimeOracle("oracle_regime_aware", 1, regime_weights, regime_path),
+    ]
