@@ -98,7 +98,8 @@ def frame_from_download(frame: pd.DataFrame) -> pd.DataFrame:
 
     Accepts the multi-index column layout (``("Close", ticker)``) and the single-ticker flat layout. Days where
     every ticker is missing are dropped (exchange holidays); days where some are missing stay as gaps, which the
-    loader forward-fills up to its limit (crypto trades on weekends, equities do not).
+    loader forward-fills up to its limit (crypto trades on weekends, equities do not). Days before the first day on
+    which every ticker has a close are dropped, since there is no earlier close to fill them from.
     """
     if isinstance(frame.columns, pd.MultiIndex):
         level = 0 if "Close" in frame.columns.get_level_values(0) else 1
@@ -110,6 +111,14 @@ def frame_from_download(frame: pd.DataFrame) -> pd.DataFrame:
     closes = closes.dropna(how="all")
     if closes.empty:
         raise DataError("downloaded frame has no prices")
+    # The loader cannot forward-fill a gap on the first day (that would need a later price), so start on the first
+    # day every ticker has a close (e.g. the start date is a weekend that only crypto trades on, or a ticker listed later).
+    complete = closes.notna().all(axis=1).to_numpy()
+    if not complete.any():
+        never = [str(c) for c in closes.columns if closes[c].isna().all()]
+        detail = f"; no prices at all for {never}" if never else ""
+        raise DataError(f"downloaded frame has no day on which every ticker has a price{detail}")
+    closes = closes.iloc[int(complete.argmax()) :]
     out = closes.copy()
     out.columns = [str(c) for c in out.columns]
     out.index = pd.to_datetime(out.index).tz_localize(None) if getattr(out.index, "tz", None) else pd.to_datetime(out.index)

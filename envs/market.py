@@ -108,14 +108,18 @@ def load_csv(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # Blank lines are kept (and rejected as a missing date), so row numbers always match the file's lines.
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False)
+        # pandas renames a repeated name ('SPY', 'SPY' -> 'SPY', 'SPY.1'), so repeats are checked on the header itself.
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
     raw.columns = [str(c).strip() for c in raw.columns]
+    header_names = pd.Index([str(c).strip() for c in header])
 
     if "date" not in raw.columns:
         raise DataError(f"{path}: no 'date' column (columns are {list(raw.columns)})")
-    duplicated = raw.columns[raw.columns.duplicated()].tolist()
+    duplicated = header_names[header_names.duplicated()].tolist()
     if duplicated:
         raise DataError(f"{path}: duplicate column(s) {duplicated}")
     for name in extra_columns:
@@ -150,7 +154,10 @@ def _parse_dates(path: Path, column: pd.Series) -> np.ndarray:
     for row, text in enumerate(stripped):
         if text == "":
             raise DataError(f"{path}: row {_line(row)}, column 'date': missing date")
-    parsed = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    # The calendar day is the first ten characters as written: a time or UTC offset after it must not move the
+    # close to another day (converting '2020-01-01T00:00+05:00' to UTC would).
+    well_formed = stripped.str.fullmatch(r"\d{4}-\d{2}-\d{2}([ T].*)?")
+    parsed = pd.to_datetime(stripped.str.slice(0, 10).where(well_formed), format="%Y-%m-%d", errors="coerce")
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         row = int(bad[0])

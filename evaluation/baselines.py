@@ -111,11 +111,17 @@ class MinimumVariance(_Estimated):
 
 @dataclass
 class MeanVariance(_Estimated):
-    """Long-only maximum Sharpe ratio on sample moments (skfolio ``MeanRisk``, ``MAXIMIZE_RATIO``)."""
+    """Long-only maximum Sharpe ratio on sample moments (skfolio ``MeanRisk``, ``MAXIMIZE_RATIO``).
+
+    When no asset's mean return in the window is positive the maximum Sharpe ratio does not exist (skfolio refuses
+    it); the strategy then holds the minimum-variance portfolio, the low-risk end of the same efficient frontier.
+    """
 
     def fit(self, returns: np.ndarray) -> np.ndarray:
         from skfolio.optimization import MeanRisk, ObjectiveFunction
 
+        if returns.mean(axis=0).max() <= 0.0:
+            return MeanRisk().fit(returns).weights_
         return MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO).fit(returns).weights_
 
 
