@@ -1,7 +1,9 @@
 """Action adapters: from an agent's action to long-only portfolio weights that sum to 1.
 
 Continuous actions live in ``[-1, 1]^K`` (bounded, as SAC's squashed Gaussian needs) and map to weights by a
-softmax of ``scale * action`` or by clip-and-normalise. Discrete actions index a fixed grid on the simplex, so a
+softmax of ``scale * action``, by clip-and-normalise, or relative to the weights held
+(``softmax_delta``: ``softmax(log(held + 1e-4) + scale * action)``, so the zero action means "hold" and exploration
+noise means small trades rather than a new random portfolio every day, which costs would punish). Discrete actions index a fixed grid on the simplex, so a
 DQN agent can hold any mix of every asset at the grid's resolution, not just one asset at a time.
 """
 
@@ -40,6 +42,20 @@ def softmax_weights(action: np.ndarray, scale: float, out: np.ndarray) -> np.nda
     return out
 
 
+def softmax_delta_weights(action: np.ndarray, held: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
+    """``out = softmax(log(held + 1e-4) + scale * clip(action, -1, 1))``, computed in place."""
+    np.clip(action, -1.0, 1.0, out=out)
+    out *= scale
+    out += np.log(held + HOLD_FLOOR)
+    out -= out.max()
+    np.exp(out, out=out)
+    out /= out.sum()
+    return out
+
+
+HOLD_FLOOR = 1e-4  # keeps log(held) finite, so an asset at zero weight can be bought back
+
+
 def clip_weights(action: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out = clip(action, 0, 1) / sum``; an all-zero action means equal weights."""
     np.clip(action, 0.0, 1.0, out=out)
@@ -51,10 +67,55 @@ def clip_weights(action: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def weights_to_action(weights: np.ndarray, mode: str, scale: float) -> np.ndarray:
-    """An action that maps back to (approximately, for softmax) ``weights``; for tests and warm starts."""
-    if mode == "clip":
-        return np.asarray(weights, dtype=np.float32)
-    logits = np.log(np.clip(weights, 1e-6, None))
-    logits -= logits.mean()
-    return np.clip(logits / scale, -1.0, 1.0).astype(np.float32)
+
+
+class ActionMap:
+    """Action -> weights for one env configuration; the env, validation, export and serving all use this.
+
+    :param mode: ``"continuous"`` or ``"discrete"``.
+    :param n_assets: ``K``.
+    :param grid_steps: discrete resolution (weights in multiples of ``1/grid_steps``).
+    :param continuous_map: ``"softmax"``, ``"softmax_delta"`` or ``"clip"``.
+    :param softmax_scale: logits are ``softmax_scale * action``.
+    """
+
+    def __init__(self, mode: str, n_assets: int, grid_steps: int = 4, continuous_map: str = "softmax", softmax_scale: float = 3.0) -> None:
+        self.mode = mode
+        self.n_assets = n_assets
+        self.continuous_map = continuous_map
+        self.softmax_scale = softmax_scale
+        self.grid = simplex_grid(n_assets, grid_steps) if mode == "discrete" else None
+        self._out = np.empty(n_assets)
+
+    @classmethod
+    def from_config(cls, config, n_assets: int) -> "ActionMap":
+        """From an ``envs.config.EnvConfig``."""
+        return cls(config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale)
+
+    def space(self):
+        import gymnasium as gym
+
+        if self.grid is not None:
+            return gym.spaces.Discrete(len(self.grid))
+        return gym.spaces.Box(-1.0, 1.0, shape=(self.n_assets,), dtype=np.float32)
+
+    def __call__(self, action, held: np.ndarray | None = None) -> np.ndarray:
+        """Weights for ``action`` given the weights ``held`` now (needed by ``softmax_delta`` only).
+
+        Returns a view of an internal buffer or of the grid: copy it to keep it.
+        """
+        if self.grid is not None:
+            index = int(action)
+            if not 0 <= index < len(self.grid):
+                raise ValueError(f"action {index} is outside Discrete({len(self.grid)})")
+            return self.grid[index]
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self._out.shape or not np.isfinite(action).all():
+            raise ValueError(f"action must be {self.n_assets} finite numbers, got {action!r}")
+        if self.continuous_map == "softmax":
+            return softmax_weights(action, self.softmax_scale, self._out)
+        if self.continuous_map == "softmax_delta":
+            if held is None:
+                raise ValueError("softmax_delta actions need the weights held")
+            return softmax_delta_weights(action, held, self.softmax_scale, self._out)
+        return clip_weights(action, self._out)

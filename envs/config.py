@@ -56,8 +56,8 @@ class EnvConfig(FrozenConfig):
     vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
     action_mode: Literal["continuous", "discrete"] = "continuous"
-    continuous_map: Literal["softmax", "clip"] = "softmax"
-    softmax_scale: float = Field(default=3.0, gt=0.0, description="logits = scale * action, action in [-1, 1]")
+    continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"
+    softmax_scale: float = Field(default=3.0, gt=0.0, description="logits (or their change) = scale * action, action in [-1, 1]")
     grid_steps: int = Field(default=4, ge=1, le=100, description="discrete weights are multiples of 1/grid_steps")
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
     reward: Literal["log_growth", "differential_sharpe", "mean_variance"] = "log_growth"

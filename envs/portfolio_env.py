@@ -9,7 +9,7 @@ observation at ``t`` can never depend on a price after ``t`` (tested by perturbi
 
 | Observation | ``Box(-inf, inf, (W*K + K + E + K,), float32)``; layout in ``envs.features`` (percent log returns of the last ``W`` days, rolling volatility in percent per day, extras, current weights) |
 |---|---|
-| Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)`` or ``clip(a, 0, 1)/sum`` |
+| Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)``, ``softmax(log(held) + softmax_scale * a)`` (``softmax_delta``: zero action = hold) or ``clip(a, 0, 1)/sum`` |
 | Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions) |
 | Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
 | Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day |
@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.accounting import rebalance
-from envs.actions import clip_weights, simplex_grid, softmax_weights
+from envs.actions import ActionMap
 from envs.config import EnvConfig, parse_config
 from envs.data import load_market
 from envs.errors import ConfigError, DataError
@@ -84,16 +84,12 @@ class PortfolioEnv(gym.Env):
 
         obs_size = observation_size(n_assets, cfg.window_days, len(extras_names))
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
-        if cfg.action_mode == "discrete":
-            self.grid = simplex_grid(n_assets, cfg.grid_steps)
-            self.action_space = gym.spaces.Discrete(len(self.grid))
-        else:
-            self.grid = None
-            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_assets,), dtype=np.float32)
+        self.action_map = ActionMap.from_config(cfg, n_assets)
+        self.grid = self.action_map.grid
+        self.action_space = self.action_map.space()
 
         self._cost_rate = cfg.cost_bps / 10_000.0
         self._weights = np.full(n_assets, 1.0 / n_assets)
-        self._target = np.empty(n_assets)
         self._scratch = np.empty(n_assets)
         self._obs = np.empty(obs_size, dtype=np.float32)
         self._step_index = 0
@@ -128,18 +124,7 @@ class PortfolioEnv(gym.Env):
 
     def action_to_weights(self, action: Any) -> np.ndarray:
         """Target weights for an action (a view of an internal buffer: copy it to keep it)."""
-        cfg = self.config
-        if self.grid is not None:
-            index = int(action)
-            if not 0 <= index < len(self.grid):
-                raise ValueError(f"action {index} is outside Discrete({len(self.grid)})")
-            return self.grid[index]
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self._target.shape or not np.isfinite(action).all():
-            raise ValueError(f"action must be {self._target.shape[0]} finite numbers, got {action!r}")
-        if cfg.continuous_map == "softmax":
-            return softmax_weights(action, cfg.softmax_scale, self._target)
-        return clip_weights(action, self._target)
+        return self.action_map(action, self._weights)
 
     def step_weights(self, target: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Rebalance to ``target`` weights (``(K,)``, non-negative, sum 1) and advance one day."""
