@@ -1,0 +1,84 @@
+"""RLlib ``AlgorithmConfig`` builders: the only place algorithm configs are made (new API stack, torch).
+
+One small function per algorithm adds what is specific to it; ``build_algorithm_config`` does the shared part
+(env, resources, model, seed, validation callback). Unknown hyperparameters raise ``ConfigError`` before Ray starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+from envs import ENV_ID
+from envs.errors import ConfigError
+from training.config import TrainConfig
+
+
+def _algorithm_config_class(algo: str) -> type[AlgorithmConfig]:
+    if algo == "ppo":
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        return PPOConfig
+    if algo == "sac":
+        from ray.rllib.algorithms.sac import SACConfig
+
+        return SACConfig
+    if algo == "dqn":
+        from ray.rllib.algorithms.dqn import DQNConfig
+
+        return DQNConfig
+    raise ConfigError(f"unknown algorithm '{algo}'")
+
+
+def _check_hyperparameters(config_class: type[AlgorithmConfig], algo: str, hyperparameters: dict[str, Any]) -> None:
+    accepted: set[str] = set()
+    for klass in config_class.__mro__:
+        training = klass.__dict__.get("training")
+        if training is not None:
+            accepted |= set(inspect.signature(training).parameters) - {"self", "kwargs"}
+    unknown = sorted(set(hyperparameters) - accepted)
+    if unknown:
+        raise ConfigError(f"hyperparameters: {unknown} not accepted by {config_class.__name__}.training()")
+
+
+def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, per_trial: bool = False) -> AlgorithmConfig:
+    """The RLlib config for ``config`` (not built into an algorithm; no Ray needed).
+
+    :param run_dir: where the validation callback keeps the best module; default the algorithm's log dir.
+    :param per_trial: Tune sweeps: one sub-folder of ``run_dir`` per trial.
+    """
+    from training.validation import ValidationCallback, with_run_dir
+
+    config_class = _algorithm_config_class(config.algo)
+    _check_hyperparameters(config_class, config.algo, config.hyperparameters)
+    res = config.resources
+    algo_config = (
+        config_class()
+        .environment(ENV_ID, env_config=config.env.model_dump(mode="json"))
+        .framework("torch")
+        .env_runners(
+            num_env_runners=res.num_env_runners,
+            num_envs_per_env_runner=res.num_envs_per_env_runner,
+            num_cpus_per_env_runner=res.num_cpus_per_env_runner,
+            rollout_fragment_length=res.rollout_fragment_length,
+        )
+        .learners(
+            num_learners=res.num_learners,
+            num_gpus_per_learner=res.num_gpus_per_learner,
+            num_cpus_per_learner=res.num_cpus_per_learner,
+        )
+        .rl_module(model_config={"fcnet_hiddens": list(config.model.hidden), "fcnet_activation": config.model.activation})
+        .callbacks(with_run_dir(run_dir, per_trial=per_trial) if run_dir else ValidationCallback)
+        .debugging(seed=config.seed, log_level="WARN")
+        .reporting(min_sample_timesteps_per_iteration=1000 if config.algo in ("dqn", "sac") else 0)
+    )
+    if config.algo in ("dqn", "sac"):
+        # Replay-based learners report every 1,000 env steps; PPO reports every train batch.
+        algo_config = algo_config.reporting(min_time_s_per_iteration=0)
+    try:
+        algo_config = algo_config.training(**config.hyperparameters)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"hyperparameters: {exc}") from None
+    return algo_config

@@ -1,0 +1,103 @@
+"""Training configuration: one YAML per algorithm (``configs/{dqn,sac,ppo}.yaml``) over the shared env YAML.
+
+Resolution order for the env config: ``configs/env.yaml`` (or ``env_config_path``) < the algorithm YAML's ``env``
+section < command-line overrides (``--data``). The result is validated once into ``TrainConfig``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import Field, field_validator, model_validator
+
+from envs.config import EnvConfig, FrozenConfig, load_yaml, parse_config
+from envs.errors import ConfigError
+
+ALGORITHMS = ("dqn", "sac", "ppo")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+VALIDATION_METRIC = "validation/log_growth"  # mean daily log growth net of costs on the validation split
+
+
+class ModelConfig(FrozenConfig):
+    hidden: tuple[int, ...] = (64, 64)
+    activation: Literal["relu", "tanh", "silu"] = "tanh"
+
+
+class ResourcesConfig(FrozenConfig):
+    """Where the work runs. Locally: no remote env runners, learner in the driver process, no GPU."""
+
+    num_env_runners: int = Field(default=0, ge=0)
+    num_envs_per_env_runner: int = Field(default=1, ge=1)
+    num_cpus_per_env_runner: float = Field(default=1, gt=0)
+    rollout_fragment_length: int | Literal["auto"] = "auto"
+    num_learners: int = Field(default=0, ge=0)
+    num_gpus_per_learner: float = Field(default=0, ge=0)
+    num_cpus_per_learner: float | Literal["auto"] = "auto"
+    # CPUs Tune reserves per trial beyond the above (the driver-side learner); used by sweeps.
+    trial_cpus: float = Field(default=1, gt=0)
+
+
+class TrainConfig(FrozenConfig):
+    algo: Literal["dqn", "sac", "ppo"]
+    seed: int = 0
+    timesteps: int = Field(default=100_000, ge=1, description="env steps for a single run")
+    env: EnvConfig
+    model: ModelConfig = ModelConfig()
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="AlgorithmConfig.training(**...)")
+    resources: ResourcesConfig = ResourcesConfig()
+    checkpoint_every_iterations: int = Field(default=10, ge=1)
+
+    @field_validator("env")
+    @classmethod
+    def _training_split(cls, env: EnvConfig) -> EnvConfig:
+        if env.split != "train":
+            raise ValueError(f"training must use the train split, got split '{env.split}'")
+        return env
+
+    @model_validator(mode="after")
+    def _action_mode_fits_algo(self) -> "TrainConfig":
+        wanted = "discrete" if self.algo == "dqn" else "continuous"
+        if self.env.action_mode != wanted:
+            raise ValueError(f"env.action_mode: {self.algo.upper()} needs '{wanted}' actions, got '{self.env.action_mode}'")
+        return self
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_train_config(
+    algo: str, config_path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """Load ``configs/<algo>.yaml`` (or ``config_path``), merge the shared env YAML and ``overrides``, validate.
+
+    :raises ConfigError: unknown algorithm, missing or malformed YAML, or any invalid field (named).
+    """
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"--algo: unknown algorithm '{algo}'; choose from {', '.join(ALGORITHMS)}")
+    path = Path(config_path) if config_path else CONFIG_DIR / f"{algo}.yaml"
+    raw = load_yaml(path)
+    if raw.get("algo", algo) != algo:
+        raise ConfigError(f"{path}: algo is '{raw['algo']}' but --algo is '{algo}'")
+    env_path = raw.pop("env_config_path", None)
+    env_path = (path.parent / env_path) if env_path else CONFIG_DIR / "env.yaml"
+    env = _deep_merge(load_yaml(env_path), raw.get("env") or {})
+    merged = _deep_merge({**raw, "algo": algo, "env": env}, overrides or {})
+    return parse_config(TrainConfig, merged, where=str(path))
+
+
+def env_overrides(data: str | None = None) -> dict[str, Any]:
+    """Command-line overrides shared by train and sweep."""
+    overrides: dict[str, Any] = {}
+    if data is not None:
+        if not Path(data).is_file():
+            raise ConfigError(f"--data: {data}: no such file")
+        overrides["env"] = {"data": {"path": str(Path(data).resolve())}}
+    return overrides

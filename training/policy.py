@@ -1,0 +1,52 @@
+"""Deterministic inference of a trained RLlib module: observation -> action -> portfolio weights.
+
+Used by the validation callback (in-memory module), by backtests and by the server (exported module). Needs no
+Ray cluster: an ``RLModule`` is a torch module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from envs.actions import ActionMap
+
+
+class Policy:
+    """Wraps an RLlib ``RLModule`` and the env's ``ActionMap``.
+
+    :param module: a new-API-stack ``RLModule`` (DQN returns ``actions``; PPO and SAC return distribution inputs,
+        whose deterministic action is taken).
+    :param action_map: maps actions to weights exactly as the env does.
+    """
+
+    def __init__(self, module, action_map: ActionMap) -> None:
+        self.module = module
+        self.action_map = action_map
+        self._dist_cls = None
+
+    @torch.no_grad()
+    def actions(self, observations: np.ndarray) -> np.ndarray:
+        """``(N, F)`` observations -> ``(N,)`` discrete or ``(N, K)`` continuous deterministic actions."""
+        obs = torch.as_tensor(np.asarray(observations, dtype=np.float32))
+        out = self.module.forward_inference({"obs": obs})
+        if "actions" in out:
+            return out["actions"].cpu().numpy()
+        if self._dist_cls is None:
+            self._dist_cls = self.module.get_inference_action_dist_cls()
+        dist = self._dist_cls.from_logits(out["action_dist_inputs"])
+        return dist.to_deterministic().sample().cpu().numpy()
+
+    def weights(self, observation: np.ndarray) -> np.ndarray:
+        """One ``(F,)`` observation -> ``(K,)`` weights (a new array).
+
+        The held weights, which relative action maps need, are the observation's last ``K`` entries.
+        """
+        return self.weights_batch(observation[None, :])[0]
+
+    def weights_batch(self, observations: np.ndarray) -> np.ndarray:
+        """``(N, F)`` observations -> ``(N, K)`` weights."""
+        observations = np.asarray(observations, dtype=np.float32)
+        n_assets = self.action_map.n_assets
+        held = observations[:, -n_assets:].astype(np.float64)
+        return np.stack([np.array(self.action_map(a, h), dtype=np.float64) for a, h in zip(self.actions(observations), held)])
