@@ -1,14 +1,18 @@
 """``make demo``: the main job, end to end, on the built-in synthetic market.
 
 1. Write the default synthetic market (``data/synthetic.csv`` + true parameters) and validate it.
-2. Backtest every classical baseline and both oracles on the test split, costs on, and print the table.
+2. Backtest every classical baseline and both oracles on the test split, costs on.
+3. Sweep DQN, SAC and PPO with Ray Tune (``configs/sweep.yaml``: ASHA, MLflow, TensorBoard) and export the best
+   policy per algorithm to ``models/``.
+4. Play the exported agents on the same test days and print them beside the baselines and the oracles.
 
-Progress goes to stderr, results to stdout.
+Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agents already in ``models/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -19,8 +23,8 @@ import pandas as pd
 
 from envs.config import EnvConfig, load_yaml, parse_config
 from envs.data import main as data_main
-from envs.synthetic import load_params
-from evaluation.backtest import evaluation_env, metrics_table, run_all
+from envs.synthetic import load_params, params_path
+from evaluation.backtest import PolicyStrategy, evaluation_env, metrics_table, run_all
 from evaluation.baselines import BaselinesConfig, make_baselines, make_oracles
 
 log = logging.getLogger("demo")
@@ -30,39 +34,87 @@ def step(message: str) -> None:
     print(f"\n==> {message}", file=sys.stderr, flush=True)
 
 
+def print_table(title: str, table: pd.DataFrame) -> None:
+    print(f"\n{title}")
+    with pd.option_context("display.width", 220, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
+        print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data/synthetic.csv", help="where to write the synthetic market")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sweep-config", default="configs/sweep.yaml")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--skip-training", action="store_true", help="reuse the agents already exported to --models")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     started = time.perf_counter()
 
-    step(f"1/2 synthetic market -> {args.data}")
+    step(f"1/4 synthetic market -> {args.data}")
     if data_main(["synth", "--out", args.data, "--seed", str(args.seed)]) != 0:
         return 1
     if data_main(["validate", args.data]) != 0:
         return 1
 
-    step("2/2 classical baselines and oracles on the test split (10 bps costs)")
+    step("2/4 classical baselines and oracles on the test split (costs on)")
     env_config = parse_config(EnvConfig, load_yaml("configs/env.yaml"), where="configs/env.yaml")
-    env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": args.data})})
-    baselines_config = parse_config(BaselinesConfig, load_yaml("configs/evaluation.yaml").get("baselines"), where="configs/evaluation.yaml: baselines")
+    env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": str(Path(args.data).resolve())})})
+    baselines_config = parse_config(
+        BaselinesConfig, load_yaml("configs/evaluation.yaml").get("baselines"), where="configs/evaluation.yaml: baselines"
+    )
     env = evaluation_env(env_config, "test")
     params, regime_path = load_params(args.data)
     strategies = make_baselines(env.assets, baselines_config) + make_oracles(params, regime_path, baselines_config.rebalance_every_days)
-    results = run_all(strategies, env)
-    table = metrics_table(results)
-    dates = next(iter(results.values())).dates
-    print(f"\nTest split {dates[0]} .. {dates[-1]} ({len(dates)} trading days), costs {env_config.cost_bps:g} bps:")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(table)
-    oracle = json.loads(Path(args.data).with_name(Path(args.data).stem + ".params.json").read_text())["oracle"]
+    baseline_results = run_all(strategies, env)
+    dates = next(iter(baseline_results.values())).dates
+    print_table(
+        f"Test split {dates[0]} .. {dates[-1]} ({len(dates)} trading days), costs {env_config.cost_bps:g} bps:",
+        metrics_table(baseline_results),
+    )
+
+    if not args.skip_training:
+        step(f"3/4 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
+        from training.sweep import main as sweep_main
+
+        name = f"demo-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        code = sweep_main(["--config", args.sweep_config, "--data", args.data, "--name", name])
+        import ray
+
+        ray.shutdown()
+        if code != 0:
+            print("error: the sweep failed; see the messages above", file=sys.stderr)
+            return code
+
+    step("4/4 exported agents on the same test days")
+    from training.export import load_policy
+
+    agent_dirs = sorted(p.parent for p in Path(args.models).glob("*/metadata.json") if not p.parent.name.startswith("."))
+    if not agent_dirs:
+        print(f"error: no exported agents in {args.models}/", file=sys.stderr)
+        return 1
+    agent_results = {}
+    for agent_dir in agent_dirs:
+        policy, meta = load_policy(agent_dir)
+        agent_env = evaluation_env(meta["env_config"], "test")
+        agent_results.update(run_all([PolicyStrategy(agent_dir.name, policy.weights)], agent_env))
+    for name, result in agent_results.items():
+        if not (result.dates == dates).all():
+            raise RuntimeError(f"agent {name} was tested on different days")
+    print_table(
+        f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:",
+        metrics_table({**agent_results, **baseline_results}),
+    )
+    oracle = json.loads(params_path(args.data).read_text())["oracle"]
     print(
         "\nTrue law (expected daily log growth, before costs): "
         f"oracle constant mix {oracle['constant_mix']['daily_log_growth']:.6f} "
         f"{oracle['constant_mix']['weights']}, regime-aware oracle {oracle['regime_aware_daily_log_growth']:.6f}, "
         f"equal weight {oracle['equal_weight_daily_log_growth']:.6f}"
+    )
+    print(
+        "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
+        "`python benchmarks/policy_quality.py`."
     )
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0

@@ -51,7 +51,9 @@ class EnvConfig(FrozenConfig):
     """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
 
     data: DataConfig = DataConfig()
-    split: Literal["train", "validation", "test"] = "train"
+    split: Literal["train", "validation", "test", "all"] = Field(
+        default="train", description="'all' = every day after the warm-up, for data never used in training"
+    )
     window_days: int = Field(default=20, ge=1, le=1000, description="days of past log returns observed per asset")
     vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")

@@ -247,7 +247,7 @@ def split_market(
     validation_end: str | float = 0.85,
     warmup_days: int = 0,
 ) -> dict[str, Split]:
-    """Train / validation / test split by date.
+    """Train / validation / test split by date, plus ``all`` (every return day, for data never used in training).
 
     :param train_end: last train day, as an ISO date or a fraction of the usable days.
     :param validation_end: last validation day, same form. Test runs to the end of the data.
@@ -279,6 +279,8 @@ def split_market(
         "train": Split("train", first, train_last),
         "validation": Split("validation", train_last + 1, validation_last),
         "test": Split("test", validation_last + 1, last),
+        # Every return day: for data no model was fitted or selected on, e.g. fresh synthetic paths.
+        "all": Split("all", first, last),
     }
 
 

@@ -93,3 +93,59 @@ def write_csv(tmp_path: Path, price_rows: list[list[str]]) -> Callable[..., Path
         return path
 
     return write
+
+
+# -- training fixtures ---------------------------------------------------------------------------------------------
+
+FAST_ENV = {"window_days": 10, "vol_window_days": 20, "episode_days": 100}
+FAST_HYPERPARAMETERS = {
+    "ppo": {"train_batch_size_per_learner": 500, "minibatch_size": 250, "num_epochs": 2},
+    "sac": {"train_batch_size_per_learner": 64, "num_steps_sampled_before_learning_starts": 200},
+    "dqn": {"train_batch_size_per_learner": 64, "num_steps_sampled_before_learning_starts": 200},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    """A 6-year synthetic market written as a real CSV (+ .params.json), for training runs and CLIs."""
+    from envs.synthetic import write_synthetic
+
+    path = tmp_path_factory.mktemp("data") / "tiny.csv"
+    write_synthetic(path, seed=3, years=6, n_assets=4, n_regimes=3)
+    return path
+
+
+def fast_overrides(algo: str, data: Path, timesteps: int = 1000, **extra) -> dict:
+    """Config overrides that make a training run take seconds: small windows, batches and budgets."""
+    return {
+        "env": {**FAST_ENV, "data": {"path": str(data)}},
+        "hyperparameters": FAST_HYPERPARAMETERS[algo],
+        "timesteps": timesteps,
+        "model": {"hidden": [16, 16]},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A real local Ray instance (2 CPUs, token auth off) for one test module; shut down afterwards."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=free_port())
+    from envs import register_rllib
+
+    register_rllib()
+    yield ray
+    ray.shutdown()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

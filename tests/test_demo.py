@@ -21,11 +21,28 @@ STRATEGIES = (
 )
 
 
+def export_untrained_agent(data, models):
+    """An exported (untrained) PPO agent for the demo's data: the demo's agent table without minutes of training."""
+    from envs.config import EnvConfig
+    from envs.portfolio_env import PortfolioEnv
+    from tests.test_export import build_module, export
+
+    env = PortfolioEnv(EnvConfig(data={"path": str(data)}, continuous_map="softmax_delta", softmax_scale=1.0))
+    module = build_module(env, "ppo")
+    module.save_to_path(str(models.parent / "module"))
+    export(env, models.parent / "module", models, agent="ppo_untrained")
+
+
 def test_demo_writes_the_market_and_prints_every_strategy_on_the_test_split(repo_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(repo_root)  # the demo reads configs/*.yaml relative to the checkout, as `make demo` runs it
     data = tmp_path / "synthetic.csv"
+    models = tmp_path / "models"
+    from envs.synthetic import write_synthetic
 
-    assert demo.main(["--data", str(data), "--seed", "7"]) == 0
+    write_synthetic(data, seed=7, years=25, n_assets=4, n_regimes=3)
+    export_untrained_agent(data, models)
+
+    assert demo.main(["--data", str(data), "--seed", "7", "--skip-training", "--models", str(models)]) == 0
 
     out = capsys.readouterr().out
     assert load_csv(data).n_days == 25 * 252 + 1 and load_params(data) is not None
@@ -34,6 +51,9 @@ def test_demo_writes_the_market_and_prints_every_strategy_on_the_test_split(repo
     for name in STRATEGIES:
         assert f"\n{name} " in table, name
     assert "oracle constant mix" in table and "regime-aware oracle" in table
+    agents = out[out.index("Agents (selected on validation only)") :]
+    for name in ("ppo_untrained",) + STRATEGIES:
+        assert f"\n{name} " in agents, name
     decoder = json.JSONDecoder()
     synth, end = decoder.raw_decode(out)  # stdout opens with the synth and validate steps' JSON
     summary, _ = decoder.raw_decode(out, end + 1)

@@ -278,8 +278,9 @@ def test_splits_are_contiguous_and_cover_every_return_day_once(tiny, train_end, 
     assert validation.first == train.last + 1
     assert test.first == validation.last + 1
     assert test.last == tiny.market.n_days - 1
-    assert min(s.n_days for s in splits.values()) >= 1
-    assert sum(s.n_days for s in splits.values()) == tiny.market.n_days - 1 - warmup
+    assert min(s.n_days for s in (train, validation, test)) >= 1
+    assert train.n_days + validation.n_days + test.n_days == tiny.market.n_days - 1 - warmup
+    assert (splits["all"].first, splits["all"].last) == (train.first, test.last)
 
 
 def test_fraction_boundaries_split_the_usable_days(tiny):

@@ -192,11 +192,11 @@ def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path)
 def run_algo(sweep: SweepConfig, algo: str, base: TrainConfig, *, resume: bool) -> Any:
     """Run (or resume) one algorithm's Tune experiment; returns its ``ResultGrid``."""
     from ray import tune
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from training.algorithms import _algorithm_config_class
+    from training.tracking import CuratedMLflowLoggerCallback
 
     storage = Path(sweep.storage_path).resolve() / sweep.name
     experiment_dir = storage / algo
@@ -222,7 +222,9 @@ def run_algo(sweep: SweepConfig, algo: str, base: TrainConfig, *, resume: bool) 
             mode="max",
             num_samples=sweep.num_samples,
             max_concurrent_trials=sweep.max_concurrent_trials,
-            search_alg=BasicVariantGenerator(constant_grid_search=True, random_state=sweep.search_seed),
+            search_alg=BasicVariantGenerator(
+                constant_grid_search=True, random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent_trials
+            ),
             scheduler=ASHAScheduler(
                 time_attr=STEPS,
                 max_t=sweep.algos[algo].timesteps,
@@ -237,7 +239,14 @@ def run_algo(sweep: SweepConfig, algo: str, base: TrainConfig, *, resume: bool) 
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_frequency=sweep.checkpoint_every_iterations, checkpoint_at_end=True
             ),
-            callbacks=[MLflowLoggerCallback(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri), experiment_name=sweep.mlflow.experiment, tags={"sweep": sweep.name, "algo": algo})],
+            callbacks=[
+                CuratedMLflowLoggerCallback(
+                    tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri),
+                    experiment_name=sweep.mlflow.experiment,
+                    tags={"sweep": sweep.name, "algo": algo},
+                    param_keys=[k for k in search_keys if not k.startswith("env.")],
+                )
+            ],
             progress_reporter=reporter,
             verbose=1,
             failure_config=tune.FailureConfig(max_failures=1),
@@ -272,6 +281,7 @@ def summarize(result_grid: Any, sweep: SweepConfig, algo: str) -> dict[str, Any]
             "params": {k: (result.config["env_config"].get(k[4:]) if k.startswith("env.") else result.config.get(k)) for k in search_keys},
             "best_validation_log_growth": best,
             "env_steps": metrics.get(STEPS),
+            "seconds": metrics.get("time_total_s"),
             "iterations": metrics.get("training_iteration"),
         }
         trials.append(entry)
@@ -326,25 +336,30 @@ def export_best(summary: dict[str, Any], sweep: SweepConfig, algo: str, base: Tr
         source_checkpoint=str(trial_dir),
         seed=best["seed"],
         resolved_config=resolved,
-        extra={"sweep": {"name": sweep.name, "trial_id": best["trial_id"], "n_trials": summary["n_trials"], "params": best["params"]}},
+        extra={
+            "sweep": {"name": sweep.name, "trial_id": best["trial_id"], "n_trials": summary["n_trials"], "params": best["params"]},
+            "training": {
+                "env_steps": best["env_steps"],
+                "seconds": best["seconds"],
+                "env_steps_per_second": round(best["env_steps"] / best["seconds"], 1) if best["seconds"] else None,
+            },
+        },
     )
     _log_artifact(sweep, best["trial_id"], agent_dir)
     return str(agent_dir)
 
 
 def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri))
     experiment = client.get_experiment_by_name(sweep.mlflow.experiment)
     if experiment is None:
         return
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_name LIKE '%{trial_id}%'")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
     if runs:
         client.log_artifacts(runs[0].info.run_id, str(agent_dir), artifact_path="policy")
         client.set_tag(runs[0].info.run_id, "exported_to", str(agent_dir))
-    del mlflow
 
 
 def print_table(summary: dict[str, Any]) -> None:

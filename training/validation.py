@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,21 @@ def validate(policy: Policy, env) -> dict[str, float]:
     }
 
 
+def limit_torch_threads() -> None:
+    """Match torch's intra-op threads to the CPUs Ray gave this process.
+
+    Tune trial actors do not always inherit ``OMP_NUM_THREADS``; two SAC trials on two CPUs, each spinning a thread
+    per core, ran 10x slower than one trial alone (measured: 35 vs 350 env steps/s).
+    """
+    import ray
+    import torch
+
+    if ray.is_initialized():
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        if cpus:
+            torch.set_num_threads(max(1, int(cpus)))
+
+
 class ValidationCallback(RLlibCallback):
     """Adds ``result["validation"]`` every iteration and keeps the best module in ``<run dir>/best_module``.
 
@@ -49,6 +65,7 @@ class ValidationCallback(RLlibCallback):
     PER_TRIAL: bool = False
 
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs: Any) -> None:
+        limit_torch_threads()
         self._env = evaluation_env(dict(algorithm.config.env_config), "validation")
         self._dir: Path | None = None  # known only once Tune has set the trial id, at the first result
         self._best = -math.inf
@@ -69,6 +86,7 @@ class ValidationCallback(RLlibCallback):
         return self._dir
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs: Any) -> None:
+        started = time.perf_counter()
         run_dir = self._run_dir(algorithm)
         module = algorithm.get_module()
         metrics = validate(Policy(module, self._env.action_map), self._env)
@@ -86,7 +104,7 @@ class ValidationCallback(RLlibCallback):
             tmp.rename(target)
             record = {**metrics, "training_iteration": result.get("training_iteration"), "env_steps": result.get("num_env_steps_sampled_lifetime")}
             (run_dir / BEST_RECORD).write_text(json.dumps(record, indent=1))
-        result["validation"] = {**metrics, "best_log_growth": self._best}
+        result["validation"] = {**metrics, "best_log_growth": self._best, "seconds": time.perf_counter() - started}
 
 
 def with_run_dir(run_dir: str | Path, *, per_trial: bool = False) -> type[ValidationCallback]:

@@ -1,0 +1,129 @@
+"""training.sweep end to end on a real local Ray (subprocesses): MLflow, TensorBoard, export, kill and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import FAST_ENV, FAST_HYPERPARAMETERS, REPO_ROOT
+
+pytestmark = pytest.mark.ray
+
+
+def write_algo_config(tmp_path: Path, algo: str, data: Path) -> Path:
+    raw = yaml.safe_load((REPO_ROOT / "configs" / f"{algo}.yaml").read_text())
+    raw["env"] = {**raw.get("env", {}), **FAST_ENV, "data": {"path": str(data)}}
+    raw["hyperparameters"] = {**raw["hyperparameters"], **FAST_HYPERPARAMETERS[algo]}
+    raw["model"] = {"hidden": [16, 16]}
+    raw["env_config_path"] = str(REPO_ROOT / "configs" / "env.yaml")
+    path = tmp_path / f"{algo}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def write_sweep(tmp_path: Path, data: Path, *, algos: dict, num_samples: int, concurrent: int, seeds=(0,)) -> Path:
+    sweep = {
+        "name": "t",
+        "storage_path": str(tmp_path / "sweeps"),
+        "models_dir": str(tmp_path / "models"),
+        "num_samples": num_samples,
+        "seeds": list(seeds),
+        "max_concurrent_trials": concurrent,
+        "num_cpus": 2,
+        "checkpoint_every_iterations": 1,
+        "asha": {"grace_period_steps": 100_000},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+        "algos": {
+            algo: {"config": str(write_algo_config(tmp_path, algo, data)), "timesteps": steps, "search_space": {"lr": {"loguniform": [1e-4, 1e-3]}}}
+            for algo, steps in algos.items()
+        },
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def sweep_command(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "training.sweep", "--config", str(config), *extra]
+
+
+def run_env() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def test_sweep_tracks_every_trial_and_exports_the_best_per_algorithm(tmp_path, tiny_csv):
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000, "dqn": 400}, num_samples=1, concurrent=2, seeds=(0, 1))
+    done = subprocess.run(sweep_command(config), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    summary = json.loads((tmp_path / "sweeps" / "t" / "summary.json").read_text())
+    for algo in ("ppo", "dqn"):
+        result = summary["algos"][algo]
+        assert result["n_trials"] == 2
+        # One sampled configuration, repeated over two seeds: reported as one row with mean and spread.
+        assert len(result["configurations"]) == 1 and result["configurations"][0]["seeds"] == 2
+        assert result["configurations"][0]["std_validation_log_growth"] is not None
+        assert (tmp_path / "models" / algo / "metadata.json").is_file()
+        meta = json.loads((tmp_path / "models" / algo / "metadata.json").read_text())
+        assert meta["sweep"]["n_trials"] == 2
+        assert meta["validation"]["log_growth"] == pytest.approx(result["best_trial"]["best_validation_log_growth"])
+    assert f"{summary['algos']['ppo']['configurations'][0]['mean_validation_log_growth']:+.6f}" in done.stdout
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        runs = db.execute("select count(*) from runs").fetchone()[0]
+        keys = {row[0] for row in db.execute("select distinct key from metrics")}
+        artifacts = db.execute("select count(*) from tags where key = 'exported_to'").fetchone()[0]
+    assert runs == 4
+    assert {"validation/log_growth", "validation/sharpe", "validation/max_drawdown", "validation/annual_turnover"} <= keys
+    assert artifacts == 2
+    assert list((tmp_path / "sweeps" / "t" / "ppo").rglob("events.out.tfevents.*")), "no TensorBoard event files"
+
+
+def trial_rows(experiment: Path) -> dict[str, int]:
+    """Iterations recorded per trial directory (lines of result.json)."""
+    return {p.parent.name: len(p.read_text().splitlines()) for p in experiment.glob("*/result.json")}
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, tiny_csv):
+    # Three trials of 4 iterations each, one at a time, so a kill lands with some finished and some not.
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 2000}, num_samples=3, concurrent=1)
+    experiment = tmp_path / "sweeps" / "t" / "ppo"
+    process = subprocess.Popen(
+        sweep_command(config), cwd=REPO_ROOT, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            rows = trial_rows(experiment)
+            if sum(1 for n in rows.values() if n >= 4) >= 1 and len(rows) >= 2:
+                break
+            assert process.poll() is None, "sweep ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("sweep made no progress within 300 s")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=60)
+
+    before = trial_rows(experiment)
+    finished_before = {name for name, n in before.items() if n >= 4}
+    assert finished_before and len(finished_before) < 3
+
+    done = subprocess.run(sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = trial_rows(experiment)
+    assert len(after) == 3 and all(n >= 4 for n in after.values())
+    for name in finished_before:
+        assert after[name] == before[name], f"finished trial {name} was rerun"
+    assert (tmp_path / "models" / "ppo" / "metadata.json").is_file()

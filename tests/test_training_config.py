@@ -1,0 +1,134 @@
+"""training.config / algorithms / sweep preflight: every bad input fails with a clear message before Ray starts."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from envs.errors import ConfigError
+from training.algorithms import build_algorithm_config
+from training.config import resolve_train_config
+from training.sweep import SweepConfig, preflight as sweep_preflight
+from training.train import main as train_main, preflight
+
+
+def assert_ray_not_started():
+    import ray
+
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac", "ppo"])
+def test_shipped_algorithm_configs_resolve_and_build(algo):
+    config = resolve_train_config(algo)
+    algo_config = build_algorithm_config(config)
+    assert config.env.split == "train"
+    assert config.env.action_mode == ("discrete" if algo == "dqn" else "continuous")
+    assert algo_config.env_config["action_mode"] == config.env.action_mode
+    assert algo_config.seed == config.seed
+
+
+def test_unknown_algorithm_is_rejected_by_name(capsys):
+    assert train_main(["--algo", "a2c"]) == 2
+    assert "unknown algorithm 'a2c'" in capsys.readouterr().err
+    assert_ray_not_started()
+
+
+def test_malformed_yaml_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: ppo\nhyperparameters: [unclosed\n")
+    assert train_main(["--algo", "ppo", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not valid YAML" in err
+    assert_ray_not_started()
+
+
+def test_missing_config_and_missing_data_files_are_named(tmp_path, capsys):
+    assert train_main(["--algo", "ppo", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: no such config file" in capsys.readouterr().err
+    assert train_main(["--algo", "ppo", "--data", str(tmp_path / "prices.csv")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert_ray_not_started()
+
+
+def test_unknown_hyperparameter_is_rejected_before_ray(tmp_path):
+    config = resolve_train_config("ppo", overrides={"hyperparameters": {"learning_rate_typo": 0.1}})
+    with pytest.raises(ConfigError, match=r"learning_rate_typo"):
+        build_algorithm_config(config)
+    assert_ray_not_started()
+
+
+def test_invalid_field_values_name_the_field():
+    with pytest.raises(ConfigError, match=r"timesteps"):
+        resolve_train_config("sac", overrides={"timesteps": -5})
+    with pytest.raises(ConfigError, match=r"env\.cost_bps"):
+        resolve_train_config("sac", overrides={"env": {"cost_bps": -1}})
+
+
+def test_dqn_with_continuous_actions_is_rejected():
+    with pytest.raises(ConfigError, match=r"DQN needs 'discrete' actions"):
+        resolve_train_config("dqn", overrides={"env": {"action_mode": "continuous"}})
+
+
+def test_training_on_the_test_split_is_refused():
+    with pytest.raises(ConfigError, match=r"train split"):
+        resolve_train_config("ppo", overrides={"env": {"split": "test"}})
+
+
+def test_gpu_config_on_a_machine_without_gpus_fails_before_ray():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = resolve_train_config("ppo", overrides={"resources": {"num_gpus_per_learner": 1}})
+    with pytest.raises(ConfigError, match=r"num_gpus_per_learner.*no(ne)?"):
+        preflight(config)
+    assert_ray_not_started()
+
+
+def test_gpu_sweep_profile_parses_and_fails_cleanly_without_gpus(repo_root):
+    import torch
+
+    sweep = SweepConfig.model_validate(yaml.safe_load((repo_root / "configs" / "sweep_gpu.yaml").read_text()))
+    assert sweep.resources.num_gpus_per_learner >= 1
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"GPU"):
+            sweep_preflight(sweep, ["ppo"], None)
+    assert_ray_not_started()
+
+
+@pytest.mark.parametrize(
+    "domain, message",
+    [
+        ({"loguniform": [-1.0, 0.1]}, r"loguniform: bounds must be positive"),
+        ({"uniform": [0.5, 0.1]}, r"lower bound"),
+        ({"choice": []}, r"at least one value"),
+        ({"choice": [1], "uniform": [0, 1]}, r"exactly one"),
+    ],
+)
+def test_search_spaces_that_cannot_be_sampled_are_rejected(domain, message):
+    raw = {"algos": {"ppo": {"timesteps": 1000, "search_space": {"lr": domain}}}}
+    with pytest.raises(Exception, match=message):
+        SweepConfig.model_validate(raw)
+
+
+def test_sampled_configuration_that_rllib_would_reject_fails_in_preflight():
+    sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"not_a_param": {"choice": [1, 2]}}}}})
+    with pytest.raises(ConfigError, match=r"search_space\.ppo.*not_a_param"):
+        sweep_preflight(sweep, ["ppo"], None)
+    sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"env.cost_bps": {"choice": [-5]}}}}})
+    with pytest.raises(ConfigError, match=r"search_space\.ppo.*cost_bps"):
+        sweep_preflight(sweep, ["ppo"], None)
+    assert_ray_not_started()
+
+
+def test_sweep_cli_rejects_unknown_algorithms_and_bad_yaml(tmp_path, capsys):
+    from training.sweep import main as sweep_main
+
+    assert sweep_main(["--algos", "ppo,td3"]) == 2
+    assert "td3" in capsys.readouterr().err
+    bad = tmp_path / "sweep.yaml"
+    bad.write_text("algos: {ppo: {timesteps: 10, search_space: {lr: {loguniform: [0, 1]}}}}\n")
+    assert sweep_main(["--config", str(bad)]) == 2
+    assert "loguniform" in capsys.readouterr().err
+    assert_ray_not_started()
