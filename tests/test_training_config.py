@@ -132,3 +132,15 @@ def test_sweep_cli_rejects_unknown_algorithms_and_bad_yaml(tmp_path, capsys):
     assert sweep_main(["--config", str(bad)]) == 2
     assert "loguniform" in capsys.readouterr().err
     assert_ray_not_started()
+
+
+def test_sweep_resources_override_only_what_they_set():
+    from training.sweep import trial_train_config
+
+    sweep = SweepConfig.model_validate(
+        {"resources": {"num_env_runners": 2}, "algos": {"sac": {"timesteps": 1000}, "ppo": {"timesteps": 1000}}}
+    )
+    sac = trial_train_config(sweep, "sac", {})
+    assert sac.resources.num_env_runners == 2
+    # SAC's own rollout fragment (one update per 32 env steps) must survive: "auto" made it ~20x slower.
+    assert sac.resources.rollout_fragment_length == resolve_train_config("sac").resources.rollout_fragment_length == 32

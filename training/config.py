@@ -34,8 +34,6 @@ class ResourcesConfig(FrozenConfig):
     num_learners: int = Field(default=0, ge=0)
     num_gpus_per_learner: float = Field(default=0, ge=0)
     num_cpus_per_learner: float | Literal["auto"] = "auto"
-    # CPUs Tune reserves per trial beyond the above (the driver-side learner); used by sweeps.
-    trial_cpus: float = Field(default=1, gt=0)
 
 
 class TrainConfig(FrozenConfig):

@@ -121,7 +121,8 @@ def trial_train_config(sweep: SweepConfig, algo: str, overrides: dict[str, Any])
     merged["timesteps"] = spec.timesteps
     merged["checkpoint_every_iterations"] = sweep.checkpoint_every_iterations
     if sweep.resources is not None:
-        merged["resources"] = sweep.resources.model_dump()
+        # Only the fields the sweep sets: the algorithm's own (e.g. SAC's rollout_fragment_length) stay.
+        merged["resources"] = sweep.resources.model_dump(exclude_unset=True)
     return resolve_train_config(algo, spec.config, overrides=merged)
 
 

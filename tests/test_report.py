@@ -1,0 +1,122 @@
+"""evaluation.report on a small synthetic market: every file, every figure, numbers that agree with the metrics
+module, identical dates for every strategy, and the HTML rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from envs.config import EnvConfig
+from envs.portfolio_env import PortfolioEnv
+from evaluation import metrics
+from evaluation.report import evaluate, main as report_main, write_report
+from tests.test_export import build_module, export
+
+STRATEGIES = {"equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity",
+              "growth_optimal", "oracle_constant_mix", "oracle_regime_aware"}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_csv, tmp_path_factory):
+    """Two exported (untrained) agents on the tiny CSV market, one claiming a 6-trial sweep."""
+    root = tmp_path_factory.mktemp("report")
+    config = EnvConfig(data={"path": str(tiny_csv)}, window_days=10, vol_window_days=20, continuous_map="softmax_delta", softmax_scale=1.0)
+    for agent, algo, update in (("ppo", "ppo", {}), ("dqn", "dqn", {"action_mode": "discrete"})):
+        env = PortfolioEnv(config.model_copy(update=update))
+        build_module(env, algo).save_to_path(str(root / f"{agent}-module"))
+        export(env, root / f"{agent}-module", root / "models", agent=agent, algo=algo)
+    meta_path = root / "models" / "ppo" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["sweep"] = {"name": "t", "n_trials": 6}
+    meta_path.write_text(json.dumps(meta))
+    return root / "models"
+
+
+@pytest.fixture(scope="module")
+def report(models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = evaluate(models, bootstrap_resamples=200)
+    return result, write_report(result, out)
+
+
+def test_report_writes_html_metrics_and_daily_returns(report):
+    result, paths = report
+    assert all(path.is_file() and path.stat().st_size > 0 for path in paths.values())
+    html = paths["html"].read_text()
+    for name in STRATEGIES | {"ppo", "dqn"}:
+        assert f">{name}<" in html, name
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    titles = {title for title, _ in images}
+    assert {"Equity curves", "Drawdowns", "Rolling Sharpe", "Turnover", "Weights: ppo", "Weights: dqn"} <= titles
+    assert all(len(data) > 1000 for _, data in images)
+    assert "Efficiency against the oracle" in html and "sharpe 95% CI" in html
+
+
+def test_every_strategy_is_backtested_on_identical_dates(report):
+    result, paths = report
+    dates = result["results"]["equal_weight"].dates
+    assert all(np.array_equal(r.dates, dates) for r in result["results"].values())
+    frame = pd.read_csv(paths["daily_returns"])
+    assert set(frame.columns) == {"date"} | STRATEGIES | {"ppo", "dqn"}
+    assert frame["date"].iloc[0] == result["dates"][0] and len(frame) == result["days"]
+
+
+def test_metrics_json_agrees_with_the_metrics_module(report):
+    result, paths = report
+    saved = json.loads(paths["metrics"].read_text())
+    frame = pd.read_csv(paths["daily_returns"])
+    for name in ("ppo", "equal_weight", "oracle_regime_aware"):
+        returns = frame[name].to_numpy()
+        assert saved["metrics"][name]["sharpe"] == pytest.approx(metrics.sharpe_ratio(returns), rel=1e-9)
+        assert saved["metrics"][name]["max_drawdown"] == pytest.approx(metrics.max_drawdown(returns), rel=1e-9)
+        low, high = saved["intervals"][name]["sharpe_ci95"]
+        assert low <= saved["metrics"][name]["sharpe"] <= high
+    assert saved["skill"]["ppo"]["n_trials"] == 7  # 6 behind ppo + 1 behind dqn
+    assert set(saved["pairwise"]["ppo"]) == (STRATEGIES | {"dqn"})
+
+
+def test_cli_writes_the_report_and_logs_it_to_mlflow(models, tmp_path, capsys):
+    out = tmp_path / "r"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert report_main(["--models", str(models), "--out", str(out), "--bootstrap", "100", "--mlflow-uri", uri]) == 0
+    assert json.loads(capsys.readouterr().out)["html"] == str(out / "report.html")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("rlportfolio-reports").experiment_id])
+    assert len(runs) == 1 and "ppo/sharpe" in runs[0].data.metrics
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"report.html", "metrics.json", "daily_returns.csv"} <= artifacts
+
+
+def test_cli_names_a_folder_without_models(tmp_path, capsys):
+    assert report_main(["--models", str(tmp_path), "--no-mlflow"]) == 2
+    assert "no exported agents" in capsys.readouterr().err
+
+
+def test_report_renders_in_headless_chromium_without_broken_images(report):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    _, paths = report
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page()
+        page.goto(paths["html"].as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        tables = page.evaluate("document.querySelectorAll('table').length")
+        browser.close()
+    assert len(images) >= 6 and tables >= 3
+    broken = [alt for alt, complete, width in images if not complete or width == 0]
+    assert not broken, broken
