@@ -5,6 +5,9 @@
 3. Sweep DQN, SAC and PPO with Ray Tune (``configs/sweep.yaml``: ASHA, MLflow, TensorBoard) and export the best
    policy per algorithm to ``models/``.
 4. Play the exported agents on the same test days and print them beside the baselines and the oracles.
+5. Write the out-of-sample HTML report (``reports/demo``) with intervals, deflated Sharpe and figures.
+6. Serve the two best agents with Ray Serve under a 50/50 A/B split, send a burst of ``/allocate`` calls for test
+   days, report each answer's realised next-day return as feedback, and print ``/ab/stats``.
 
 Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agents already in ``models/``.
 """
@@ -47,17 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-config", default="configs/sweep.yaml")
     parser.add_argument("--models", default="models")
     parser.add_argument("--skip-training", action="store_true", help="reuse the agents already exported to --models")
+    parser.add_argument("--skip-serving", action="store_true", help="stop after the report")
+    parser.add_argument("--report", default="reports/demo", help="report folder")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve demo")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     started = time.perf_counter()
 
-    step(f"1/4 synthetic market -> {args.data}")
+    step(f"1/6 synthetic market -> {args.data}")
     if data_main(["synth", "--out", args.data, "--seed", str(args.seed)]) != 0:
         return 1
     if data_main(["validate", args.data]) != 0:
         return 1
 
-    step("2/4 classical baselines and oracles on the test split (costs on)")
+    step("2/6 classical baselines and oracles on the test split (costs on)")
     env_config = parse_config(EnvConfig, load_yaml("configs/env.yaml"), where="configs/env.yaml")
     env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": str(Path(args.data).resolve())})})
     baselines_config = parse_config(
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.skip_training:
-        step(f"3/4 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
+        step(f"3/6 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
         from training.sweep import main as sweep_main
 
         name = f"demo-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the sweep failed; see the messages above", file=sys.stderr)
             return code
 
-    step("4/4 exported agents on the same test days")
+    step("4/6 exported agents on the same test days")
     from training.export import load_policy
 
     agent_dirs = sorted(p.parent for p in Path(args.models).glob("*/metadata.json") if not p.parent.name.startswith("."))
@@ -116,8 +122,56 @@ def main(argv: list[str] | None = None) -> int:
         "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
         "`python benchmarks/policy_quality.py`."
     )
+
+    step("5/6 out-of-sample report")
+    from evaluation.report import main as report_main
+
+    if report_main(["--models", args.models, "--out", args.report, "--data", args.data]) != 0:
+        return 1
+    print(f"\nReport: {(Path(args.report) / 'report.html').resolve()}")
+
+    if not args.skip_serving:
+        step("6/6 Ray Serve: A/B split between the two best agents, a burst of /allocate calls with feedback")
+        serve_burst(args.models, args.data, env, args.port)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
+
+
+def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> None:
+    """Deploy the app, allocate for ``requests`` test days (sticky client ids), feed back realised returns."""
+    import httpx
+    import numpy as np
+    import ray
+    from ray import serve
+
+    from serving.app import build_app
+
+    registry = json.loads((Path(models) / "registry.json").read_text())
+    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
+    split = {name: 0.5 for name in ranked[:2]} if len(ranked) > 1 else {ranked[0]: 1.0}
+    ray.init(include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"models_dir": models, "split": split}), name="rlportfolio", route_prefix="/")
+    closes, assets = env.market.closes, env.assets
+    days = np.linspace(env.split.first - 1, env.split.last - 1, requests).astype(int)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        window = max(agent["closes_needed"] for agent in client.get("/agents").json())
+        for i, day in enumerate(days):
+            prices = {a: closes[day - window + 1 : day + 1, k].tolist() for k, a in enumerate(assets)}
+            answer = client.post("/allocate", json={"prices": prices, "client_id": f"client-{i % 40}"}).json()
+            weights = np.array([answer["weights"][a] for a in assets])
+            realised = float(weights @ (closes[day + 1] / closes[day]) - 1.0)
+            client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": realised})
+        stats = client.get("/ab/stats").json()
+    print(f"\nA/B statistics after {requests} requests (split {split}):")
+    print(json.dumps(stats, indent=1))
+    serve.shutdown()
+    ray.shutdown()
+    print(
+        "\nTo keep serving: .venv/bin/python -m serving.app --models models --split "
+        + ",".join(f"{n}={w}" for n, w in split.items())
+        + "   (or: serve run configs/serve.yaml); API docs at http://127.0.0.1:8000/docs"
+    )
 
 
 if __name__ == "__main__":

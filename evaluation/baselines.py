@@ -145,16 +145,6 @@ class GrowthOptimal(_Estimated):
 
 
 @dataclass
-class OracleConstantMix(Baseline):
-    """The true growth-optimal constant mix of a synthetic market (knows the law, not the path)."""
-
-    target: np.ndarray | None = None
-
-    def weights(self, history: "History") -> np.ndarray:
-        return self.target.copy()
-
-
-@dataclass
 class RegimeOracle(Baseline):
     """Knows the synthetic market's regime at each close and holds that regime's growth-optimal mix."""
 
@@ -207,6 +197,7 @@ def make_oracles(params: MarketParams, regime_path: np.ndarray, rebalance_every_
 
     regime_weights = np.stack([growth_optimal_weights(params.mu[r], params.cov[r]) for r in range(len(params.regimes))])
     return [
-        OracleConstantMix("oracle_constant_mix", rebalance_every_days, oracle_weights(params)),
+        # The true growth-optimal constant mix: knows the law, not the path.
+        FixedMix("oracle_constant_mix", rebalance_every_days, oracle_weights(params)),
         RegimeOracle("oracle_regime_aware", 1, regime_weights, regime_path),
     ]

@@ -16,6 +16,7 @@ import datetime as dt
 import html
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "validation", "all"])
     parser.add_argument("--out", help="output folder (default reports/<timestamp>)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
-    parser.add_argument("--mlflow-uri", default="sqlite:///runs/mlflow.db")
+    parser.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"))
     parser.add_argument("--mlflow-experiment", default="rlportfolio-reports")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)

@@ -42,7 +42,11 @@ def test_demo_writes_the_market_and_prints_every_strategy_on_the_test_split(repo
     write_synthetic(data, seed=7, years=25, n_assets=4, n_regimes=3)
     export_untrained_agent(data, models)
 
-    assert demo.main(["--data", str(data), "--seed", "7", "--skip-training", "--models", str(models)]) == 0
+    report = tmp_path / "report"
+    args = ["--data", str(data), "--seed", "7", "--skip-training", "--skip-serving", "--models", str(models), "--report", str(report)]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert demo.main(args) == 0
+    assert (report / "report.html").is_file()
 
     out = capsys.readouterr().out
     assert load_csv(data).n_days == 25 * 252 + 1 and load_params(data) is not None

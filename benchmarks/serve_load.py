@@ -1,0 +1,137 @@
+"""Serving load benchmark: the A/B Serve app on the demo models against a plain FastAPI server. Prints JSON.
+
+    python benchmarks/serve_load.py [--models models/] [--requests 2000] [--concurrency 1 8 32]
+
+Drives ``POST /allocate`` with a bounded asynchronous client (httpx) at each concurrency on localhost and reports
+p50/p95/p99 latency, requests/s and errors for: the Serve app (A/B split over the two best agents, one ingress
+and one replica per agent) and, as the reference, ``benchmarks/plain_server.py`` holding the best agent in one
+uvicorn process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from envs.data import load_market
+from envs.config import DataConfig
+from training.export import read_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def payloads(models: Path, agent: str, n: int) -> list[dict]:
+    meta = read_metadata(models / agent)
+    market = load_market(DataConfig(**meta["env_config"]["data"]))
+    needed = max(meta["env_config"]["window_days"], meta["env_config"]["vol_window_days"]) + 1
+    days = np.random.default_rng(0).integers(needed, market.n_days, size=n)
+    return [
+        {"prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)}, "client_id": f"c{i % 100}"}
+        for i, d in enumerate(days)
+    ]
+
+
+async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal errors
+            for body in queue:
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/allocate", json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    lat = np.asarray(latencies)
+    return {
+        "concurrency": concurrency,
+        "requests": len(bodies),
+        "errors": errors,
+        "requests_per_s": round(len(bodies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def wait_ready(url: str, path: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + path, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+def run_levels(url: str, bodies: list[dict], levels: list[int]) -> list[dict]:
+    asyncio.run(drive(url, bodies[:100], 4))  # warm-up: connections, batching, torch
+    return [asyncio.run(drive(url, bodies, c)) for c in levels]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args(argv)
+    models = Path(args.models)
+    registry = json.loads((models / "registry.json").read_text())
+    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
+    split = ",".join(f"{n}=0.5" for n in ranked[:2])
+    bodies = payloads(models, ranked[0], args.requests)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_SERVE_ENABLE_ACCESS_LOG": "0"}
+
+    report = {"benchmark": "serve_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "split": split, "requests_per_level": args.requests}
+    plain = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "plain_server.py"), "--agent", str(models / ranked[0]), "--port", "8100"],
+                             env=env, cwd=ROOT)
+    try:
+        wait_ready("http://127.0.0.1:8100", "/docs")
+        report["plain_fastapi"] = run_levels("http://127.0.0.1:8100", bodies, args.concurrency)
+    finally:
+        plain.terminate()
+        plain.wait(timeout=30)
+
+    serve_app = subprocess.Popen([sys.executable, "-m", "serving.app", "--models", str(models), "--split", split, "--port", "8000"],
+                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready("http://127.0.0.1:8000", "/health", timeout_s=180)
+        report["serve_ab"] = run_levels("http://127.0.0.1:8000", bodies, args.concurrency)
+    finally:
+        serve_app.terminate()
+        serve_app.wait(timeout=60)
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120)
+
+    top = max(args.concurrency)
+    plain_top = next(r for r in report["plain_fastapi"] if r["concurrency"] == top)["requests_per_s"]
+    serve_top = next(r for r in report["serve_ab"] if r["concurrency"] == top)["requests_per_s"]
+    report["serve_vs_plain_throughput_at_max_concurrency"] = round(serve_top / plain_top, 2)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
