@@ -1,0 +1,100 @@
+"""What a deployment serves: an exported RL policy or a classical baseline, behind one small interface.
+
+Both turn a window of closes (``(T, K)``, oldest first) and the weights held into target weights. Features come
+from ``envs.features.latest_observation``, the same code the env uses, so a served agent sees exactly what it
+saw in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.features import latest_observation, warmup_days
+from evaluation.backtest import History
+from evaluation.baselines import EqualWeight, GrowthOptimal
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    kind: str
+    algorithm: str
+    model_version: str
+    content_hash: str | None
+    assets: tuple[str, ...]
+    closes_needed: int
+    observation_size: int | None
+    validation: dict[str, float] | None
+
+
+def policy_info(agent_dir: str | Path) -> AgentInfo:
+    """An exported agent's serving facts, from its metadata alone (no torch, no module)."""
+    from training.export import read_metadata
+
+    meta = read_metadata(agent_dir)
+    if meta["observation"]["extras"]:
+        raise ValueError(f"{agent_dir}: agents that observe extra columns cannot be served from prices alone")
+    env = meta["env_config"]
+    return AgentInfo(
+        name=Path(agent_dir).name,
+        kind="rl",
+        algorithm=meta["algorithm"],
+        model_version=meta["content_hash"][:12],
+        content_hash=meta["content_hash"],
+        assets=tuple(meta["assets"]),
+        closes_needed=warmup_days(env["window_days"], env["vol_window_days"]) + 1,
+        observation_size=meta["observation"]["size"],
+        validation={k: v for k, v in meta["validation"].items() if isinstance(v, (int, float))},
+    )
+
+
+class PolicyAgent:
+    """An exported policy from ``models/<agent>/``."""
+
+    def __init__(self, agent_dir: str | Path) -> None:
+        from training.export import load_policy
+
+        self.info = policy_info(agent_dir)
+        self.policy, meta = load_policy(agent_dir)
+        self._window, self._vol_window = meta["env_config"]["window_days"], meta["env_config"]["vol_window_days"]
+
+    def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
+        return latest_observation(closes, held, self._window, self._vol_window)
+
+    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
+        """``N`` requests in one forward pass: ``(N, K)`` weights."""
+        observations = np.stack([self.observation(c, h) for c, h in zip(closes, held)])
+        return self.policy.weights_batch(observations)
+
+    def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
+        if observation.shape != (self.info.observation_size,):
+            raise ValueError(f"observation must have {self.info.observation_size} entries, got {observation.shape[0]}")
+        action = self.policy.actions(observation[None, :].astype(np.float32))[0]
+        return action, self.policy.weights(observation.astype(np.float32))
+
+
+BASELINES = {"equal_weight": lambda: EqualWeight("equal_weight", 1), "growth_optimal": lambda: GrowthOptimal("growth_optimal", 1, 252)}
+
+
+class BaselineAgent:
+    """A classical strategy from ``evaluation.baselines``, routable like any agent (and the last-resort fallback)."""
+
+    def __init__(self, name: str, assets: tuple[str, ...], closes_needed: int) -> None:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline '{name}'; choose from {sorted(BASELINES)}")
+        self.strategy = BASELINES[name]()
+        self.info = AgentInfo(
+            name=name, kind="baseline", algorithm=name, model_version="baseline", content_hash=None,
+            assets=tuple(assets), closes_needed=closes_needed, observation_size=None, validation=None,
+        )
+
+    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
+        empty = np.zeros(0, dtype=np.float32)
+        return np.stack([self.strategy.weights(History(c, h, empty)) for c, h in zip(closes, held)])
+
+    def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
+        raise ValueError(f"'{self.info.name}' is a classical baseline: it allocates from prices (/allocate), not observations")

@@ -1,0 +1,416 @@
+"""The Serve application: one ``AgentDeployment`` per agent and an A/B ``Ingress`` (FastAPI) holding their handles.
+
+    serve run configs/serve.yaml                                   # foreground, from the repository root
+    serve deploy configs/serve.yaml                                # to a running cluster; re-run to change the split
+    python -m serving.app --models models/ --split ppo=0.5,sac=0.5 # same, from the command line
+
+``build_app(args)`` is the ``import_path`` target of ``configs/serve.yaml``. The traffic split lives in the
+ingress ``user_config`` (``split``, ``shadow``): redeploying with a new one calls ``Ingress.reconfigure`` on the
+running replica, with no restart and no failed request.
+"""
+
+# No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from ray import serve
+
+from envs.errors import ConfigError
+from serving.agents import BASELINES, AgentInfo, BaselineAgent, PolicyAgent, policy_info
+from serving.router import ABRouter, ABStats, Split, UnknownAgent
+from serving.schemas import (
+    AgentInfo as AgentInfoBody,
+    AllocateRequest,
+    AllocateResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    PredictRequest,
+    PredictResponse,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20
+AGENT_TIMEOUT_S = 5.0
+METRIC_PREFIX = "rlportfolio_"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, health_check_period_s=5)
+class AgentDeployment:
+    """Serves one agent; concurrent ``allocate`` calls are batched into one forward pass."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # tiny MLPs: threads cost more than they give, and replicas share the CPUs
+        if spec["kind"] == "rl":
+            self.agent = PolicyAgent(spec["path"])
+        else:
+            self.agent = BaselineAgent(spec["name"], tuple(spec["assets"]), spec["closes_needed"])
+
+    def health(self) -> str:
+        return "ok"
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    async def allocate(self, requests: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
+        weights = self.agent.weights_batch([c for c, _ in requests], [h for _, h in requests])
+        return [row.tolist() for row in weights]
+
+    def predict(self, observation: list[float]) -> dict[str, Any]:
+        action, weights = self.agent.predict(np.asarray(observation, dtype=np.float32))
+        action = int(action) if np.ndim(action) == 0 else np.asarray(action, dtype=float).tolist()
+        return {"action": action, "weights": np.asarray(weights, dtype=float).tolist()}
+
+
+api = FastAPI(
+    title="rlportfolio",
+    version="1.0",
+    description=(
+        "Portfolio allocation by RL agents with A/B routing. Send recent closes to `/allocate`; the `X-Agent` header "
+        "forces an agent; `/feedback` reports realised returns, `/ab/stats` compares the arms. When the server has "
+        "`SERVE_API_TOKEN`, every endpoint but `/health` needs `Authorization: Bearer <token>`."
+    ),
+)
+
+
+def _problem(status: int, field: str, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=[{"loc": field.split("."), "msg": message}])
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field. The offending input is left out: it may be NaN, which JSON cannot carry."""
+    detail = [{"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+@api.middleware("http")
+async def limit_body_size(request: Request, call_next):
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": f"body larger than {MAX_BODY_BYTES} bytes"}]}, status_code=413)
+    return await call_next(request)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+@serve.ingress(api)
+class Ingress:
+    """A/B router: chooses an arm, validates the request against it, calls it, falls back on failure."""
+
+    def __init__(self, handles: dict[str, Any], infos: dict[str, dict], fallback: str, token_sha256: str | None = None) -> None:
+        from ray.serve import metrics
+
+        self.handles = handles
+        self.infos = {name: AgentInfo(**info) for name, info in infos.items()}
+        self.fallback = fallback
+        self.token_sha256 = token_sha256
+        self.stats = ABStats()
+        self.router = ABRouter(Split.create({n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)), set(self.infos))
+        tags = ("agent", "endpoint")
+        self.requests_total = metrics.Counter(f"{METRIC_PREFIX}requests_total", "Requests answered, per agent and endpoint", tag_keys=tags)
+        self.errors_total = metrics.Counter(f"{METRIC_PREFIX}errors_total", "Agent call failures, per agent and endpoint", tag_keys=tags)
+        self.latency_ms = metrics.Histogram(
+            f"{METRIC_PREFIX}latency_ms", "Ingress latency per agent and endpoint (ms)",
+            boundaries=[1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 1000], tag_keys=tags,
+        )
+        self._background: set[asyncio.Task] = set()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: ``{"split": {agent: weight}, "shadow": agent | null}``; applied live."""
+        split = Split.create(config.get("split") or {}, set(self.infos), config.get("shadow"))
+        self.router = ABRouter(split, set(self.infos))
+        log.info("traffic split now %s (shadow %s), version %s", split.as_dict(), split.shadow, split.version)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _authorize(self, authorization: str | None) -> None:
+        if self.token_sha256 is None:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        given = hashlib.sha256(token.encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.token_sha256):
+            raise HTTPException(status_code=401, detail="missing or wrong Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+
+    def _choose(self, client_id: str | None, override: str | None) -> str:
+        try:
+            return self.router.choose(client_id, override)
+        except UnknownAgent:
+            raise _problem(400, "header.X-Agent", f"unknown agent '{override}'; deployed agents are {sorted(self.infos)}") from None
+
+    def _parse(self, body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray, np.ndarray]:
+        assets = list(info.assets)
+        missing = sorted(set(assets) - set(body.prices))
+        unknown = sorted(set(body.prices) - set(assets))
+        if missing or unknown:
+            raise _problem(422, "body.prices", f"assets must be exactly {assets}; missing {missing}, unknown {unknown}")
+        closes = np.column_stack([np.asarray(body.prices[a], dtype=np.float64) for a in assets])
+        if closes.shape[0] < info.closes_needed:
+            raise _problem(422, "body.prices", f"need at least {info.closes_needed} closes per asset (oldest first), got {closes.shape[0]}")
+        if body.weights is None:
+            held = np.full(len(assets), 1.0 / len(assets))
+        else:
+            if set(body.weights) != set(assets):
+                raise _problem(422, "body.weights", f"weights must name exactly the assets {assets}")
+            held = np.asarray([body.weights[a] for a in assets], dtype=np.float64)
+        return closes, held
+
+    async def _call(self, agent: str, endpoint: str, method: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(getattr(self.handles[agent], method).remote(*args), AGENT_TIMEOUT_S)
+        except Exception:
+            self.errors_total.inc(tags={"agent": agent, "endpoint": endpoint})
+            self.stats.record_error(agent)
+            raise
+        self.latency_ms.observe((time.perf_counter() - started) * 1000, tags={"agent": agent, "endpoint": endpoint})
+        return result
+
+    def _candidates(self, first: str) -> list[str]:
+        """The routed agent (tried twice), then the other arms by traffic weight, then the baseline fallback."""
+        others = [name for name, _ in sorted(self.router.split.weights, key=lambda nw: -nw[1]) if name != first]
+        tail = [self.fallback] if self.fallback not in (first, *others) else []
+        return [first, first, *others, *tail]
+
+    def _shadow(self, agent: str, args: tuple) -> None:
+        shadow = self.router.split.shadow
+        if shadow is None or shadow == agent:
+            return
+
+        async def run() -> None:
+            started = time.perf_counter()
+            try:
+                await self._call(shadow, "allocate_shadow", "allocate", *args)
+                self.stats.record_shadow(shadow, (time.perf_counter() - started) * 1000)
+            except Exception:  # the shadow never affects the answer; its failures are counted in _call
+                pass
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- endpoints ----------------------------------------------------------------------------------------------
+
+    @api.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def health(self) -> JSONResponse:
+        """200 when every routed agent answers, 503 otherwise."""
+        routed = {name for name, _ in self.router.split.weights} | ({self.router.split.shadow} - {None})
+        status = {}
+        for name in sorted(routed):
+            try:
+                status[name] = await asyncio.wait_for(self.handles[name].health.remote(), 2.0)
+            except Exception as exc:
+                status[name] = f"unavailable: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in status.values())
+        return JSONResponse({"status": "ok" if healthy else "degraded", "agents": status}, status_code=200 if healthy else 503)
+
+    @api.get("/agents", response_model=list[AgentInfoBody])
+    async def agents(self, authorization: str | None = Header(default=None)) -> list[AgentInfoBody]:
+        """Deployed agents with algorithm, model version, traffic weight and validation metrics."""
+        self._authorize(authorization)
+        split = self.router.split.as_dict()
+        return [
+            AgentInfoBody(
+                name=name, kind=i.kind, algorithm=i.algorithm, model_version=i.model_version, content_hash=i.content_hash,
+                traffic_weight=split.get(name, 0.0), shadow=self.router.split.shadow == name, assets=list(i.assets),
+                closes_needed=i.closes_needed, validation=i.validation,
+            )
+            for name, i in sorted(self.infos.items())
+        ]
+
+    @api.post("/allocate", response_model=AllocateResponse, responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}})
+    async def allocate(
+        self, body: AllocateRequest, x_agent: str | None = Header(default=None), authorization: str | None = Header(default=None)
+    ) -> AllocateResponse:
+        """Target weights for the closes given, from the routed agent (or the one named by ``X-Agent``)."""
+        self._authorize(authorization)
+        started = time.perf_counter()
+        chosen = self._choose(body.client_id, x_agent)
+        closes, held = self._parse(body, self.infos[chosen])
+        request_id = uuid.uuid4().hex
+        for attempt, agent in enumerate(self._candidates(chosen)):
+            try:
+                weights = await self._call(agent, "allocate", "allocate", (closes, held))
+            except Exception as exc:
+                log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
+                continue
+            latency = (time.perf_counter() - started) * 1000
+            fallback = agent != chosen
+            self.stats.record(agent, request_id, latency, fallback=fallback)
+            self.requests_total.inc(tags={"agent": agent, "endpoint": "allocate"})
+            self._shadow(agent, ((closes, held),))
+            info = self.infos[agent]
+            return AllocateResponse(
+                weights=dict(zip(info.assets, weights)), agent=agent, model_version=info.model_version,
+                request_id=request_id, fallback=fallback,
+            )
+        raise HTTPException(status_code=503, detail="no agent could answer; see /health")
+
+    @api.post("/predict", response_model=PredictResponse, responses={400: {}, 401: {}, 422: {}, 503: {}})
+    async def predict(
+        self, body: PredictRequest, x_agent: str | None = Header(default=None), authorization: str | None = Header(default=None)
+    ) -> PredictResponse:
+        """Action and weights for a raw observation (``envs.features`` layout); for callers that build features."""
+        self._authorize(authorization)
+        agent = self._choose(None, x_agent)
+        info = self.infos[agent]
+        if info.kind != "rl":
+            raise _problem(422, "header.X-Agent", f"'{agent}' is a classical baseline; it needs prices (/allocate)")
+        if len(body.observation) != info.observation_size:
+            raise _problem(422, "body.observation", f"needs {info.observation_size} entries for '{agent}', got {len(body.observation)}")
+        try:
+            out = await self._call(agent, "predict", "predict", body.observation)
+        except Exception:
+            raise HTTPException(status_code=503, detail=f"agent '{agent}' is unavailable") from None
+        self.requests_total.inc(tags={"agent": agent, "endpoint": "predict"})
+        return PredictResponse(
+            action=out["action"], weights=dict(zip(info.assets, out["weights"])), agent=agent,
+            model_version=info.model_version, request_id=uuid.uuid4().hex,
+        )
+
+    @api.post("/feedback", response_model=FeedbackResponse, responses={401: {}, 404: {}, 422: {}})
+    async def feedback(self, body: FeedbackRequest, authorization: str | None = Header(default=None)) -> FeedbackResponse:
+        """Report the realised portfolio return of an earlier ``/allocate`` answer."""
+        self._authorize(authorization)
+        try:
+            agent = self.stats.feedback(body.request_id, body.realized_return)
+        except KeyError:
+            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}'") from None
+        return FeedbackResponse(request_id=body.request_id, agent=agent)
+
+    @api.get("/ab/stats")
+    async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """Per-arm counts, latency, realised-return statistics and pairwise Welch t-tests with a verdict."""
+        self._authorize(authorization)
+        return {"split": self.router.split.as_dict(), "shadow": self.router.split.shadow, "split_version": self.router.split.version, **self.stats.summary()}
+
+    @api.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:
+        """This app's Prometheus series (also scraped directly from Ray's metrics port, see the README)."""
+        self._authorize(authorization)
+        import httpx
+        import ray
+
+        node_ip = ray.util.get_node_ip_address()
+        ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == node_ip]
+        lines: list[str] = []
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            for port in ports:
+                text = (await client.get(f"http://{node_ip}:{port}/metrics")).text
+                lines += [line for line in text.splitlines() if METRIC_PREFIX in line]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+
+def discover(models_dir: str | Path) -> dict[str, Path]:
+    models_dir = Path(models_dir)
+    found = {p.parent.name: p.parent.resolve() for p in sorted(models_dir.glob("*/metadata.json")) if not p.parent.name.startswith(".")}
+    if not found:
+        raise ConfigError(f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo")
+    return found
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """The application for ``args`` (``configs/serve.yaml``): ``models_dir``, ``split``, ``shadow``, ``baselines``,
+    ``fallback``, ``agent_num_cpus``, ``agent_autoscaling`` (a Serve autoscaling_config) and ``token_env``."""
+    models_dir = args.get("models_dir", "models")
+    agents = discover(models_dir)
+    infos = {name: policy_info(path) for name, path in agents.items()}
+    assets = {i.assets for i in infos.values()}
+    if len(assets) != 1:
+        raise ConfigError(f"{models_dir}: agents trade different assets ({sorted(assets)}); serve them in separate apps")
+    asset_list = next(iter(assets))
+    closes_needed = max(i.closes_needed for i in infos.values())
+    for name in args.get("baselines", ["equal_weight", "growth_optimal"]):
+        if name not in BASELINES:
+            raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
+        if name in infos:
+            raise ConfigError(f"baselines: '{name}' clashes with an exported agent of the same name")
+        infos[name] = AgentInfo(name, "baseline", name, "baseline", None, asset_list, closes_needed, None, None)
+    fallback = args.get("fallback", "equal_weight")
+    if fallback not in infos:
+        raise ConfigError(f"fallback: '{fallback}' is not deployed (agents: {sorted(infos)})")
+    split = args.get("split") or {name: 1.0 for name, i in infos.items() if i.kind == "rl"}
+    Split.create(split, set(infos), args.get("shadow"))  # fail here, with a clear message, not in a replica
+
+    options: dict[str, Any] = {"ray_actor_options": {"num_cpus": float(args.get("agent_num_cpus", 0.25))}}
+    if args.get("agent_autoscaling"):
+        options["autoscaling_config"] = args["agent_autoscaling"]
+    handles = {}
+    for name, info in infos.items():
+        spec = {"kind": "rl", "path": str(agents[name])} if info.kind == "rl" else {
+            "kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": closes_needed}
+        handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
+    token = os.environ.get(args.get("token_env", "SERVE_API_TOKEN"))
+    token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
+    return Ingress.options(user_config={"split": split, "shadow": args.get("shadow")}).bind(
+        handles, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256
+    )
+
+
+def parse_split(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    split = {}
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        try:
+            split[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ConfigError(f"--split: '{part}' is not agent=weight") from None
+    return split
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--split", help="agent=weight,... (default: equal over the RL agents)")
+    parser.add_argument("--shadow", help="agent evaluated on every request but never returned")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus scrape port of the local Ray node")
+    parser.add_argument("--no-block", action="store_true", help="deploy and return (the app keeps running in Ray)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        app = build_app({"models_dir": args.models, "split": parse_split(args.split), "shadow": args.shadow})
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init()
+        else:
+            ray.init(include_dashboard=False, _metrics_export_port=args.metrics_port)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(app, name="rlportfolio", route_prefix="/", blocking=False)
+    print(f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics on port {args.metrics_port}", file=sys.stderr)
+    if args.no_block:
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""A/B routing and its statistics: pure Python, no Serve, so every rule is unit-testable.
+
+Routing: a weighted split between arms; a client id maps to an arm through a hash of (client id, split), so the same
+client keeps its arm while the split is unchanged; the ``X-Agent`` header overrides; a shadow arm may be evaluated
+on every request but is never returned.
+
+Statistics: per arm request counts, latency, errors, and realised portfolio returns reported through feedback, with
+a Welch t-test between every pair of arms (Welch 1947) and a plain-language verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from envs.errors import ConfigError
+
+
+class UnknownAgent(KeyError):
+    """An agent name that is not deployed (override header, split or shadow)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Normalised traffic weights over arms, and an optional shadow arm."""
+
+    weights: tuple[tuple[str, float], ...]
+    shadow: str | None = None
+
+    @classmethod
+    def create(cls, weights: Mapping[str, float], known: set[str], shadow: str | None = None) -> "Split":
+        if not weights:
+            raise ConfigError("split: needs at least one agent with a positive weight")
+        unknown = sorted(set(weights) - known)
+        if unknown:
+            raise ConfigError(f"split: unknown agent(s) {unknown}; deployed agents are {sorted(known)}")
+        if any(not math.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ConfigError(f"split: weights must be non-negative with a positive sum, got {dict(weights)}")
+        if shadow is not None and shadow not in known:
+            raise ConfigError(f"shadow: unknown agent '{shadow}'; deployed agents are {sorted(known)}")
+        total = float(sum(weights.values()))
+        return cls(tuple(sorted((name, w / total) for name, w in weights.items() if w > 0)), shadow)
+
+    @property
+    def version(self) -> str:
+        """Short hash of the split: stickiness holds while it is unchanged."""
+        return hashlib.sha256(json.dumps([self.weights, self.shadow]).encode()).hexdigest()[:12]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.weights)
+
+
+def _unit_interval(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+
+
+class ABRouter:
+    """Chooses an arm per request."""
+
+    def __init__(self, split: Split, known: set[str], rng: random.Random | None = None) -> None:
+        self.split = split
+        self.known = set(known)
+        self._rng = rng or random.Random()
+
+    def choose(self, client_id: str | None = None, override: str | None = None) -> str:
+        if override is not None:
+            if override not in self.known:
+                raise UnknownAgent(override)
+            return override
+        u = _unit_interval(f"{self.split.version}:{client_id}") if client_id else self._rng.random()
+        cumulative = 0.0
+        for name, weight in self.split.weights:
+            cumulative += weight
+            if u < cumulative:
+                return name
+        return self.split.weights[-1][0]
+
+
+@dataclass
+class ArmStats:
+    requests: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+    shadow_requests: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    returns: list = field(default_factory=list)
+
+
+class ABStats:
+    """Thread-safe per-arm counters; remembers which arm served the last ``memory`` request ids for feedback."""
+
+    def __init__(self, memory: int = 100_000) -> None:
+        self._arms: dict[str, ArmStats] = {}
+        self._requests: OrderedDict[str, str] = OrderedDict()
+        self._memory = memory
+        self._lock = threading.Lock()
+
+    def _arm(self, name: str) -> ArmStats:
+        return self._arms.setdefault(name, ArmStats())
+
+    def record(self, agent: str, request_id: str, latency_ms: float, *, fallback: bool = False) -> None:
+        with self._lock:
+            arm = self._arm(agent)
+            arm.requests += 1
+            arm.fallbacks += int(fallback)
+            arm.latencies_ms.append(latency_ms)
+            self._requests[request_id] = agent
+            if len(self._requests) > self._memory:
+                self._requests.popitem(last=False)
+
+    def record_error(self, agent: str) -> None:
+        with self._lock:
+            self._arm(agent).errors += 1
+
+    def record_shadow(self, agent: str, latency_ms: float) -> None:
+        with self._lock:
+            arm = self._arm(agent)
+            arm.shadow_requests += 1
+            arm.latencies_ms.append(latency_ms)
+
+    def feedback(self, request_id: str, realized_return: float) -> str:
+        """Attach a realised return to the arm that served ``request_id``; ``KeyError`` if unknown."""
+        with self._lock:
+            agent = self._requests[request_id]
+            self._arm(agent).returns.append(float(realized_return))
+            return agent
+
+    def summary(self, alpha: float = 0.05) -> dict:
+        with self._lock:
+            arms = {name: (arm.requests, arm.errors, arm.fallbacks, arm.shadow_requests, list(arm.latencies_ms), list(arm.returns))
+                    for name, arm in self._arms.items()}
+        out: dict = {"arms": {}, "comparisons": []}
+        for name, (requests, errors, fallbacks, shadow, latencies, returns) in sorted(arms.items()):
+            lat = np.asarray(latencies) if latencies else None
+            ret = np.asarray(returns) if returns else None
+            out["arms"][name] = {
+                "requests": requests,
+                "errors": errors,
+                "fallbacks": fallbacks,
+                "shadow_requests": shadow,
+                "latency_ms": None if lat is None else {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "mean": float(lat.mean())},
+                "feedback": 0 if ret is None else len(ret),
+                "mean_return": None if ret is None else float(ret.mean()),
+                "std_return": None if ret is None or len(ret) < 2 else float(ret.std(ddof=1)),
+            }
+        names = sorted(n for n, a in arms.items() if len(a[5]) >= 2)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                out["comparisons"].append(compare(a, np.asarray(arms[a][5]), b, np.asarray(arms[b][5]), alpha))
+        return out
+
+
+def compare(name_a: str, returns_a: np.ndarray, name_b: str, returns_b: np.ndarray, alpha: float = 0.05) -> dict:
+    """Welch's t-test on mean realised returns of two arms, with a plain-language verdict."""
+    if returns_a.std() == 0 and returns_b.std() == 0:
+        statistic, p_value = float("nan"), 1.0 if returns_a.mean() == returns_b.mean() else 0.0
+    else:
+        statistic, p_value = scipy_stats.ttest_ind(returns_a, returns_b, equal_var=False)
+    difference = float(returns_a.mean() - returns_b.mean())
+    if p_value < alpha:
+        better = name_a if difference > 0 else name_b
+        verdict = f"{better} earns more: the difference is significant at the {alpha:.0%} level (p = {p_value:.3g})"
+    else:
+        verdict = (f"no significant difference yet (p = {p_value:.3g}, {len(returns_a)} vs {len(returns_b)} feedback "
+                   "returns): keep collecting")
+    return {
+        "a": name_a,
+        "b": name_b,
+        "mean_difference": difference,
+        "t_statistic": None if math.isnan(float(statistic)) else float(statistic),
+        "p_value": float(p_value),
+        "test": "Welch t-test",
+        "verdict": verdict,
+    }

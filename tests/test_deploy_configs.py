@@ -1,0 +1,62 @@
+"""cluster.yaml, configs/serve.yaml and the KubeRay manifests parse, name the required sections and point at
+things that exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import yaml
+
+from training.sweep import SweepConfig
+
+
+def load(repo_root, path):
+    return yaml.safe_load((repo_root / path).read_text())
+
+
+def test_cluster_yaml_has_a_cpu_head_autoscaling_gpu_workers_and_installs_the_project(repo_root):
+    cluster = load(repo_root, "cluster.yaml")
+    for section in ("cluster_name", "provider", "auth", "available_node_types", "head_node_type", "setup_commands",
+                    "head_start_ray_commands", "worker_start_ray_commands", "file_mounts"):
+        assert section in cluster, section
+    nodes = cluster["available_node_types"]
+    assert cluster["head_node_type"] in nodes
+    gpu = [n for n in nodes.values() if n["node_config"]["InstanceType"].startswith(("g", "p"))]
+    assert gpu and gpu[0]["max_workers"] > gpu[0]["min_workers"]
+    assert any("make setup" in c for c in cluster["setup_commands"])
+
+
+def test_serve_yaml_points_at_the_app_builder(repo_root):
+    serve = load(repo_root, "configs/serve.yaml")
+    app = serve["applications"][0]
+    module, attr = app["import_path"].split(":")
+    assert callable(getattr(importlib.import_module(module), attr))
+    ingress = next(d for d in app["deployments"] if d["name"] == "Ingress")
+    assert set(ingress["user_config"]) == {"split", "shadow"}
+
+
+def test_rayservice_runs_the_same_app_with_health_probes(repo_root):
+    service = load(repo_root, "deploy/rayservice.yaml")
+    assert service["kind"] == "RayService"
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    local = load(repo_root, "configs/serve.yaml")
+    assert serve_config["applications"][0]["import_path"] == local["applications"][0]["import_path"]
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert head["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_rayjob_runs_an_existing_sweep_config(repo_root):
+    job = load(repo_root, "deploy/rayjob.yaml")
+    assert job["kind"] == "RayJob"
+    entry = job["spec"]["entrypoint"].split()
+    config = entry[entry.index("--config") + 1]
+    SweepConfig.model_validate(load(repo_root, config))
+
+
+def test_prometheus_and_grafana_files_name_the_app_metrics(repo_root):
+    prometheus = load(repo_root, "deploy/prometheus.yml")
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    dashboard = (repo_root / "deploy" / "grafana-dashboard.json").read_text()
+    for metric in ("rlportfolio_requests_total", "rlportfolio_latency_ms_bucket", "rlportfolio_errors_total"):
+        assert metric in dashboard

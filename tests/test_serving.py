@@ -1,0 +1,256 @@
+"""The Serve app over real HTTP on localhost: API, A/B routing, live split changes, feedback, metrics, bad input,
+replica failure and a schemathesis run against the app's own OpenAPI spec. Starts and stops its own Serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from envs.features import latest_observation
+from envs.portfolio_env import PortfolioEnv
+from tests.conftest import free_port
+from tests.test_export import build_module, export
+from training.export import load_policy
+
+pytestmark = pytest.mark.ray
+
+ASSETS = ["STOCK", "BOND", "GOLD", "CRYPTO"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny, small_config, tmp_path_factory):
+    """Two exported (untrained) agents on the tiny market: PPO (continuous) and DQN (discrete grid)."""
+    root = tmp_path_factory.mktemp("serve")
+    for algo, update in (("ppo", {"continuous_map": "softmax_delta", "softmax_scale": 1.0}), ("dqn", {"action_mode": "discrete"})):
+        env = PortfolioEnv(small_config.model_copy(update=update), market=tiny.market)
+        build_module(env, algo).save_to_path(str(root / f"{algo}-module"))
+        export(env, root / f"{algo}-module", root / "models", agent=algo, algo=algo)
+    return root / "models"
+
+
+@pytest.fixture(scope="module")
+def app(ray_local, models):
+    from ray import serve
+
+    from serving.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}}), name="rlportfolio", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with httpx.Client(base_url=app, timeout=30) as http:
+        yield http
+
+
+def body(tiny, day: int = 300, n: int = 30, weights=None, client_id=None) -> dict:
+    closes = tiny.market.closes[day - n + 1 : day + 1]
+    out = {"prices": {a: closes[:, k].tolist() for k, a in enumerate(ASSETS)}}
+    if weights is not None:
+        out["weights"] = dict(zip(ASSETS, weights))
+    if client_id is not None:
+        out["client_id"] = client_id
+    return out
+
+
+def allocate_many(app: str, payloads: list[dict], headers: dict | None = None, concurrency: int = 16) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=app, timeout=30) as http:
+            async def one(payload):
+                async with limit:
+                    return await http.post("/allocate", json=payload, headers=headers)
+            return await asyncio.gather(*(one(p) for p in payloads))
+
+    return asyncio.run(run())
+
+
+def test_health_agents_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok", "agents": {"dqn": "ok", "ppo": "ok"}}
+    agents = {a["name"]: a for a in client.get("/agents").json()}
+    assert set(agents) == {"ppo", "dqn", "equal_weight", "growth_optimal"}
+    assert agents["ppo"]["traffic_weight"] == 0.5 and agents["equal_weight"]["kind"] == "baseline"
+    assert agents["ppo"]["closes_needed"] == 21 and len(agents["ppo"]["model_version"]) == 12
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/agents", "/allocate", "/predict", "/feedback", "/ab/stats", "/metrics"} <= set(paths)
+
+
+def test_allocate_answers_with_the_same_weights_the_env_observation_gives(client, tiny, models):
+    held = [0.4, 0.3, 0.2, 0.1]
+    response = client.post("/allocate", json=body(tiny, weights=held), headers={"X-Agent": "ppo"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["agent"] == "ppo" and not answer["fallback"] and len(answer["request_id"]) == 32
+    policy, meta = load_policy(models / "ppo")
+    closes = tiny.market.closes[300 - 29 : 301]
+    observation = latest_observation(closes, np.array(held), 10, 20)
+    expected = policy.weights(observation)
+    np.testing.assert_allclose([answer["weights"][a] for a in ASSETS], expected, rtol=1e-5, atol=1e-7)
+    assert sum(answer["weights"].values()) == pytest.approx(1.0)
+    assert answer["model_version"] == meta["content_hash"][:12]
+
+
+def test_baselines_are_routable_like_agents(client, tiny):
+    answer = client.post("/allocate", json=body(tiny), headers={"X-Agent": "equal_weight"}).json()
+    assert answer["agent"] == "equal_weight" and answer["weights"] == dict.fromkeys(ASSETS, 0.25)
+    assert client.post("/allocate", json=body(tiny), headers={"X-Agent": "growth_optimal"}).status_code == 200
+
+
+def test_split_ratio_stickiness_and_override_over_http(app, client, tiny):
+    responses = allocate_many(app, [body(tiny)] * 2000)
+    assert all(r.status_code == 200 for r in responses)
+    share = sum(r.json()["agent"] == "ppo" for r in responses) / len(responses)
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / len(responses))
+    for client_id in ("alice", "bob", "carol"):
+        agents = {client.post("/allocate", json=body(tiny, client_id=client_id)).json()["agent"] for _ in range(15)}
+        assert len(agents) == 1
+    forced = allocate_many(app, [body(tiny, client_id="alice")] * 20, headers={"X-Agent": "dqn"})
+    assert {r.json()["agent"] for r in forced} == {"dqn"}
+
+
+@pytest.mark.parametrize(
+    "mutate, status, field",
+    [
+        (lambda b: b["prices"].pop("GOLD"), 422, "prices"),
+        (lambda b: b["prices"].update(XYZ=b["prices"]["GOLD"]), 422, "prices"),
+        (lambda b: b["prices"]["BOND"].__setitem__(3, -1.0), 422, "prices"),
+        (lambda b: b["prices"]["BOND"].__setitem__(3, 0.0), 422, "prices"),
+        (lambda b: b["prices"].update({a: v[-5:] for a, v in b["prices"].items()}), 422, "prices"),
+        (lambda b: b["prices"]["STOCK"].pop(), 422, "prices"),
+        (lambda b: b.update(weights=dict(zip(ASSETS, [0.5, 0.5, 0.5, 0.0]))), 422, "weights"),
+        (lambda b: b.update(weights={"STOCK": 1.0}), 422, "weights"),
+        (lambda b: b.update(weights=dict(zip(ASSETS, [1.5, -0.5, 0.0, 0.0]))), 422, "weights"),
+        (lambda b: b.update(extra_field=1), 422, "extra_field"),
+        (lambda b: b.update(client_id="x" * 500), 422, "client_id"),
+    ],
+)
+def test_bad_allocate_bodies_get_a_4xx_naming_the_field(client, tiny, mutate, status, field):
+    payload = body(tiny)
+    mutate(payload)
+    response = client.post("/allocate", json=payload)
+    assert response.status_code == status, response.text
+    assert field in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_prices_are_rejected(client, tiny, token):
+    text = json.dumps(body(tiny)).replace("[", f"[{token}, ", 1)
+    response = client.post("/allocate", content=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "prices" in response.text
+
+
+def test_oversized_body_and_unknown_override_are_refused(client, tiny):
+    huge = {"prices": {a: [100.125] * 60_000 for a in ASSETS}}  # about 2 MB, over the 1 MiB limit
+    assert client.post("/allocate", json=huge).status_code == 413
+    response = client.post("/allocate", json=body(tiny), headers={"X-Agent": "td3"})
+    assert response.status_code == 400 and "X-Agent" in response.text and "td3" in response.text
+
+
+def test_predict_takes_a_raw_observation(client, tiny, models):
+    policy, meta = load_policy(models / "dqn")
+    observation = latest_observation(tiny.market.closes[:301], np.full(4, 0.25), 10, 20)
+    answer = client.post("/predict", json={"observation": observation.tolist()}, headers={"X-Agent": "dqn"}).json()
+    assert isinstance(answer["action"], int)
+    np.testing.assert_allclose([answer["weights"][a] for a in ASSETS], policy.weights(observation))
+    wrong = client.post("/predict", json={"observation": [0.0] * 5}, headers={"X-Agent": "dqn"})
+    assert wrong.status_code == 422 and "observation" in wrong.text
+    baseline = client.post("/predict", json={"observation": observation.tolist()}, headers={"X-Agent": "equal_weight"})
+    assert baseline.status_code == 422
+
+
+def test_feedback_and_ab_stats_with_a_verdict(client, tiny):
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        for agent, mean in (("ppo", 0.002), ("dqn", 0.0)):
+            answer = client.post("/allocate", json=body(tiny), headers={"X-Agent": agent}).json()
+            fed = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": float(rng.normal(mean, 0.001))})
+            assert fed.status_code == 200 and fed.json()["agent"] == agent
+    stats = client.get("/ab/stats").json()
+    assert stats["arms"]["ppo"]["feedback"] >= 40 and stats["arms"]["ppo"]["requests"] >= 40
+    comparison = next(c for c in stats["comparisons"] if {c["a"], c["b"]} == {"dqn", "ppo"})
+    assert comparison["p_value"] < 0.01 and "ppo earns more" in comparison["verdict"]
+    unknown = client.post("/feedback", json={"request_id": "nope", "realized_return": 0.01})
+    assert unknown.status_code == 404 and "request_id" in unknown.text
+
+
+def test_metrics_expose_request_counters_per_agent(client, tiny):
+    client.post("/allocate", json=body(tiny), headers={"X-Agent": "ppo"})
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        text = client.get("/metrics").text
+        if "rlportfolio_requests_total" in text and 'agent="ppo"' in text and "rlportfolio_latency_ms_bucket" in text:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"metrics never showed the counters: {text[:500]}")
+
+
+def test_killing_an_agent_replica_under_traffic_loses_no_request(app, tiny):
+    import ray
+
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "agent-dqn" in a["name"]]
+    assert replicas, "no dqn replica found"
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=app, timeout=30) as http:
+            async def one():
+                return await http.post("/allocate", json=body(tiny), headers={"X-Agent": "dqn"})
+
+            first = [asyncio.create_task(one()) for _ in range(30)]
+            await asyncio.sleep(0.05)
+            for replica in replicas:
+                ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+            rest = [asyncio.create_task(one()) for _ in range(120)]
+            return await asyncio.gather(*first, *rest)
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * len(responses)
+    # Every answer says who served it: dqn itself (Serve retried on a live replica) or, flagged, a fallback.
+    for answer in (r.json() for r in responses):
+        assert answer["agent"] == "dqn" or (answer["fallback"] and answer["agent"] in {"ppo", "equal_weight"})
+    alive = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    assert not any(replica["name"] in alive for replica in replicas), "the replica was not killed"
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(app):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{app}/openapi.json")
+    failures: list[str] = []
+    calls: list[int] = []
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+        if op.path == "/metrics":
+            continue
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=op.as_strategy())
+        def check(case):
+            response = case.call(base_url=app, timeout=30)
+            calls.append(response.status_code)
+            try:
+                case.validate_response(response, checks=(not_a_server_error, response_schema_conformance))
+            except Exception as exc:  # collect every operation's failure, then report them together
+                failures.append(f"{op.method.upper()} {op.path}: {exc}"[:500])
+                raise
+
+        try:
+            check()
+        except Exception:
+            pass
+    assert not failures, "\n".join(failures[:5])
+    assert len(calls) >= 60 and any(code == 422 for code in calls), "schemathesis sent too few or only valid requests"
