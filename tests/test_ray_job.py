@@ -40,7 +40,7 @@ def test_training_job_submitted_to_a_head_exports_a_policy(head, tiny_csv, tmp_p
     client = JobSubmissionClient(head)
     models = tmp_path / "models"
     entrypoint = (
-        f"python -m training.train --algo ppo --timesteps 1000 --data {tiny_csv} "
+        f"{sys.executable} -m training.train --algo ppo --timesteps 1000 --data {tiny_csv} "
         f"--runs-dir {tmp_path / 'runs'} --models-dir {models}"
     )
     job = client.submit_job(

@@ -206,7 +206,11 @@ def run_algo(sweep: SweepConfig, algo: str, base: TrainConfig, *, resume: bool) 
         if not tune.Tuner.can_restore(str(experiment_dir)):
             raise ConfigError(f"--resume: no sweep to resume at {experiment_dir}")
         print(f"[{algo}] resuming {experiment_dir}", file=sys.stderr, flush=True)
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # The param space holds a class (the validation callback), which Tune stores by reference: pass it again.
+        tuner = tune.Tuner.restore(
+            str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True,
+            param_space=param_space(base, sweep, algo, storage / "best_modules" / algo),
+        )
         return tuner.fit()
 
     search_keys = list(sweep.algos[algo].search_space)

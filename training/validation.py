@@ -48,7 +48,7 @@ def limit_torch_threads() -> None:
     import ray
     import torch
 
-    if ray.is_initialized():
+    if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         if cpus:
             torch.set_num_threads(max(1, int(cpus)))
