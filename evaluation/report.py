@@ -1,10 +1,12 @@
 """Out-of-sample report: every exported agent and every baseline on exactly the same dates and costs.
 
     python -m evaluation.report --models models/ [--data FILE.csv] [--split test] [--out reports/NAME]
+                                [--walk-forward K [--walk-forward-timesteps N]]
 
 Writes ``report.html`` (self-contained, figures embedded), ``metrics.json`` and ``daily_returns.csv`` to ``--out``
 and logs them to MLflow as a run of their own. Headline figures come with stationary block-bootstrap 95% intervals;
-each agent gets its probabilistic Sharpe ratio against equal weight and its deflated Sharpe ratio for the number of
+``--walk-forward K`` adds K retrained out-of-sample folds, stitched (``evaluation.walkforward``). Each agent gets
+its probabilistic Sharpe ratio against equal weight and its deflated Sharpe ratio for the number of
 sweep trials behind the agents; a matrix of paired tests compares every strategy with every other on the same days.
 """
 
@@ -150,6 +152,19 @@ def render_html(report: dict[str, Any]) -> str:
             "is noisy: <code>benchmarks/policy_quality.py</code> averages many fresh paths.</p>"
             f"<table><tr><th>agent</th><th>efficiency</th></tr>{rows_eff}</table>"
         )
+    walk_forward = ""
+    if report.get("walk_forward"):
+        wf = report["walk_forward"]
+        table = metrics_table(wf["results"])
+        table.insert(3, "sharpe 95% CI", [f"[{wf['intervals'][n]['sharpe_ci95'][0]:.2f}, {wf['intervals'][n]['sharpe_ci95'][1]:.2f}]" for n in table.index])
+        folds = pd.DataFrame(wf["folds"]).to_html(index=False, border=0)
+        walk_forward = (
+            f"<h2>Walk-forward: {len(wf['folds'])} retrained folds, stitched out-of-sample</h2>"
+            f"<p class='note'>Each fold retrains every agent's configuration for {wf['timesteps']} env steps on data before its "
+            f"validation window and selects on validation; baselines trade the same days.</p>{folds}"
+            + table.to_html(float_format=lambda v: f"{v:.4f}", border=0)
+            + _img(plots.equity_curves(wf["results"], agents), "Walk-forward equity curves")
+        )
     figures = [
         ("Equity curves", plots.equity_curves(results, agents)),
         ("Drawdowns", plots.drawdown_curves(results, agents)),
@@ -171,6 +186,7 @@ on turnover. Agents were selected on validation data only. Intervals: stationary
 the {report['skill'][report['agents'][0]]['n_trials'] if report['agents'] else 0} sweep trials behind these agents (Bailey &amp; López de Prado).</p>{skill}
 <h2>Paired comparisons (row minus column)</h2><p class="note">Annualised mean daily return difference, Newey-West t-test p-value.</p>{matrix}
 {efficiency}
+{walk_forward}
 <h2>Figures</h2>
 {figure_html}
 <p class="note">Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by python -m evaluation.report.</p>
@@ -192,6 +208,12 @@ def to_json(report: dict[str, Any]) -> dict[str, Any]:
         "skill": report["skill"],
         "pairwise": report["pairwise"],
         "efficiency": report["efficiency"],
+        "walk_forward": None if not report.get("walk_forward") else {
+            "folds": report["walk_forward"]["folds"],
+            "timesteps": report["walk_forward"]["timesteps"],
+            "metrics": metrics_table(report["walk_forward"]["results"]).to_dict(orient="index"),
+            "intervals": report["walk_forward"]["intervals"],
+        },
     }
 
 
@@ -235,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "validation", "all"])
     parser.add_argument("--out", help="output folder (default reports/<timestamp>)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
+    parser.add_argument("--walk-forward", type=int, default=0, metavar="K", help="add K retrained walk-forward folds")
+    parser.add_argument("--walk-forward-timesteps", type=int, default=20_000, help="env steps per agent and fold")
     parser.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"))
     parser.add_argument("--mlflow-experiment", default="rlportfolio-reports")
     parser.add_argument("--no-mlflow", action="store_true")
@@ -243,6 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or f"reports/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     try:
         report = evaluate(Path(args.models), data=args.data, split=args.split, bootstrap_resamples=args.bootstrap)
+        if args.walk_forward:
+            from evaluation.walkforward import walk_forward
+
+            wf = walk_forward(Path(args.models), n_folds=args.walk_forward, timesteps=args.walk_forward_timesteps,
+                              runs_dir=out / "walk_forward", data=args.data)
+            wf["timesteps"] = args.walk_forward_timesteps
+            wf["intervals"] = {name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=args.bootstrap))}
+                               for name, r in wf["results"].items()}
+            report["walk_forward"] = wf
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

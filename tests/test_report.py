@@ -120,3 +120,24 @@ def test_report_renders_in_headless_chromium_without_broken_images(report):
     assert len(images) >= 6 and tables >= 3
     broken = [alt for alt, complete, width in images if not complete or width == 0]
     assert not broken, broken
+
+
+@pytest.mark.ray
+def test_walk_forward_retrains_per_fold_and_stitches_adjacent_out_of_sample_windows(ray_local, tiny_csv, tmp_path):
+    from tests.conftest import fast_overrides
+    from training.config import resolve_train_config
+    from training.train import train
+
+    config = resolve_train_config("ppo", overrides=fast_overrides("ppo", tiny_csv, timesteps=500))
+    train(config, agent="ppo", runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
+    out = tmp_path / "wf"
+    code = report_main(["--models", str(tmp_path / "models"), "--out", str(out), "--bootstrap", "50", "--no-mlflow",
+                        "--walk-forward", "2", "--walk-forward-timesteps", "500"])
+    assert code == 0
+    saved = json.loads((out / "metrics.json").read_text())["walk_forward"]
+    folds = saved["folds"]
+    assert len(folds) == 2
+    assert folds[0]["test_last"] < folds[1]["test_first"] and folds[0]["validation_end"] < folds[0]["test_first"]
+    assert (out / "walk_forward" / "fold1" / "models" / "ppo" / "metadata.json").is_file()
+    assert {"ppo", "equal_weight"} <= set(saved["metrics"])
+    assert "Walk-forward: 2 retrained folds" in (out / "report.html").read_text()

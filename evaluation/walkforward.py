@@ -1,0 +1,93 @@
+"""Walk-forward evaluation: retrain every exported agent's configuration on K expanding windows and stitch the K
+out-of-sample test windows into one series per strategy, so a verdict does not hinge on one split.
+
+Fold k trains on everything before its validation window, selects the module by validation log growth (as
+training always does) and is tested on the next ``test_days``; baselines trade the same days with the same costs.
+Each fold's backtest starts from equal weights on its first test day.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.config import EnvConfig, parse_config
+from envs.data import load_market
+from envs.features import warmup_days
+from envs.market import walk_forward_folds
+from evaluation.backtest import BacktestResult, PolicyStrategy, evaluation_env, run_all
+from evaluation.baselines import BaselinesConfig, make_baselines
+
+log = logging.getLogger(__name__)
+
+
+def _cut(result: BacktestResult, days: int) -> BacktestResult:
+    return BacktestResult(
+        name=result.name, dates=result.dates[:days], returns=result.returns[:days], weights=result.weights[:days],
+        turnover=result.turnover[:days], costs=result.costs[:days], wealth=result.wealth[:days], assets=result.assets,
+        rf_daily=result.rf_daily if np.isscalar(result.rf_daily) else result.rf_daily[:days],
+    )
+
+
+def _stitch(parts: list[BacktestResult]) -> BacktestResult:
+    returns = np.concatenate([p.returns for p in parts])
+    return BacktestResult(
+        name=parts[0].name, dates=np.concatenate([p.dates for p in parts]), returns=returns,
+        weights=np.concatenate([p.weights for p in parts]), turnover=np.concatenate([p.turnover for p in parts]),
+        costs=np.concatenate([p.costs for p in parts]), wealth=np.cumprod(1.0 + returns), assets=parts[0].assets,
+        rf_daily=0.0 if all(np.isscalar(p.rf_daily) for p in parts) else np.concatenate([np.broadcast_to(p.rf_daily, p.returns.shape) for p in parts]),
+    )
+
+
+def walk_forward(
+    models_dir: Path, *, n_folds: int, timesteps: int, runs_dir: Path, data: str | None = None,
+    min_train_days: int = 1008, validation_days: int = 252, baselines: BaselinesConfig | None = None,
+) -> dict[str, Any]:
+    """Retrain, select and test every agent on ``n_folds`` folds; returns stitched results and per-fold dates."""
+    from training.config import TrainConfig
+    from training.export import read_metadata
+    from training.train import train
+
+    metas = {p.parent.name: read_metadata(p.parent) for p in sorted(models_dir.glob("*/metadata.json")) if not p.parent.name.startswith(".")}
+    if not metas:
+        raise FileNotFoundError(f"{models_dir}: no exported agents")
+    reference = parse_config(EnvConfig, next(iter(metas.values()))["env_config"])
+    if data is not None:
+        reference = reference.model_copy(update={"data": reference.data.model_copy(update={"path": str(Path(data).resolve())})})
+    market = load_market(reference.data)
+    warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for m in metas.values())
+    folds = walk_forward_folds(market, n_folds=n_folds, warmup_days=warmup, min_train_days=min_train_days, validation_days=validation_days)
+    pieces: dict[str, list[BacktestResult]] = {}
+    fold_dates = []
+    for k, fold in enumerate(folds):
+        bounds = {"train_end": str(market.dates[fold["train"].last]), "validation_end": str(market.dates[fold["validation"].last])}
+        test = fold["test"]
+        fold_dates.append({"fold": k, "train_end": bounds["train_end"], "validation_end": bounds["validation_end"],
+                           "test_first": str(market.dates[test.first]), "test_last": str(market.dates[test.last])})
+        print(f"walk-forward fold {k + 1}/{n_folds}: train to {bounds['train_end']}, test {fold_dates[-1]['test_first']} .. "
+              f"{fold_dates[-1]['test_last']}", file=sys.stderr, flush=True)
+        fold_models = runs_dir / f"fold{k}" / "models"
+        for name, meta in metas.items():
+            resolved = dict(meta["reproducibility"]["resolved_config"])
+            env_config = parse_config(EnvConfig, meta["env_config"])
+            data_config = reference.data.model_copy(update=bounds)
+            resolved["env"] = env_config.model_copy(update={"data": data_config, "split": "train"}).model_dump(mode="json")
+            resolved["timesteps"] = timesteps
+            config = parse_config(TrainConfig, resolved, where=f"{name}: resolved_config")
+            train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models)
+        from training.export import load_policy
+
+        for name in metas:
+            policy, meta = load_policy(fold_models / name)
+            env = evaluation_env(meta["env_config"], "test", market=market)
+            result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
+            pieces.setdefault(name, []).append(_cut(result, test.n_days))
+        fold_reference = reference.model_copy(update={"data": reference.data.model_copy(update=bounds)})
+        env = evaluation_env(fold_reference, "test", market=market)
+        for name, result in run_all(make_baselines(env.assets, baselines), env).items():
+            pieces.setdefault(name, []).append(_cut(result, test.n_days))
+    return {"results": {name: _stitch(parts) for name, parts in pieces.items()}, "folds": fold_dates, "agents": list(metas)}
