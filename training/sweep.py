@@ -226,7 +226,6 @@ def run_algo(sweep: SweepConfig, algo: str, base: TrainConfig, *, resume: bool) 
             metric=VALIDATION_METRIC,
             mode="max",
             num_samples=sweep.num_samples,
-            max_concurrent_trials=sweep.max_concurrent_trials,
             search_alg=BasicVariantGenerator(
                 constant_grid_search=True, random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent_trials
             ),
