@@ -79,24 +79,30 @@ class ActionMap:
     :param softmax_scale: logits are ``softmax_scale * action``.
     """
 
-    def __init__(self, mode: str, n_assets: int, grid_steps: int = 4, continuous_map: str = "softmax", softmax_scale: float = 3.0) -> None:
+    def __init__(
+        self, mode: str, n_assets: int, grid_steps: int = 4, continuous_map: str = "softmax", softmax_scale: float = 3.0,
+        discrete_hold: bool = False,
+    ) -> None:
         self.mode = mode
         self.n_assets = n_assets
         self.continuous_map = continuous_map
         self.softmax_scale = softmax_scale
         self.grid = simplex_grid(n_assets, grid_steps) if mode == "discrete" else None
+        # With a hold action, discrete action 0 keeps the weights held and action i >= 1 is grid row i - 1: the
+        # discrete counterpart of softmax_delta, so a DQN agent can stay put without paying to re-hit a grid point.
+        self.hold = bool(discrete_hold) and self.grid is not None
         self._out = np.empty(n_assets)
 
     @classmethod
     def from_config(cls, config, n_assets: int) -> "ActionMap":
         """From an ``envs.config.EnvConfig``."""
-        return cls(config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale)
+        return cls(config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale, config.discrete_hold)
 
     def space(self):
         import gymnasium as gym
 
         if self.grid is not None:
-            return gym.spaces.Discrete(len(self.grid))
+            return gym.spaces.Discrete(len(self.grid) + int(self.hold))
         return gym.spaces.Box(-1.0, 1.0, shape=(self.n_assets,), dtype=np.float32)
 
     def __call__(self, action, held: np.ndarray | None = None) -> np.ndarray:
@@ -106,9 +112,17 @@ class ActionMap:
         """
         if self.grid is not None:
             index = int(action)
-            if not 0 <= index < len(self.grid):
-                raise ValueError(f"action {index} is outside Discrete({len(self.grid)})")
-            return self.grid[index]
+            size = len(self.grid) + int(self.hold)
+            if not 0 <= index < size:
+                raise ValueError(f"action {index} is outside Discrete({size})")
+            if not self.hold:
+                return self.grid[index]
+            if index == 0:
+                if held is None:
+                    raise ValueError("the hold action needs the weights held")
+                self._out[:] = held
+                return self._out
+            return self.grid[index - 1]
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self._out.shape or not np.isfinite(action).all():
             raise ValueError(f"action must be {self.n_assets} finite numbers, got {action!r}")

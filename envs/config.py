@@ -61,6 +61,7 @@ class EnvConfig(FrozenConfig):
     continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"
     softmax_scale: float = Field(default=3.0, gt=0.0, description="logits (or their change) = scale * action, action in [-1, 1]")
     grid_steps: int = Field(default=4, ge=1, le=100, description="discrete weights are multiples of 1/grid_steps")
+    discrete_hold: bool = Field(default=False, description="discrete: action 0 keeps the weights held (no trade)")
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
     reward: Literal["log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
     reward_scale: float = Field(default=100.0, gt=0.0, description="reward multiplier (log growth in percent by default)")

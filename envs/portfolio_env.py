@@ -10,7 +10,7 @@ observation at ``t`` can never depend on a price after ``t`` (tested by perturbi
 | Observation | ``Box(-inf, inf, (W*K + K + E + K,), float32)``; layout in ``envs.features`` (percent log returns of the last ``W`` days, rolling volatility in percent per day, extras, current weights) |
 |---|---|
 | Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)``, ``softmax(log(held) + softmax_scale * a)`` (``softmax_delta``: zero action = hold) or ``clip(a, 0, 1)/sum`` |
-| Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions) |
+| Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions); with ``discrete_hold``, one more: action 0 keeps the weights held |
 | Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
 | Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day |
 | End | ``terminated`` when the split's last return has been earned; ``truncated`` after ``episode_days`` steps |

@@ -109,7 +109,8 @@ def evaluate(
     if truth is not None:
         g = {name: float(r.log_growth.mean()) for name, r in results.items()}
         gap = g["oracle_constant_mix"] - g["equal_weight"]
-        efficiency = {name: (g[name] - g["equal_weight"]) / gap if gap != 0 else None for name in agent_names}
+        # Undefined when the oracle did not beat equal weight on this window: the ratio would flip sign.
+        efficiency = {name: (g[name] - g["equal_weight"]) / gap if gap > 0 else None for name in agent_names}
     return {
         "results": results,
         "agents": agent_names,
@@ -149,7 +150,8 @@ def render_html(report: dict[str, Any]) -> str:
         efficiency = (
             "<h2>Efficiency against the oracle (synthetic data)</h2><p>(g<sub>agent</sub> - g<sub>equal weight</sub>) / "
             "(g<sub>oracle constant mix</sub> - g<sub>equal weight</sub>) on this window's mean daily log growth. One window "
-            "is noisy: <code>benchmarks/policy_quality.py</code> averages many fresh paths.</p>"
+            "is noisy: <code>benchmarks/policy_quality.py</code> averages many fresh paths. n/a: on this window the oracle "
+            "constant mix did not beat equal weight, so the ratio is undefined.</p>"
             f"<table><tr><th>agent</th><th>efficiency</th></tr>{rows_eff}</table>"
         )
     walk_forward = ""

@@ -71,3 +71,28 @@ def test_clip_normalises_the_positive_part_and_falls_back_to_equal_weight():
     np.testing.assert_allclose(clip_weights(np.array([1.0, -0.5, 0.0, 0.5]), np.empty(4)), [2 / 3, 0.0, 0.0, 1 / 3])
     np.testing.assert_allclose(clip_weights(np.array([3.0, 1.0]), np.empty(2)), [0.5, 0.5])  # clipped to 1 each
     np.testing.assert_allclose(clip_weights(np.array([-1.0, -0.2, 0.0]), np.empty(3)), 1 / 3)
+
+
+def test_hold_action_keeps_the_weights_held_and_shifts_the_grid():
+    import numpy as np
+
+    from envs.actions import ActionMap, simplex_grid
+
+    plain = ActionMap("discrete", 4, 4)
+    hold = ActionMap("discrete", 4, 4, discrete_hold=True)
+    assert plain.space().n == 35 and hold.space().n == 36
+    held = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_array_equal(hold(0, held), held)
+    np.testing.assert_array_equal(hold(5, held), simplex_grid(4, 4)[4])
+
+
+def test_hold_action_trades_nothing_in_the_env(tiny, small_config):
+    from envs.portfolio_env import PortfolioEnv
+
+    env = PortfolioEnv(small_config.model_copy(update={"action_mode": "discrete", "discrete_hold": True}), market=tiny.market)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(7)
+    assert info["turnover"] > 0
+    for _ in range(5):
+        _, _, _, _, info = env.step(0)
+        assert info["turnover"] == 0.0 and info["cost"] == 0.0
