@@ -34,6 +34,18 @@ def head():
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def submit_when_ready(client, entrypoint: str, runtime_env: dict, timeout_s: float = 90.0) -> str:
+    """Submit once the head's job agent is up: right after `ray start` it may answer "No available agent"."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def test_training_job_submitted_to_a_head_exports_a_policy(head, tiny_csv, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -43,14 +55,12 @@ def test_training_job_submitted_to_a_head_exports_a_policy(head, tiny_csv, tmp_p
         f"{sys.executable} -m training.train --algo ppo --timesteps 1000 --data {tiny_csv} "
         f"--runs-dir {tmp_path / 'runs'} --models-dir {models}"
     )
-    job = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={
-            "working_dir": str(REPO_ROOT),
-            "excludes": [".venv", ".git", "runs", "models", "data", "reports", ".hypothesis", "**/__pycache__"],
-            "env_vars": {"RAY_AUTH_MODE": "disabled"},
-        },
-    )
+    runtime_env = {
+        "working_dir": str(REPO_ROOT),
+        "excludes": [".venv", ".git", "runs", "models", "data", "reports", ".hypothesis", "**/__pycache__"],
+        "env_vars": {"RAY_AUTH_MODE": "disabled"},
+    }
+    job = submit_when_ready(client, entrypoint, runtime_env)
     deadline = time.monotonic() + 400
     status = client.get_job_status(job)
     while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.monotonic() < deadline:

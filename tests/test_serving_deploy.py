@@ -33,10 +33,16 @@ def write_config(path: Path, models_dir: Path, port: int, split: dict) -> Path:
     return path
 
 
-def deploy(head_url: str, config: Path) -> None:
+def deploy(head_url: str, config: Path, timeout_s: float = 90.0) -> None:
+    """`serve deploy`, retried while the freshly started head's agent is not up yet."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run([SERVE, "deploy", str(config), "--address", head_url], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = subprocess.run([SERVE, "deploy", str(config), "--address", head_url], env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return
+        assert time.monotonic() < deadline, done.stderr[-2000:]
+        time.sleep(2)
 
 
 def wait_for(url: str, check, timeout_s: float = 120.0):
