@@ -67,7 +67,8 @@ class AgentDeployment:
     def health(self) -> str:
         return "ok"
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    # No waiting for company: a lone request goes at once; requests that queued meanwhile share one forward pass.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def allocate(self, requests: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
         weights = self.agent.weights_batch([c for c, _ in requests], [h for _, h in requests])
         return [row.tolist() for row in weights]
