@@ -93,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             return code
 
     step("4/6 exported agents on the same test days")
-    from training.export import load_policy
+    from training.export import agent_dirs, load_policy
 
-    agent_dirs = sorted(p.parent for p in Path(args.models).glob("*/metadata.json") if not p.parent.name.startswith("."))
-    if not agent_dirs:
+    exported = agent_dirs(args.models)
+    if not exported:
         print(f"error: no exported agents in {args.models}/", file=sys.stderr)
         return 1
     agent_results = {}
-    for agent_dir in agent_dirs:
+    for agent_dir in exported:
         policy, meta = load_policy(agent_dir)
         agent_env = evaluation_env(meta["env_config"], "test")
         agent_results.update(run_all([PolicyStrategy(agent_dir.name, policy.weights)], agent_env))

@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from envs.features import warmup_days
 from envs.synthetic import default_params, load_params, simulate
 from evaluation.backtest import PolicyStrategy, evaluation_env, run_all
 from evaluation.baselines import EqualWeight, make_oracles
-from training.export import load_policy
+from training.export import agent_dirs, load_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=10_000)
     args = parser.parse_args(argv)
 
-    agent_dirs = sorted(p.parent for p in Path(args.models).glob("*/metadata.json") if not p.parent.name.startswith("."))
-    if not agent_dirs:
+    exported = agent_dirs(args.models)
+    if not exported:
         print(f"error: no exported agents under {args.models}/ (run make demo or python -m training.sweep)", file=sys.stderr)
         return 1
-    agents = {d.name: load_policy(d) for d in agent_dirs}
+    agents = {d.name: load_policy(d) for d in exported}
     started = time.perf_counter()
     reference = parse_config(EnvConfig, next(iter(agents.values()))[1]["env_config"])
     data = reference.data

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from envs.config import EnvConfig, parse_config
-from envs.data import load_market
 from envs.errors import ConfigError, DataError
 from envs.synthetic import load_params
 from evaluation import plots, statistics
@@ -38,9 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def load_agents(models_dir: Path, data: str | None) -> list[tuple[str, Any, dict, EnvConfig]]:
-    from training.export import load_policy
+    from training.export import agent_dirs, load_policy
 
-    dirs = sorted(p.parent for p in models_dir.glob("*/metadata.json") if not p.parent.name.startswith("."))
+    dirs = agent_dirs(models_dir)
     if not dirs:
         raise DataError(f"{models_dir}: no exported agents (expected <agent>/metadata.json)")
     agents = []

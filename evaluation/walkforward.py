@@ -49,10 +49,10 @@ def walk_forward(
 ) -> dict[str, Any]:
     """Retrain, select and test every agent on ``n_folds`` folds; returns stitched results and per-fold dates."""
     from training.config import TrainConfig
-    from training.export import read_metadata
+    from training.export import agent_dirs, read_metadata
     from training.train import train
 
-    metas = {p.parent.name: read_metadata(p.parent) for p in sorted(models_dir.glob("*/metadata.json")) if not p.parent.name.startswith(".")}
+    metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir)}
     if not metas:
         raise FileNotFoundError(f"{models_dir}: no exported agents")
     reference = parse_config(EnvConfig, next(iter(metas.values()))["env_config"])

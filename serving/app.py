@@ -318,8 +318,9 @@ class Ingress:
 
 
 def discover(models_dir: str | Path) -> dict[str, Path]:
-    models_dir = Path(models_dir)
-    found = {p.parent.name: p.parent.resolve() for p in sorted(models_dir.glob("*/metadata.json")) if not p.parent.name.startswith(".")}
+    from training.export import agent_dirs
+
+    found = {d.name: d.resolve() for d in agent_dirs(models_dir)}
     if not found:
         raise ConfigError(f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo")
     return found

@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 
-from envs.config import EnvConfig
 from envs.errors import DataError
 from envs.portfolio_env import PortfolioEnv
 from training.export import content_hash, export_policy, load_policy, read_metadata, update_registry

@@ -163,6 +163,11 @@ def export_policy(
     return target
 
 
+def agent_dirs(models_dir: str | Path) -> list[Path]:
+    """Exported agents under ``models_dir`` (folders with ``metadata.json``; in-progress ``.tmp``/``.old`` excluded)."""
+    return sorted(p.parent for p in Path(models_dir).glob(f"*/{METADATA}") if not p.parent.name.startswith("."))
+
+
 def read_metadata(agent_dir: str | Path) -> dict[str, Any]:
     path = Path(agent_dir) / METADATA
     if not path.is_file():
@@ -192,10 +197,8 @@ def update_registry(models_dir: str | Path, metric: str = "log_growth") -> dict[
     """Rewrite ``models/registry.json`` from the agents' metadata; the best agent has the highest validation metric."""
     models_dir = Path(models_dir)
     agents = {}
-    for meta_path in sorted(models_dir.glob(f"*/{METADATA}")):
-        if meta_path.parent.name.startswith("."):
-            continue
-        meta = json.loads(meta_path.read_text())
+    for agent_dir in agent_dirs(models_dir):
+        meta = read_metadata(agent_dir)
         agents[meta["agent"]] = {
             "algorithm": meta["algorithm"],
             "content_hash": meta["content_hash"],

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from envs.config import EnvConfig
 from envs.errors import ConfigError, DataError
 from envs.portfolio_env import PortfolioEnv
 from training.config import ALGORITHMS, TrainConfig, env_overrides, resolve_train_config
