@@ -4,9 +4,9 @@
 2. Backtest every classical baseline and both oracles on the test split, costs on.
 3. Sweep DQN, SAC and PPO with Ray Tune (``configs/sweep.yaml``: ASHA, MLflow, TensorBoard) and export the best
    policy per algorithm to ``models/``.
-4. Play the exported agents on the same test days and print them beside the baselines and the oracles.
-5. Write the out-of-sample HTML report (``reports/demo``) with intervals, deflated Sharpe and figures.
-6. Serve the two best agents with Ray Serve under a 50/50 A/B split, send a burst of ``/allocate`` calls for test
+4. Play the exported agents on the same test days, print them beside the baselines and the oracles, and write
+   the out-of-sample HTML report (``reports/demo``) with intervals, deflated Sharpe and figures.
+5. Serve the two best agents with Ray Serve under a 50/50 A/B split, send a burst of ``/allocate`` calls for test
    days, report each answer's realised next-day return as feedback, and print ``/ab/stats``.
 
 Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agents already in ``models/``.
@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,8 +27,9 @@ import pandas as pd
 
 from envs.config import EnvConfig, load_yaml, parse_config
 from envs.data import main as data_main
+from envs.errors import ConfigError, DataError
 from envs.synthetic import load_params, params_path
-from evaluation.backtest import PolicyStrategy, evaluation_env, metrics_table, run_all
+from evaluation.backtest import evaluation_env, metrics_table, run_all
 from evaluation.baselines import BaselinesConfig, make_baselines, make_oracles
 
 log = logging.getLogger("demo")
@@ -57,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     started = time.perf_counter()
 
-    step(f"1/6 synthetic market -> {args.data}")
+    step(f"1/5 synthetic market -> {args.data}")
     if data_main(["synth", "--out", args.data, "--seed", str(args.seed)]) != 0:
         return 1
     if data_main(["validate", args.data]) != 0:
         return 1
 
-    step("2/6 classical baselines and oracles on the test split (costs on)")
+    step("2/5 classical baselines and oracles on the test split (costs on)")
     env_config = parse_config(EnvConfig, load_yaml("configs/env.yaml"), where="configs/env.yaml")
     env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": str(Path(args.data).resolve())})})
     baselines_config = parse_config(
@@ -80,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.skip_training:
-        step(f"3/6 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
+        step(f"3/5 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
         from training.sweep import main as sweep_main
 
         name = f"demo-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        code = sweep_main(["--config", args.sweep_config, "--data", args.data, "--name", name])
+        code = sweep_main(["--config", args.sweep_config, "--data", args.data, "--name", name, "--models-dir", args.models])
         import ray
 
         ray.shutdown()
@@ -92,25 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the sweep failed; see the messages above", file=sys.stderr)
             return code
 
-    step("4/6 exported agents on the same test days")
-    from training.export import agent_dirs, load_policy
+    step("4/5 exported agents on the same test days, and the out-of-sample report")
+    from evaluation.report import evaluate, log_to_mlflow, write_report
 
-    exported = agent_dirs(args.models)
-    if not exported:
-        print(f"error: no exported agents in {args.models}/", file=sys.stderr)
+    try:
+        report = evaluate(Path(args.models), data=args.data, split="test", baselines=baselines_config)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    agent_results = {}
-    for agent_dir in exported:
-        policy, meta = load_policy(agent_dir)
-        agent_env = evaluation_env(meta["env_config"], "test")
-        agent_results.update(run_all([PolicyStrategy(agent_dir.name, policy.weights)], agent_env))
-    for name, result in agent_results.items():
-        if not (result.dates == dates).all():
-            raise RuntimeError(f"agent {name} was tested on different days")
-    print_table(
-        f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:",
-        metrics_table({**agent_results, **baseline_results}),
-    )
+    if report["dates"] != [str(dates[0]), str(dates[-1])]:
+        raise RuntimeError("the agents were tested on other days than the baselines above")
+    print_table(f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report["table"])
     oracle = json.loads(params_path(args.data).read_text())["oracle"]
     print(
         "\nTrue law (expected daily log growth, before costs): "
@@ -122,16 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
         "`python benchmarks/policy_quality.py`."
     )
-
-    step("5/6 out-of-sample report")
-    from evaluation.report import main as report_main
-
-    if report_main(["--models", args.models, "--out", args.report, "--data", args.data]) != 0:
-        return 1
-    print(f"\nReport: {(Path(args.report) / 'report.html').resolve()}")
+    paths = write_report(report, Path(args.report))
+    log_to_mlflow(report, Path(args.report), os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"), "rlportfolio-reports")
+    print(f"\nReport: {paths['html'].resolve()}")
 
     if not args.skip_serving:
-        step("6/6 Ray Serve: A/B split between the two best agents, a burst of /allocate calls with feedback")
+        step("5/5 Ray Serve: A/B split between the two best agents, a burst of /allocate calls with feedback")
         serve_burst(args.models, args.data, env, args.port)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
@@ -170,7 +160,7 @@ def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> 
     print(
         "\nTo keep serving: .venv/bin/python -m serving.app --models models --split "
         + ",".join(f"{n}={w}" for n, w in split.items())
-        + "   (or: serve run configs/serve.yaml); API docs at http://127.0.0.1:8000/docs"
+        + f" --port {port}   (or: serve run configs/serve.yaml); API docs at http://127.0.0.1:{port}/docs"
     )
 
 

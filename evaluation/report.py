@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from envs.config import EnvConfig, parse_config
+from envs.config import EnvConfig, load_yaml, parse_config
+from envs.features import warmup_days
 from envs.errors import ConfigError, DataError
 from envs.synthetic import load_params
 from evaluation import plots, statistics
@@ -60,13 +61,18 @@ def evaluate(
     agents = load_agents(models_dir, data)
     reference = agents[0][3]
     for name, _, _, config in agents[1:]:
-        if config.data.model_dump() != reference.data.model_dump():
-            raise ConfigError(f"agent '{name}' was trained on other data or splits than '{agents[0][0]}'; pass --data")
+        for field in ("data", "cost_bps"):
+            if getattr(config, field) != getattr(reference, field):
+                raise ConfigError(f"agents '{name}' and '{agents[0][0]}' differ in env_config.{field}; report them separately")
+        if warmup_days(config.window_days, config.vol_window_days) != warmup_days(reference.window_days, reference.vol_window_days):
+            raise ConfigError(f"agents '{name}' and '{agents[0][0]}' have different feature warm-ups, so their test days differ")
     results: dict[str, BacktestResult] = {}
     for name, policy, _, config in agents:
         results.update(run_all([PolicyStrategy(name, policy.weights)], evaluation_env(config, split)))
     env = evaluation_env(reference, split)
     baselines = baselines or BaselinesConfig()
+    if "equal_weight" not in baselines.include:
+        raise ConfigError("baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)")
     strategies = make_baselines(env.assets, baselines)
     truth = load_params(reference.data.path) if reference.data.path else None
     if truth is None and reference.data.path is None:
@@ -90,14 +96,15 @@ def evaluate(
     table = metrics_table(results)
     intervals = {}
     for name, result in results.items():
-        low, high = statistics.sharpe_ci(result.returns, n_resamples=bootstrap_resamples)
+        # The Sharpe interval is on excess returns, like the table's Sharpe beside it.
+        low, high = statistics.sharpe_ci(result.returns - result.rf_daily, n_resamples=bootstrap_resamples)
         r_low, r_high = statistics.annual_return_ci(result.returns, n_resamples=bootstrap_resamples)
         intervals[name] = {"sharpe_ci95": [low, high], "annual_return_ci95": [r_low, r_high]}
     equal_weight_sharpe = table.loc["equal_weight", "sharpe"]
     skill = {
         name: {
-            "psr_vs_equal_weight": statistics.probabilistic_sharpe_ratio(results[name].returns, equal_weight_sharpe),
-            "deflated_sharpe": statistics.deflated_sharpe_ratio(results[name].returns, n_trials),
+            "psr_vs_equal_weight": statistics.probabilistic_sharpe_ratio(results[name].returns - results[name].rf_daily, equal_weight_sharpe),
+            "deflated_sharpe": statistics.deflated_sharpe_ratio(results[name].returns - results[name].rf_daily, n_trials),
             "n_trials": n_trials,
         }
         for name in agent_names
@@ -258,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "validation", "all"])
     parser.add_argument("--out", help="output folder (default reports/<timestamp>)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
+    parser.add_argument("--config", default="configs/evaluation.yaml", help="baselines config (section 'baselines')")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="K", help="add K retrained walk-forward folds")
     parser.add_argument("--walk-forward-timesteps", type=int, default=20_000, help="env steps per agent and fold")
     parser.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"))
@@ -267,12 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     out = Path(args.out or f"reports/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     try:
-        report = evaluate(Path(args.models), data=args.data, split=args.split, bootstrap_resamples=args.bootstrap)
+        raw = load_yaml(args.config).get("baselines") if Path(args.config).is_file() else None
+        baselines = parse_config(BaselinesConfig, raw, where=f"{args.config}: baselines")
+        report = evaluate(Path(args.models), data=args.data, split=args.split, baselines=baselines, bootstrap_resamples=args.bootstrap)
         if args.walk_forward:
             from evaluation.walkforward import walk_forward
 
             wf = walk_forward(Path(args.models), n_folds=args.walk_forward, timesteps=args.walk_forward_timesteps,
-                              runs_dir=out / "walk_forward", data=args.data)
+                              runs_dir=out / "walk_forward", data=args.data, baselines=baselines)
             wf["timesteps"] = args.walk_forward_timesteps
             wf["intervals"] = {name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=args.bootstrap))}
                                for name, r in wf["results"].items()}

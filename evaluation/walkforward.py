@@ -17,6 +17,7 @@ import numpy as np
 
 from envs.config import EnvConfig, parse_config
 from envs.data import load_market
+from envs.errors import DataError
 from envs.features import warmup_days
 from envs.market import walk_forward_folds
 from evaluation.backtest import BacktestResult, PolicyStrategy, evaluation_env, run_all
@@ -54,7 +55,7 @@ def walk_forward(
 
     metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir)}
     if not metas:
-        raise FileNotFoundError(f"{models_dir}: no exported agents")
+        raise DataError(f"{models_dir}: no exported agents")
     reference = parse_config(EnvConfig, next(iter(metas.values()))["env_config"])
     if data is not None:
         reference = reference.model_copy(update={"data": reference.data.model_copy(update={"path": str(Path(data).resolve())})})

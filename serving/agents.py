@@ -74,22 +74,30 @@ class PolicyAgent:
         if observation.shape != (self.info.observation_size,):
             raise ValueError(f"observation must have {self.info.observation_size} entries, got {observation.shape[0]}")
         action = self.policy.actions(observation[None, :].astype(np.float32))[0]
-        return action, self.policy.weights(observation.astype(np.float32))
+        held = observation[-len(self.info.assets) :].astype(np.float64)
+        return action, np.array(self.policy.action_map(action, held), dtype=np.float64)
 
 
 BASELINES = {"equal_weight": lambda: EqualWeight("equal_weight", 1), "growth_optimal": lambda: GrowthOptimal("growth_optimal", 1, 252)}
 
 
+def baseline_closes_needed(name: str, agents_need: int) -> int:
+    """Closes a served baseline needs: what the agents need, and for an estimated baseline its full lookback + 1."""
+    lookback = getattr(BASELINES[name](), "lookback_days", 0)
+    return max(agents_need, lookback + 1)
+
+
 class BaselineAgent:
     """A classical strategy from ``evaluation.baselines``, routable like any agent (and the last-resort fallback)."""
 
-    def __init__(self, name: str, assets: tuple[str, ...], closes_needed: int) -> None:
+    def __init__(self, name: str, assets: tuple[str, ...], agents_need: int) -> None:
+        """:param agents_need: closes the RL agents of the app need; an estimated baseline may need more."""
         if name not in BASELINES:
             raise ValueError(f"unknown baseline '{name}'; choose from {sorted(BASELINES)}")
         self.strategy = BASELINES[name]()
         self.info = AgentInfo(
             name=name, kind="baseline", algorithm=name, model_version="baseline", content_hash=None,
-            assets=tuple(assets), closes_needed=closes_needed, observation_size=None, validation=None,
+            assets=tuple(assets), closes_needed=baseline_closes_needed(name, agents_need), observation_size=None, validation=None,
         )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:

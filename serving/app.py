@@ -182,15 +182,16 @@ class Ingress:
         self.latency_ms.observe((time.perf_counter() - started) * 1000, tags={"agent": agent, "endpoint": endpoint})
         return result
 
-    def _candidates(self, first: str) -> list[str]:
-        """The routed agent (tried twice), then the other arms by traffic weight, then the baseline fallback."""
+    def _candidates(self, first: str, n_closes: int) -> list[str]:
+        """The routed agent (tried twice), then the other arms by traffic weight, then the baseline fallback; only
+        agents that can use ``n_closes`` closes."""
         others = [name for name, _ in sorted(self.router.split.weights, key=lambda nw: -nw[1]) if name != first]
         tail = [self.fallback] if self.fallback not in (first, *others) else []
-        return [first, first, *others, *tail]
+        return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
 
-    def _shadow(self, agent: str, args: tuple) -> None:
+    def _shadow(self, agent: str, args: tuple, n_closes: int) -> None:
         shadow = self.router.split.shadow
-        if shadow is None or shadow == agent:
+        if shadow is None or shadow == agent or self.infos[shadow].closes_needed > n_closes:
             return
 
         async def run() -> None:
@@ -244,7 +245,7 @@ class Ingress:
         chosen = self._choose(body.client_id, x_agent)
         closes, held = self._parse(body, self.infos[chosen])
         request_id = uuid.uuid4().hex
-        for attempt, agent in enumerate(self._candidates(chosen)):
+        for agent in self._candidates(chosen, closes.shape[0]):
             try:
                 weights = await self._call(agent, "allocate", "allocate", (closes, held))
             except Exception as exc:
@@ -254,7 +255,7 @@ class Ingress:
             fallback = agent != chosen
             self.stats.record(agent, request_id, latency, fallback=fallback)
             self.requests_total.inc(tags={"agent": agent, "endpoint": "allocate"})
-            self._shadow(agent, ((closes, held),))
+            self._shadow(agent, ((closes, held),), closes.shape[0])
             info = self.infos[agent]
             return AllocateResponse(
                 weights=dict(zip(info.assets, weights)), agent=agent, model_version=info.model_version,
@@ -268,7 +269,15 @@ class Ingress:
     ) -> PredictResponse:
         """Action and weights for a raw observation (``envs.features`` layout); for callers that build features."""
         self._authorize(authorization)
-        agent = self._choose(None, x_agent)
+        if x_agent is None:
+            # Observations only make sense to RL agents: route among the split's RL arms.
+            rl_arms = [name for name, _ in self.router.split.weights if self.infos[name].kind == "rl"]
+            if not rl_arms:
+                raise _problem(422, "header.X-Agent", "the traffic split has no RL agent; name one in X-Agent")
+            agent = self._choose(None, None)
+            agent = agent if agent in rl_arms else rl_arms[0]
+        else:
+            agent = self._choose(None, x_agent)
         info = self.infos[agent]
         if info.kind != "rl":
             raise _problem(422, "header.X-Agent", f"'{agent}' is a classical baseline; it needs prices (/allocate)")
@@ -291,7 +300,7 @@ class Ingress:
         try:
             agent = self.stats.feedback(body.request_id, body.realized_return)
         except KeyError:
-            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}'") from None
+            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)") from None
         return FeedbackResponse(request_id=body.request_id, agent=agent)
 
     @api.get("/ab/stats")
@@ -342,7 +351,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
             raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
         if name in infos:
             raise ConfigError(f"baselines: '{name}' clashes with an exported agent of the same name")
-        infos[name] = AgentInfo(name, "baseline", name, "baseline", None, asset_list, closes_needed, None, None)
+        infos[name] = BaselineAgent(name, asset_list, closes_needed).info
     fallback = args.get("fallback", "equal_weight")
     if fallback not in infos:
         raise ConfigError(f"fallback: '{fallback}' is not deployed (agents: {sorted(infos)})")
@@ -355,7 +364,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     handles = {}
     for name, info in infos.items():
         spec = {"kind": "rl", "path": str(agents[name])} if info.kind == "rl" else {
-            "kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": closes_needed}
+            "kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": info.closes_needed}
         handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
     token = os.environ.get(args.get("token_env", "SERVE_API_TOKEN"))
     token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
@@ -403,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ray.init(include_dashboard=False, _metrics_export_port=args.metrics_port)
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name="rlportfolio", route_prefix="/", blocking=False)
-    print(f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics on port {args.metrics_port}", file=sys.stderr)
+    metrics = "on the cluster's metrics ports" if os.environ.get("RAY_ADDRESS") else f"on port {args.metrics_port}"
+    print(f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics {metrics}", file=sys.stderr)
     if args.no_block:
         return 0
     try:

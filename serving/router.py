@@ -92,6 +92,7 @@ class ArmStats:
     fallbacks: int = 0
     shadow_requests: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    shadow_latencies_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     returns: list = field(default_factory=list)
 
 
@@ -125,21 +126,22 @@ class ABStats:
         with self._lock:
             arm = self._arm(agent)
             arm.shadow_requests += 1
-            arm.latencies_ms.append(latency_ms)
+            arm.shadow_latencies_ms.append(latency_ms)
 
     def feedback(self, request_id: str, realized_return: float) -> str:
-        """Attach a realised return to the arm that served ``request_id``; ``KeyError`` if unknown."""
+        """Attach a realised return to the arm that served ``request_id``, once; ``KeyError`` if unknown or used."""
         with self._lock:
-            agent = self._requests[request_id]
+            agent = self._requests.pop(request_id)
             self._arm(agent).returns.append(float(realized_return))
             return agent
 
     def summary(self, alpha: float = 0.05) -> dict:
         with self._lock:
-            arms = {name: (arm.requests, arm.errors, arm.fallbacks, arm.shadow_requests, list(arm.latencies_ms), list(arm.returns))
+            arms = {name: (arm.requests, arm.errors, arm.fallbacks, arm.shadow_requests, list(arm.latencies_ms), list(arm.returns),
+                           list(arm.shadow_latencies_ms))
                     for name, arm in self._arms.items()}
         out: dict = {"arms": {}, "comparisons": []}
-        for name, (requests, errors, fallbacks, shadow, latencies, returns) in sorted(arms.items()):
+        for name, (requests, errors, fallbacks, shadow, latencies, returns, shadow_latencies) in sorted(arms.items()):
             lat = np.asarray(latencies) if latencies else None
             ret = np.asarray(returns) if returns else None
             out["arms"][name] = {
@@ -148,6 +150,7 @@ class ABStats:
                 "fallbacks": fallbacks,
                 "shadow_requests": shadow,
                 "latency_ms": None if lat is None else {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "mean": float(lat.mean())},
+                "shadow_latency_ms": None if not shadow_latencies else {"p50": float(np.percentile(shadow_latencies, 50))},
                 "feedback": 0 if ret is None else len(ret),
                 "mean_return": None if ret is None else float(ret.mean()),
                 "std_return": None if ret is None or len(ret) < 2 else float(ret.std(ddof=1)),

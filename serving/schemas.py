@@ -25,7 +25,7 @@ class AllocateRequest(BaseModel):
         },
     )
     prices: dict[str, Annotated[list[Finite], Field(min_length=2, max_length=MAX_WINDOW)]] = Field(
-        min_length=1, max_length=MAX_ASSETS, description="asset -> closes, oldest first (feature window + 1 or more)"
+        min_length=1, max_length=MAX_ASSETS, description="asset -> closes, oldest first; at least the agent's closes_needed (see /agents)"
     )
     weights: dict[str, Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] | None = Field(
         default=None, max_length=MAX_ASSETS, description="asset -> weight held now; must sum to 1 (default equal)"

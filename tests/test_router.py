@@ -74,6 +74,8 @@ def test_feedback_is_attributed_to_the_arm_that_served_the_request():
     assert stats.feedback("r2", 0.01) == "sac"
     with pytest.raises(KeyError):
         stats.feedback("nope", 0.01)
+    with pytest.raises(KeyError):  # a retried report must not count twice in the t-test
+        stats.feedback("r2", 0.01)
     summary = stats.summary()
     assert summary["arms"]["sac"]["feedback"] == 1 and summary["arms"]["ppo"]["feedback"] == 0
     assert summary["arms"]["ppo"]["latency_ms"]["p50"] == 3.0

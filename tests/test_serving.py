@@ -103,7 +103,9 @@ def test_allocate_answers_with_the_same_weights_the_env_observation_gives(client
 def test_baselines_are_routable_like_agents(client, tiny):
     answer = client.post("/allocate", json=body(tiny), headers={"X-Agent": "equal_weight"}).json()
     assert answer["agent"] == "equal_weight" and answer["weights"] == dict.fromkeys(ASSETS, 0.25)
-    assert client.post("/allocate", json=body(tiny), headers={"X-Agent": "growth_optimal"}).status_code == 200
+    short = client.post("/allocate", json=body(tiny), headers={"X-Agent": "growth_optimal"})
+    assert short.status_code == 422 and "253" in short.text  # its 252-day lookback + 1, as in the backtests
+    assert client.post("/allocate", json=body(tiny, n=253), headers={"X-Agent": "growth_optimal"}).status_code == 200
 
 
 def test_split_ratio_stickiness_and_override_over_http(app, client, tiny):

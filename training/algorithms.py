@@ -32,7 +32,7 @@ def _algorithm_config_class(algo: str) -> type[AlgorithmConfig]:
     raise ConfigError(f"unknown algorithm '{algo}'")
 
 
-def _check_hyperparameters(config_class: type[AlgorithmConfig], algo: str, hyperparameters: dict[str, Any]) -> None:
+def _check_hyperparameters(config_class: type[AlgorithmConfig], hyperparameters: dict[str, Any]) -> None:
     accepted: set[str] = set()
     for klass in config_class.__mro__:
         training = klass.__dict__.get("training")
@@ -52,7 +52,7 @@ def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, p
     from training.validation import ValidationCallback, with_run_dir
 
     config_class = _algorithm_config_class(config.algo)
-    _check_hyperparameters(config_class, config.algo, config.hyperparameters)
+    _check_hyperparameters(config_class, config.hyperparameters)
     res = config.resources
     algo_config = (
         config_class()

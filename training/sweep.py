@@ -273,7 +273,7 @@ def summarize(result_grid: Any, sweep: SweepConfig, algo: str) -> dict[str, Any]
     trials = []
     for result in result_grid:
         if result.error or not result.metrics:
-            trials.append({"trial_id": getattr(result, "path", "?"), "error": str(result.error)[:300]})
+            trials.append({"trial_dir": Path(result.path).name, "error": str(result.error)[:300]})
             continue
         metrics = result.metrics
         best = metrics.get("validation", {}).get("best_log_growth", metrics.get(BEST_METRIC))
@@ -383,11 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, help="sampled configurations per algorithm")
     parser.add_argument("--data", help="price CSV (default: the algorithm configs' data)")
     parser.add_argument("--name", help="sweep name (default from the YAML)")
+    parser.add_argument("--models-dir", help="where the best policies are exported (default from the YAML)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours our short column list
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
 
     try:
         raw = load_yaml(args.config)
@@ -395,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw["num_samples"] = args.num_samples
         if args.name is not None:
             raw["name"] = args.name
+        if args.models_dir is not None:
+            raw["models_dir"] = args.models_dir
         sweep = parse_config(SweepConfig, raw, where=args.config)
         algos = [a.strip() for a in args.algos.split(",")] if args.algos else list(sweep.algos)
         unknown = [a for a in algos if a not in ALGORITHMS]
