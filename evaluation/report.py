@@ -273,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("evaluation").setLevel(logging.INFO)  # our progress lines, without the libraries' chatter
     out = Path(args.out or f"reports/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     try:
         raw = load_yaml(args.config).get("baselines") if Path(args.config).is_file() else None

@@ -9,7 +9,6 @@ Each fold's backtest starts from equal weights on its first test day.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +68,8 @@ def walk_forward(
         test = fold["test"]
         fold_dates.append({"fold": k, "train_end": bounds["train_end"], "validation_end": bounds["validation_end"],
                            "test_first": str(market.dates[test.first]), "test_last": str(market.dates[test.last])})
-        print(f"walk-forward fold {k + 1}/{n_folds}: train to {bounds['train_end']}, test {fold_dates[-1]['test_first']} .. "
-              f"{fold_dates[-1]['test_last']}", file=sys.stderr, flush=True)
+        log.info("walk-forward fold %d/%d: train to %s, test %s .. %s", k + 1, n_folds, bounds["train_end"],
+                 fold_dates[-1]["test_first"], fold_dates[-1]["test_last"])
         fold_models = runs_dir / f"fold{k}" / "models"
         for name, meta in metas.items():
             resolved = dict(meta["reproducibility"]["resolved_config"])
