@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         params = known[0]
 
     growth: dict[str, list[float]] = {}
+    warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for _, m in agents.values())
     for i in range(args.paths):
         seed = args.first_seed + i
-        warmup = max(warmup_days(a[1]["env_config"]["window_days"], a[1]["env_config"]["vol_window_days"]) for a in agents.values())
         market, regimes = simulate(params, n_days=args.days + warmup + 1, seed=seed)
         for name, (policy, meta) in agents.items():
             env = evaluation_env(meta["env_config"], "all", market=market)

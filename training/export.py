@@ -106,7 +106,7 @@ def export_policy(
     :returns: the agent folder.
     """
     module_source = Path(module_source)
-    if not (module_source / "module_state.pkl").exists() and not any(module_source.glob("module_state*")):
+    if not any(module_source.glob("module_state*")):
         raise DataError(f"{module_source}: not an RLModule checkpoint (no module_state file)")
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,10 @@ def preflight(config: TrainConfig) -> PortfolioEnv:
                 f"resources.num_gpus_per_learner: {config.resources.num_gpus_per_learner} GPU(s) requested but this "
                 "machine has none (torch.cuda.is_available() is False); use a CPU config such as configs/sweep.yaml"
             )
+    from evaluation.backtest import evaluation_env
+
     env = PortfolioEnv(config.env)
-    for split in ("validation",):
-        PortfolioEnv(config.env.model_copy(update={"split": split, "random_start": False, "episode_days": None}))
+    evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
     return env
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,6 @@ class ValidationCallback(RLlibCallback):
             module.save_to_path(str(tmp.resolve()))
             target = run_dir / BEST_MODULE_DIR
             if target.exists():
-                import shutil
-
                 shutil.rmtree(target)
             tmp.rename(target)
             record = {**metrics, "training_iteration": result.get("training_iteration"), "env_steps": result.get("num_env_steps_sampled_lifetime")}
