@@ -134,11 +134,12 @@ def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> 
     import ray
     from ray import serve
 
-    from serving.app import build_app
+    from serving.app import build_app, use_throughput_mode
 
     registry = json.loads((Path(models) / "registry.json").read_text())
     ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
     split = {name: 0.5 for name in ranked[:2]} if len(ranked) > 1 else {ranked[0]: 1.0}
+    use_throughput_mode()
     ray.init(include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"models_dir": models, "split": split}), name="rlportfolio", route_prefix="/")

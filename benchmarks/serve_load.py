@@ -3,8 +3,8 @@
     python benchmarks/serve_load.py [--models models/] [--requests 2000] [--concurrency 1 8 32]
 
 Drives ``POST /allocate`` with a bounded asynchronous client (httpx) at each concurrency on localhost and reports
-p50/p95/p99 latency, requests/s and errors for: the Serve app (A/B split over the two best agents, one ingress
-and one replica per agent) and, as the reference, ``benchmarks/plain_server.py`` holding the best agent in one
+p50/p95/p99 latency, requests/s and errors for: the Serve app as ``python -m serving.app`` runs it (A/B split over the
+two best agents, one ingress and one replica per agent, Serve's high-throughput mode: HAProxy ingress, gRPC) and, as the reference, ``benchmarks/plain_server.py`` holding the best agent in one
 uvicorn process.
 """
 
@@ -86,9 +86,20 @@ def wait_ready(url: str, path: str, timeout_s: float = 120) -> None:
     raise RuntimeError(f"{url} not ready after {timeout_s} s")
 
 
-def run_levels(url: str, bodies: list[dict], levels: list[int]) -> list[dict]:
-    asyncio.run(drive(url, bodies[:100], 4))  # warm-up: connections, batching, torch
-    return [asyncio.run(drive(url, bodies, c)) for c in levels]
+def run_levels(url: str, bodies: list[dict], levels: list[int], timeout_s: float = 120) -> tuple[list[dict], int]:
+    """Warm up (connections, batching, torch) until 200 requests in a row succeed, then measure each level.
+
+    :returns: the levels' reports and the failed warm-up requests (Serve's HAProxy reloads its config once the
+        replicas have registered, which can drop the first connections).
+    """
+    deadline, warmup_errors = time.monotonic() + timeout_s, 0
+    while True:
+        errors = asyncio.run(drive(url, bodies[:200], 4))["errors"]
+        warmup_errors += errors
+        if not errors or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return [asyncio.run(drive(url, bodies, c)) for c in levels], warmup_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                              env=env, cwd=ROOT)
     try:
         wait_ready("http://127.0.0.1:8100", "/docs")
-        report["plain_fastapi"] = run_levels("http://127.0.0.1:8100", bodies, args.concurrency)
+        report["plain_fastapi"], report["plain_fastapi_warmup_errors"] = run_levels("http://127.0.0.1:8100", bodies, args.concurrency)
     finally:
         plain.terminate()
         plain.wait(timeout=30)
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_ready("http://127.0.0.1:8000", "/health", timeout_s=180)
-        report["serve_ab"] = run_levels("http://127.0.0.1:8000", bodies, args.concurrency)
+        report["serve_ab"], report["serve_ab_warmup_errors"] = run_levels("http://127.0.0.1:8000", bodies, args.concurrency)
     finally:
         serve_app.terminate()
         serve_app.wait(timeout=60)

@@ -81,7 +81,7 @@ class ActionMap:
 
     def __init__(
         self, mode: str, n_assets: int, grid_steps: int = 4, continuous_map: str = "softmax", softmax_scale: float = 3.0,
-        discrete_hold: bool = False,
+        discrete_hold: bool = False, trade_rate: float = 1.0,
     ) -> None:
         self.mode = mode
         self.n_assets = n_assets
@@ -91,12 +91,19 @@ class ActionMap:
         # With a hold action, discrete action 0 keeps the weights held and action i >= 1 is grid row i - 1: the
         # discrete counterpart of softmax_delta, so a DQN agent can stay put without paying to re-hit a grid point.
         self.hold = bool(discrete_hold) and self.grid is not None
+        # Partial adjustment (Garleanu & Pedersen 2013): trade only trade_rate of the way from the weights held to
+        # the action's target, so a jittery target costs little turnover and a steady one is reached geometrically.
+        self.trade_rate = float(trade_rate)
         self._out = np.empty(n_assets)
+        self._partial = np.empty(n_assets)
 
     @classmethod
     def from_config(cls, config, n_assets: int) -> "ActionMap":
         """From an ``envs.config.EnvConfig``."""
-        return cls(config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale, config.discrete_hold)
+        return cls(
+            config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale,
+            config.discrete_hold, config.trade_rate,
+        )
 
     def space(self):
         import gymnasium as gym
@@ -106,10 +113,22 @@ class ActionMap:
         return gym.spaces.Box(-1.0, 1.0, shape=(self.n_assets,), dtype=np.float32)
 
     def __call__(self, action, held: np.ndarray | None = None) -> np.ndarray:
-        """Weights for ``action`` given the weights ``held`` now (needed by ``softmax_delta`` only).
+        """Weights for ``action`` given the weights ``held`` now (needed by ``softmax_delta``, the hold action and
+        ``trade_rate < 1``).
 
         Returns a view of an internal buffer or of the grid: copy it to keep it.
         """
+        target = self._target(action, held)
+        if self.trade_rate >= 1.0:
+            return target
+        if held is None:
+            raise ValueError("a trade_rate below 1 needs the weights held")
+        np.subtract(target, held, out=self._partial)
+        self._partial *= self.trade_rate
+        self._partial += held
+        return self._partial
+
+    def _target(self, action, held: np.ndarray | None) -> np.ndarray:
         if self.grid is not None:
             index = int(action)
             size = len(self.grid) + int(self.hold)

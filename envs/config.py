@@ -54,21 +54,39 @@ class EnvConfig(FrozenConfig):
     split: Literal["train", "validation", "test", "all"] = Field(
         default="train", description="'all' = every day after the warm-up, for data never used in training"
     )
-    window_days: int = Field(default=20, ge=1, le=1000, description="days of past log returns observed per asset")
+    window_days: int = Field(
+        default=20, ge=0, le=1000, description="days of past log returns observed per asset (0: none, volatility only)"
+    )
     vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
     action_mode: Literal["continuous", "discrete"] = "continuous"
     continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"
     softmax_scale: float = Field(default=3.0, gt=0.0, description="logits (or their change) = scale * action, action in [-1, 1]")
     grid_steps: int = Field(default=4, ge=1, le=100, description="discrete weights are multiples of 1/grid_steps")
+    trade_rate: float = Field(
+        default=1.0, gt=0.0, le=1.0,
+        description="trade this fraction of the way from the weights held to the action's target (partial adjustment)",
+    )
     discrete_hold: bool = Field(default=False, description="discrete: action 0 keeps the weights held (no trade)")
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
-    reward: Literal["log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
+    reward: Literal["log_growth", "excess_log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
     reward_scale: float = Field(default=100.0, gt=0.0, description="reward multiplier (log growth in percent by default)")
     risk_aversion: float = Field(default=1.0, ge=0.0, description="mean_variance: reward = R - risk_aversion/2 * R^2")
     sharpe_eta: float = Field(default=0.01, gt=0.0, lt=1.0, description="differential_sharpe: moment adaptation rate")
     episode_days: int | None = Field(default=252, ge=1, description="steps per episode; null = the whole split")
     random_start: bool = Field(default=True, description="start episodes at a random day of the split")
+    train_paths: Literal["split", "law", "auto"] = Field(
+        default="split",
+        description="train split only: 'split' plays the data's train split; 'law' draws a fresh path of a synthetic "
+        "market's true law every episode (built-in market, or a CSV with its .params.json); 'auto' is 'law' when the "
+        "data has a known law that fits (all its assets, no cash or extras) and 'split' otherwise",
+    )
+
+    @model_validator(mode="after")
+    def _law_paths_have_a_length(self) -> "EnvConfig":
+        if self.train_paths != "split" and self.episode_days is None:
+            raise ValueError(f"train_paths '{self.train_paths}' draws paths of episode_days days: episode_days cannot be null")
+        return self
 
     @field_validator("data", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ import pandas as pd
 from envs.config import DataConfig
 from envs.errors import ConfigError, DataError
 from envs.market import TRADING_DAYS_PER_YEAR, MarketData, load_csv
-from envs.synthetic import default_market, write_synthetic
+from envs.synthetic import MarketParams, default_market, default_params, load_params, write_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,14 @@ def load_market(config: DataConfig, *, min_rows: int = 2) -> MarketData:
     if market.n_days < min_rows:
         raise DataError(f"{market.source}: {market.n_days} rows, need at least {min_rows}")
     return with_cash(market, config.rf_column) if config.cash else market
+
+
+def market_law(config: DataConfig) -> MarketParams | None:
+    """The true law behind the data: the built-in market's, or a synthetic CSV's ``.params.json``; ``None`` for real data."""
+    if config.path is None:
+        return default_params(n_assets=config.synthetic_assets, n_regimes=config.synthetic_regimes, seed=config.synthetic_seed)
+    known = load_params(Path(config.path).expanduser())
+    return None if known is None else known[0]
 
 
 @functools.lru_cache(maxsize=8)

@@ -40,8 +40,9 @@ def compute_features(closes: np.ndarray, window_days: int, vol_window_days: int,
         return features
     log_returns = np.diff(np.log(closes), axis=0) * RETURN_SCALE  # row i is the return of day i+1
     # lags[i, k, j] = log_returns[i + j, k]; day t's window ends at return row t-1.
-    lags = sliding_window_view(log_returns, window_days, axis=0)[first - window_days :]
-    features[first:, : window_days * n_assets] = lags[:, :, ::-1].transpose(0, 2, 1).reshape(n_days - first, -1)
+    if window_days:
+        lags = sliding_window_view(log_returns, window_days, axis=0)[first - window_days :]
+        features[first:, : window_days * n_assets] = lags[:, :, ::-1].transpose(0, 2, 1).reshape(n_days - first, -1)
     vol_windows = sliding_window_view(log_returns, vol_window_days, axis=0)[first - vol_window_days :]
     features[first:, window_days * n_assets : window_days * n_assets + n_assets] = vol_windows.std(axis=-1)
     if n_extras:

@@ -11,8 +11,9 @@ observation at ``t`` can never depend on a price after ``t`` (tested by perturbi
 |---|---|
 | Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)``, ``softmax(log(held) + softmax_scale * a)`` (``softmax_delta``: zero action = hold) or ``clip(a, 0, 1)/sum`` |
 | Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions); with ``discrete_hold``, one more: action 0 keeps the weights held |
-| Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
-| Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day |
+| Trading | the action's target is reached at once, or only ``trade_rate`` of the way from the weights held (partial adjustment) |
+| Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``excess_log_growth`` (that minus the log growth of equal weight rebalanced daily without costs: the same optimal policy, less noise: at the built-in market's growth-optimal mix its daily standard deviation is 1.2% against 2.8%), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
+| Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day; with ``train_paths`` ``law`` (or ``auto`` on a synthetic market) the train split is replaced by a fresh ``episode_days`` path of the market's true law each episode |
 | End | ``terminated`` when the split's last return has been earned; ``truncated`` after ``episode_days`` steps |
 | Info | ``wealth``, ``weights`` (held after the day's drift), ``target_weights``, ``turnover``, ``cost`` (fraction of wealth), ``log_growth`` (net), ``net_return``, ``day`` (index into the market's dates) |
 
@@ -31,10 +32,11 @@ import numpy as np
 from envs.accounting import rebalance
 from envs.actions import ActionMap
 from envs.config import EnvConfig, parse_config
-from envs.data import load_market
+from envs.data import load_market, market_law
 from envs.errors import ConfigError, DataError
 from envs.features import compute_features, observation_size, warmup_days
 from envs.market import MarketData, Split, split_market
+from envs.synthetic import MarketParams, simulate_closes
 
 ENV_ID = "rlportfolio/Portfolio-v0"
 
@@ -61,25 +63,21 @@ class PortfolioEnv(gym.Env):
         n_assets = self.market.n_assets
 
         extras_names = tuple(cfg.data.extra_columns) if cfg.observe_extras else ()
-        extras = np.column_stack([self.market.extras[n] for n in extras_names]) if extras_names else None
         self.extra_names = extras_names
+        self._law = None
+        if cfg.split == "train" and (cfg.train_paths == "law" or (cfg.train_paths == "auto" and market is None)):
+            self._law = self._check_law(cfg, warmup, required=cfg.train_paths == "law")
+        if self._law is not None:
+            self._path_dates = self.market.dates[: warmup + cfg.episode_days + 1]
         # Decision days t = first-1 .. last-1 earn the returns of days first .. last (every return in one split).
         self._first_decision = self.split.first - 1
-        self._n_steps = self.split.n_days
+        self._n_steps = self.split.n_days if self._law is None else cfg.episode_days
         if cfg.episode_days is not None and cfg.episode_days > self._n_steps:
             raise ConfigError(
                 f"env_config.episode_days: {cfg.episode_days} exceeds the {self._n_steps} trading days of the "
                 f"'{cfg.split}' split"
             )
-        features = compute_features(self.market.closes, cfg.window_days, cfg.vol_window_days, extras)
-        decision_days = slice(self._first_decision, self.split.last + 1)  # the state after the last return too
-        self._features = np.ascontiguousarray(features[decision_days])
-        if not np.isfinite(self._features).all():
-            raise DataError(f"{self.market.source}: non-finite features in the '{cfg.split}' split")
-        closes = self.market.closes
-        self._relatives = np.ascontiguousarray(
-            closes[self.split.first : self.split.last + 1] / closes[self.split.first - 1 : self.split.last]
-        )
+        self._load_prices(self.market)
         self._n_features = self._features.shape[1]
 
         obs_size = observation_size(n_assets, cfg.window_days, len(extras_names))
@@ -104,7 +102,11 @@ class PortfolioEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         cfg = self.config
-        if cfg.random_start:
+        if self._law is not None:
+            closes, _ = simulate_closes(self._law, len(self._path_dates), self.np_random)
+            self._load_prices(MarketData(self._path_dates, closes, self.assets, source=f"{self._law_source} path"))
+            self._start = 0
+        elif cfg.random_start:
             span = self._n_steps - (cfg.episode_days or 1)
             self._start = int(self.np_random.integers(0, span + 1))
         else:
@@ -177,6 +179,43 @@ class PortfolioEnv(gym.Env):
 
     # -- internals -----------------------------------------------------------------------------------------------
 
+    def _check_law(self, cfg: EnvConfig, warmup: int, *, required: bool) -> MarketParams | None:
+        """The law to draw training paths from; ``None`` (train on the split) when ``auto`` finds none that fits."""
+        law = market_law(cfg.data)
+        where = "env_config.train_paths: 'law'"
+        problem = None
+        if law is None:
+            problem = f"{where} needs a synthetic market (built-in, or a CSV with its .params.json); {cfg.data.path} has none"
+        elif cfg.data.cash or cfg.observe_extras or tuple(law.assets) != self.assets:
+            problem = f"{where} simulates the law's assets {list(law.assets)} only: no cash, no extras, no asset subset"
+        elif warmup + cfg.episode_days + 1 > self.market.n_days:
+            problem = f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
+        if problem is not None:
+            if required:
+                raise ConfigError(problem)
+            return None
+        self._law_source = self.market.source
+        return law
+
+    @property
+    def trains_on_law(self) -> bool:
+        """True when every episode plays a fresh path of the market's law rather than the data's train split."""
+        return self._law is not None
+
+    def _load_prices(self, market: MarketData) -> None:
+        """Features, price relatives and equal-weight growth of the split's days (the only allocation; at reset)."""
+        cfg = self.config
+        self.market = market
+        extras = np.column_stack([market.extras[n] for n in self.extra_names]) if self.extra_names else None
+        features = compute_features(market.closes, cfg.window_days, cfg.vol_window_days, extras)
+        first, last = self._first_decision + 1, self._first_decision + self._n_steps
+        self._features = np.ascontiguousarray(features[first - 1 : last + 1])  # the state after the last return too
+        if not np.isfinite(self._features).all():
+            raise DataError(f"{market.source}: non-finite features in the '{cfg.split}' split")
+        self._relatives = np.ascontiguousarray(market.closes[first : last + 1] / market.closes[first - 1 : last])
+        # Log growth of the equal-weight portfolio, rebalanced daily without costs: the excess reward's benchmark.
+        self._benchmark_log_growth = np.log(self._relatives.mean(axis=1))
+
     def _observation(self) -> np.ndarray:
         obs = self._obs
         obs[: self._n_features] = self._features[self._step_index]
@@ -187,6 +226,8 @@ class PortfolioEnv(gym.Env):
         cfg = self.config
         if cfg.reward == "log_growth":
             return cfg.reward_scale * log_growth
+        if cfg.reward == "excess_log_growth":
+            return cfg.reward_scale * (log_growth - self._benchmark_log_growth[self._step_index - 1])
         if cfg.reward == "mean_variance":
             return cfg.reward_scale * (net_return - 0.5 * cfg.risk_aversion * net_return * net_return)
         # Differential Sharpe ratio (Moody & Saffell 2001): the first-order change of an exponential moving

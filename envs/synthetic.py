@@ -129,16 +129,8 @@ def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> Mark
     return MarketParams(assets=names, regimes=_REGIMES[:n_regimes], transition=transition, mu=mu, cov=cov)
 
 
-def simulate(
-    params: MarketParams, *, n_days: int, seed: int, start: str = "2000-01-03", initial_price: float = 100.0
-) -> tuple[MarketData, np.ndarray]:
-    """Simulate ``n_days`` business days of closes.
-
-    :returns: the market and the ``(n_days,)`` regime path (``regimes[t]`` draws the return from ``t`` to ``t+1``).
-    """
-    if n_days < 2:
-        raise ConfigError(f"n_days: {n_days} must be at least 2")
-    rng = np.random.default_rng(seed)
+def simulate_closes(params: MarketParams, n_days: int, rng: np.random.Generator, initial_price: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_days, K)`` closes and the ``(n_days,)`` regime path drawn with ``rng`` (no dates: the fast path for envs)."""
     n_regimes, n_assets = params.mu.shape
     regimes = np.empty(n_days, dtype=np.int64)
     regimes[0] = rng.choice(n_regimes, p=params.stationary())
@@ -151,7 +143,19 @@ def simulate(
     drivers = regimes[:-1]
     log_returns = params.mu[drivers] + np.einsum("tij,tj->ti", chol[drivers], shocks)
     log_prices = np.vstack([np.zeros(n_assets), np.cumsum(log_returns, axis=0)])
-    closes = initial_price * np.exp(log_prices)
+    return initial_price * np.exp(log_prices), regimes
+
+
+def simulate(
+    params: MarketParams, *, n_days: int, seed: int, start: str = "2000-01-03", initial_price: float = 100.0
+) -> tuple[MarketData, np.ndarray]:
+    """Simulate ``n_days`` business days of closes.
+
+    :returns: the market and the ``(n_days,)`` regime path (``regimes[t]`` draws the return from ``t`` to ``t+1``).
+    """
+    if n_days < 2:
+        raise ConfigError(f"n_days: {n_days} must be at least 2")
+    closes, regimes = simulate_closes(params, n_days, np.random.default_rng(seed), initial_price)
     dates = pd.bdate_range(start, periods=n_days).to_numpy().astype("datetime64[D]")
     market = MarketData(dates=dates, closes=closes, assets=params.assets, source=f"synthetic(seed={seed})")
     return market, regimes

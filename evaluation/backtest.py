@@ -84,7 +84,7 @@ class BacktestResult:
 def evaluation_env(env_config: EnvConfig | Mapping[str, Any], split: str, market: MarketData | None = None) -> PortfolioEnv:
     """A deterministic env that walks the whole ``split`` once (no random start, no truncation)."""
     config = parse_config(EnvConfig, env_config, where="env_config")
-    config = config.model_copy(update={"split": split, "random_start": False, "episode_days": None})
+    config = config.model_copy(update={"split": split, "random_start": False, "episode_days": None, "train_paths": "split"})
     return PortfolioEnv(config, market=market)
 
 

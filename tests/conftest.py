@@ -133,7 +133,10 @@ def ray_local():
 
     import ray
 
+    from serving.app import use_throughput_mode
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    use_throughput_mode()  # Serve tests run the way `python -m serving.app` serves: HAProxy ingress, gRPC between replicas
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=free_port())
     from envs import register_rllib

@@ -96,3 +96,23 @@ def test_hold_action_trades_nothing_in_the_env(tiny, small_config):
     for _ in range(5):
         _, _, _, _, info = env.step(0)
         assert info["turnover"] == 0.0 and info["cost"] == 0.0
+
+
+def test_trade_rate_moves_only_that_fraction_of_the_way_to_the_target():
+    import numpy as np
+
+    from envs.actions import ActionMap
+
+    held = np.array([0.7, 0.1, 0.1, 0.1])
+    full = ActionMap("continuous", 4, softmax_scale=3.0)
+    partial = ActionMap("continuous", 4, softmax_scale=3.0, trade_rate=0.25)
+    action = np.array([1.0, -1.0, 0.0, 0.5])
+    target = full(action, held).copy()
+
+    weights = partial(action, held)
+    np.testing.assert_allclose(weights, held + 0.25 * (target - held), rtol=1e-12)
+    assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
+    # A steady target is approached geometrically: the gap shrinks by (1 - rate) per step.
+    for _ in range(40):
+        held = partial(action, held).copy()
+    np.testing.assert_allclose(held, target, atol=0.75**40)

@@ -44,6 +44,12 @@ def test_rayservice_runs_the_same_app_with_health_probes(repo_root):
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["livenessProbe"]["httpGet"]["path"] == "/health"
     assert head["readinessProbe"]["httpGet"]["path"] == "/health"
+    # Every pod runs Serve the way `python -m serving.app` does locally.
+    from serving.app import THROUGHPUT_ENV
+
+    worker = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    for container in (head, worker):
+        assert THROUGHPUT_ENV.items() <= {e["name"]: e.get("value") for e in container["env"]}.items()
 
 
 def test_rayjob_runs_an_existing_sweep_config(repo_root):

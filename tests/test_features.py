@@ -65,6 +65,18 @@ def test_row_layout_is_lagged_percent_log_returns_then_volatility_then_extras(ti
     np.testing.assert_array_equal(row[WINDOW * 4 + 4 :], [t, -t])
 
 
+def test_a_zero_day_window_observes_volatility_only(tiny):
+    closes = tiny.market.closes
+    t = 300
+
+    rows = compute_features(closes, 0, VOL_WINDOW)
+
+    log_returns = np.diff(np.log(closes), axis=0)
+    assert rows.shape == (tiny.market.n_days, 4)
+    assert np.isnan(rows[VOL_WINDOW - 1]).all() and np.isfinite(rows[VOL_WINDOW:]).all()
+    np.testing.assert_allclose(rows[t], RETURN_SCALE * log_returns[t - VOL_WINDOW : t].std(axis=0), rtol=1e-5)
+
+
 def test_feature_names_follow_the_observation_layout():
     names = feature_names(("A", "B"), 3, extras=("rf",))
 

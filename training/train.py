@@ -81,7 +81,11 @@ def train(config: TrainConfig, *, agent: str, runs_dir: Path, models_dir: Path, 
     init_ray(num_cpus)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=1))
-    print(f"training {config.algo.upper()} '{agent}' for {config.timesteps} env steps; run dir {run_dir}", file=sys.stderr)
+    episodes = (
+        f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode"
+        if env.trains_on_law else f"the train split of {env.market.source}"
+    )
+    print(f"training {config.algo.upper()} '{agent}' for {config.timesteps} env steps on {episodes}; run dir {run_dir}", file=sys.stderr)
 
     algorithm = algo_config.build_algo()
     started = time.perf_counter()
