@@ -82,6 +82,12 @@ class EnvConfig(FrozenConfig):
         "data has a known law that fits (all its assets, no cash or extras) and 'split' otherwise",
     )
 
+    validation_paths: int = Field(
+        default=0, ge=0, le=1000,
+        description="with training on a synthetic law: validate on this many fresh paths of the law (each as long as "
+        "the validation split, from seeds kept for validation) instead of the one validation split; 0 = the split",
+    )
+
     @model_validator(mode="after")
     def _law_paths_have_a_length(self) -> "EnvConfig":
         if self.train_paths != "split" and self.episode_days is None:

@@ -198,6 +198,11 @@ class PortfolioEnv(gym.Env):
         return law
 
     @property
+    def law(self) -> MarketParams | None:
+        """The synthetic law episodes are drawn from, or ``None`` when they play the data's train split."""
+        return self._law
+
+    @property
     def trains_on_law(self) -> bool:
         """True when every episode plays a fresh path of the market's law rather than the data's train split."""
         return self._law is not None

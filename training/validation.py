@@ -1,5 +1,6 @@
 """Validation inside training: after every iteration, play the current policy deterministically over the whole
-validation split (costs on) and add its financial metrics to the result, where Tune, MLflow and TensorBoard see
+validation split (costs on; or over ``validation_paths`` fresh paths of a synthetic market's law when training draws
+from that law) and add its financial metrics to the result, where Tune, MLflow and TensorBoard see
 them as ``validation/<metric>``. The best module so far (by ``validation/log_growth``) is saved beside the run,
 so model selection uses validation data only and the test split is never touched.
 """
@@ -25,6 +26,9 @@ BEST_MODULE_DIR = "best_module"
 BEST_RECORD = "best_validation.json"
 
 
+VALIDATION_SEED_KEY = 0x7A11D  # seeds of validation paths: SeedSequence([synthetic_seed, key, i]), never an int seed
+
+
 def validate(policy: Policy, env) -> dict[str, float]:
     """Financial metrics of ``policy`` over the env's whole split (``env`` from ``evaluation_env``)."""
     result = run_backtest(PolicyStrategy("agent", policy.weights), env)
@@ -38,6 +42,43 @@ def validate(policy: Policy, env) -> dict[str, float]:
         "total_cost": row["total_cost"],
         "final_wealth": float(result.wealth[-1]),
     }
+
+
+def validation_envs(env_config: dict) -> list:
+    """The envs validation plays: the data's validation split, or ``validation_paths`` fresh paths of the market's
+    law when training draws its episodes from that law (``train_paths`` law or auto on a synthetic market).
+
+    Law paths come from ``SeedSequence([synthetic_seed, VALIDATION_SEED_KEY, i])``: disjoint from the training
+    streams (the env's own generator) and from the integer seeds of ``benchmarks/policy_quality.py``.
+    """
+    import numpy as np
+
+    from envs.features import warmup_days
+    from envs.market import MarketData
+    from envs.portfolio_env import PortfolioEnv
+    from envs.synthetic import simulate_closes
+
+    split_env = evaluation_env(env_config, "validation")
+    training = PortfolioEnv(env_config)
+    n_paths = training.config.validation_paths
+    if not n_paths or not training.trains_on_law:
+        return [split_env]
+    cfg = training.config
+    law, warmup = training.law, warmup_days(cfg.window_days, cfg.vol_window_days)
+    n_days = warmup + split_env.n_steps + 1
+    envs = []
+    for i in range(n_paths):
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.data.synthetic_seed, VALIDATION_SEED_KEY, i]))
+        closes, _ = simulate_closes(law, n_days, rng)
+        market = MarketData(split_env.market.dates[:n_days], closes, split_env.assets, source=f"validation path {i}")
+        envs.append(evaluation_env(env_config, "all", market=market))
+    return envs
+
+
+def validate_all(policy: Policy, envs: list) -> dict[str, float]:
+    """``validate`` on each env, averaged (every path has the same length, so log growth averages per day)."""
+    rows = [validate(policy, env) for env in envs]
+    return {key: float(sum(row[key] for row in rows) / len(rows)) for key in rows[0]}
 
 
 def limit_torch_threads() -> None:
@@ -67,7 +108,7 @@ class ValidationCallback(RLlibCallback):
 
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs: Any) -> None:
         limit_torch_threads()
-        self._env = evaluation_env(dict(algorithm.config.env_config), "validation")
+        self._envs = validation_envs(dict(algorithm.config.env_config))
         self._dir: Path | None = None  # known only once Tune has set the trial id, at the first result
         self._best = -math.inf
 
@@ -90,7 +131,7 @@ class ValidationCallback(RLlibCallback):
         started = time.perf_counter()
         run_dir = self._run_dir(algorithm)
         module = algorithm.get_module()
-        metrics = validate(Policy(module, self._env.action_map), self._env)
+        metrics = validate_all(Policy(module, self._envs[0].action_map), self._envs)
         improved = metrics["log_growth"] > self._best
         if improved:
             self._best = metrics["log_growth"]
