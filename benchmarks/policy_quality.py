@@ -26,7 +26,7 @@ import numpy as np
 from envs.config import EnvConfig, parse_config
 from envs.features import warmup_days
 from envs.synthetic import default_params, load_params, simulate
-from evaluation.backtest import PolicyStrategy, evaluation_env, run_all
+from evaluation.backtest import PolicyStrategy, path_env, run_all
 from evaluation.baselines import EqualWeight, make_oracles
 from training.export import agent_dirs, load_policy
 
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.first_seed + i
         market, regimes = simulate(params, n_days=args.days + warmup + 1, seed=seed)
         for name, (policy, meta) in agents.items():
-            env = evaluation_env(meta["env_config"], "all", market=market)
+            env = path_env(meta["env_config"], market)
             result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
             growth.setdefault(name, []).append(float(result.log_growth[-args.days :].mean()))
-        env = evaluation_env(reference, "all", market=market)
+        env = path_env(reference, market)
         others = [EqualWeight("equal_weight", 21)] + make_oracles(params, regimes, 21)
         for name, result in run_all(others, env).items():
             growth.setdefault(name, []).append(float(result.log_growth[-args.days :].mean()))

@@ -88,6 +88,16 @@ def evaluation_env(env_config: EnvConfig | Mapping[str, Any], split: str, market
     return PortfolioEnv(config, market=market)
 
 
+def path_env(env_config: EnvConfig | Mapping[str, Any], market: MarketData) -> PortfolioEnv:
+    """``evaluation_env`` over every day of ``market`` after the warm-up (split ``all``), e.g. a fresh synthetic path.
+
+    The config's split boundaries, which may be dates of another data set, are replaced: ``all`` ignores them.
+    """
+    config = parse_config(EnvConfig, env_config, where="env_config")
+    config = config.model_copy(update={"data": config.data.model_copy(update={"train_end": 0.5, "validation_end": 0.75})})
+    return evaluation_env(config, "all", market=market)
+
+
 def _check_weights(name: str, weights: np.ndarray, n_assets: int, day: Any) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (n_assets,) or not np.isfinite(weights).all():

@@ -23,11 +23,12 @@ STRATEGIES = (
 
 def export_untrained_agent(data, models):
     """An exported (untrained) PPO agent for the demo's data: the demo's agent table without minutes of training."""
-    from envs.config import EnvConfig
+    from envs.config import EnvConfig, load_yaml, parse_config
     from envs.portfolio_env import PortfolioEnv
     from tests.test_export import build_module, export
 
-    env = PortfolioEnv(EnvConfig(data={"path": str(data)}, continuous_map="softmax_delta", softmax_scale=1.0))
+    shared = parse_config(EnvConfig, load_yaml("configs/env.yaml"))  # every demo agent shares configs/env.yaml
+    env = PortfolioEnv(shared.model_copy(update={"data": shared.data.model_copy(update={"path": str(data)})}))
     module = build_module(env, "ppo")
     module.save_to_path(str(models.parent / "module"))
     export(env, models.parent / "module", models, agent="ppo_untrained")

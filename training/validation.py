@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from evaluation.backtest import PolicyStrategy, evaluation_env, run_backtest
+from evaluation.backtest import PolicyStrategy, evaluation_env, path_env, run_backtest
 from training.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def validation_envs(env_config: dict) -> list:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.data.synthetic_seed, VALIDATION_SEED_KEY, i]))
         closes, _ = simulate_closes(law, n_days, rng)
         market = MarketData(split_env.market.dates[:n_days], closes, split_env.assets, source=f"validation path {i}")
-        envs.append(evaluation_env(env_config, "all", market=market))
+        envs.append(path_env(env_config, market))
     return envs
 
 
