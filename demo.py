@@ -161,7 +161,7 @@ def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> 
     print(
         "\nTo keep serving: .venv/bin/python -m serving.app --models models --split "
         + ",".join(f"{n}={w}" for n, w in split.items())
-        + f" --port {port}   (or: serve run configs/serve.yaml); API docs at http://127.0.0.1:{port}/docs"
+        + f" --port {port}   (or: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 serve run configs/serve.yaml); API docs at http://127.0.0.1:{port}/docs"
     )
 
 
