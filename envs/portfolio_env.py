@@ -69,6 +69,7 @@ class PortfolioEnv(gym.Env):
             self._law = self._check_law(cfg, warmup, required=cfg.train_paths == "law")
         if self._law is not None:
             self._path_dates = self.market.dates[: warmup + cfg.episode_days + 1]
+            self._path_source = f"{self.market.source} law path"
         # Decision days t = first-1 .. last-1 earn the returns of days first .. last (every return in one split).
         self._first_decision = self.split.first - 1
         self._n_steps = self.split.n_days if self._law is None else cfg.episode_days
@@ -104,7 +105,7 @@ class PortfolioEnv(gym.Env):
         cfg = self.config
         if self._law is not None:
             closes, _ = simulate_closes(self._law, len(self._path_dates), self.np_random)
-            self._load_prices(MarketData(self._path_dates, closes, self.assets, source=f"{self._law_source} path"))
+            self._load_prices(MarketData(self._path_dates, closes, self.assets, source=self._path_source))
             self._start = 0
         elif cfg.random_start:
             span = self._n_steps - (cfg.episode_days or 1)
@@ -190,12 +191,9 @@ class PortfolioEnv(gym.Env):
             problem = f"{where} simulates the law's assets {list(law.assets)} only: no cash, no extras, no asset subset"
         elif warmup + cfg.episode_days + 1 > self.market.n_days:
             problem = f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
-        if problem is not None:
-            if required:
-                raise ConfigError(problem)
-            return None
-        self._law_source = self.market.source
-        return law
+        if problem is not None and required:
+            raise ConfigError(problem)
+        return None if problem is not None else law
 
     @property
     def law(self) -> MarketParams | None:
