@@ -25,7 +25,8 @@ import numpy as np
 
 from envs.config import EnvConfig, parse_config
 from envs.features import warmup_days
-from envs.synthetic import default_params, load_params, simulate
+from envs.data import market_law
+from envs.synthetic import simulate
 from evaluation.backtest import PolicyStrategy, path_env, run_all
 from evaluation.baselines import EqualWeight, make_oracles
 from training.export import agent_dirs, load_policy
@@ -46,15 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     agents = {d.name: load_policy(d) for d in exported}
     started = time.perf_counter()
     reference = parse_config(EnvConfig, next(iter(agents.values()))[1]["env_config"])
-    data = reference.data
-    if data.path is None:
-        params = default_params(n_assets=data.synthetic_assets, n_regimes=data.synthetic_regimes, seed=data.synthetic_seed)
-    else:
-        known = load_params(data.path)
-        if known is None:
-            print(f"error: agents were trained on {data.path}, which has no .params.json: not a synthetic market", file=sys.stderr)
-            return 1
-        params = known[0]
+    params = market_law(reference.data)
+    if params is None:
+        print(f"error: agents were trained on {reference.data.path}, which has no .params.json: not a synthetic market", file=sys.stderr)
+        return 1
 
     growth: dict[str, list[float]] = {}
     warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for _, m in agents.values())

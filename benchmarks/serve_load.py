@@ -4,8 +4,8 @@
 
 Drives ``POST /allocate`` with a bounded asynchronous client (httpx) at each concurrency on localhost and reports
 p50/p95/p99 latency, requests/s and errors for: the Serve app as ``python -m serving.app`` runs it (A/B split over the
-two best agents, one ingress and one replica per agent, Serve's high-throughput mode: HAProxy ingress, gRPC) and, as the reference, ``benchmarks/plain_server.py`` holding the best agent in one
-uvicorn process.
+two best agents, one ingress and one replica per agent, Serve's high-throughput mode: HAProxy ingress, gRPC) and,
+as the reference, ``benchmarks/plain_server.py`` holding the best agent in one uvicorn process.
 """
 
 from __future__ import annotations

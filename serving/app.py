@@ -48,8 +48,10 @@ from serving.schemas import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
+AGENT_TIMEOUT_S = 5.0
+METRIC_PREFIX = "rlportfolio_"
 # Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy takes HTTP straight to the ingress replica (no proxy
-# actor hop) and replicas talk gRPC. Measured here: /allocate p50 17 ms -> 8 ms, 96 -> 250 req/s at 32 concurrent.
+# actor hop) and replicas talk gRPC. benchmarks/serve_load.py: /allocate p50 17 -> 8 ms, 96 -> 185 req/s at 32 concurrent.
 # python -m serving.app sets these for the local Ray it starts; on a cluster set them where `ray start` runs.
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 # A local instance drains its ingress for 2 s on shutdown instead of Ray's 30 s (no load balancer to drain from).
@@ -60,8 +62,6 @@ def use_throughput_mode() -> None:
     """Set ``LOCAL_ENV`` (unless already set) for the local Ray instance about to start: call before ``ray.init``."""
     for name, value in LOCAL_ENV.items():
         os.environ.setdefault(name, value)
-AGENT_TIMEOUT_S = 5.0
-METRIC_PREFIX = "rlportfolio_"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, health_check_period_s=5)
