@@ -28,9 +28,13 @@ def head():
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert started.returncode == 0, started.stderr[-2000:]
+    url = f"http://127.0.0.1:{dashboard}"
     try:
-        yield f"http://127.0.0.1:{dashboard}"
+        yield url
     finally:
+        # Serve first: in the high-throughput mode (inherited from the test session's environment) its HAProxy is a
+        # child process that `ray stop --force` would leave running, holding its ports.
+        subprocess.run([str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url], env=env, capture_output=True, timeout=120)
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
