@@ -17,6 +17,7 @@ import random
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -50,7 +51,7 @@ class Split:
         total = float(sum(weights.values()))
         return cls(tuple(sorted((name, w / total) for name, w in weights.items() if w > 0)), shadow)
 
-    @property
+    @cached_property  # read on every routed request
     def version(self) -> str:
         """Short hash of the split: stickiness holds while it is unchanged."""
         return hashlib.sha256(json.dumps([self.weights, self.shadow]).encode()).hexdigest()[:12]
