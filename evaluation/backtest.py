@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -128,11 +128,43 @@ def run_backtest(strategy: Strategy, env: PortfolioEnv) -> BacktestResult:
         weights[i] = target
     if not terminated:
         raise RuntimeError(f"backtest of '{strategy.name}' ended before the split did")
+    return _result(strategy.name, env, returns, weights, turnover, costs, wealth)
+
+
+def run_batched(name: str, weights_batch: Callable[[np.ndarray], np.ndarray], envs: Sequence[PortfolioEnv]) -> list[BacktestResult]:
+    """Play a batch policy over several envs of equal length in lockstep: one call per day for all of them.
+
+    ``run_backtest`` asks a strategy for one env's weights at a time; validating an RL policy over many paths that
+    way costs one forward pass per path and day. Here each day costs one batched pass.
+
+    :param weights_batch: ``(N, F)`` observations -> ``(N, K)`` target weights (e.g. ``Policy.weights_batch``).
+    :param envs: from ``evaluation_env`` or ``path_env``, all with the same number of steps.
+    """
+    n_steps = {env.n_steps for env in envs}
+    if len(n_steps) != 1:
+        raise ValueError(f"run_batched needs envs of one length, got {sorted(n_steps)} steps")
+    n_steps, n_assets = n_steps.pop(), len(envs[0].assets)
+    observations = np.stack([env.reset(seed=0)[0] for env in envs])
+    returns, turnover, costs, wealth = (np.empty((len(envs), n_steps)) for _ in range(4))
+    weights = np.empty((len(envs), n_steps, n_assets))
+    for i in range(n_steps):
+        decided = weights_batch(observations)
+        for j, env in enumerate(envs):
+            target = _check_weights(name, decided[j], n_assets, env.market.dates[env.day])
+            observations[j], _, terminated, _, info = env.step_weights(target)
+            returns[j, i], turnover[j, i], costs[j, i], wealth[j, i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
+            weights[j, i] = target
+    if not terminated:
+        raise RuntimeError(f"backtest of '{name}' ended before the split did")
+    return [_result(name, env, returns[j], weights[j], turnover[j], costs[j], wealth[j]) for j, env in enumerate(envs)]
+
+
+def _result(name: str, env: PortfolioEnv, returns, weights, turnover, costs, wealth) -> BacktestResult:
     split = env.split
     rf_column = env.config.data.rf_column
     rf_daily = env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
     return BacktestResult(
-        name=strategy.name,
+        name=name,
         dates=env.market.dates[split.first : split.last + 1],
         returns=returns,
         weights=weights,

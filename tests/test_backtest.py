@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from envs.config import DataConfig
 from envs.market import TRADING_DAYS_PER_YEAR, MarketData
-from evaluation.backtest import History, PolicyStrategy, evaluation_env, metrics_table, run_all, run_backtest
+from evaluation.backtest import History, PolicyStrategy, evaluation_env, metrics_table, run_all, run_backtest, run_batched
 from evaluation.baselines import BaselinesConfig, BuyAndHold, EqualWeight, make_baselines
 
 
@@ -127,6 +127,31 @@ def test_policy_strategy_decides_from_the_env_observation(split_env):
     first_observation, _ = split_env.reset(seed=0)
     assert len(observations) == split_env.n_steps
     np.testing.assert_array_equal(observations[0], first_observation)
+
+
+def test_run_batched_plays_each_env_as_run_backtest_does(tiny, small_config):
+    """Lockstep validation over several paths gives each path exactly what a one-env backtest gives."""
+
+    def policy_batch(observations: np.ndarray) -> np.ndarray:
+        logits = observations[:, -4:] + np.tanh(observations[:, :4])  # depends on the observation and the book
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    envs = [evaluation_env(small_config, split, market=tiny.market) for split in ("validation", "test")]
+    assert envs[0].n_steps == envs[1].n_steps
+
+    batched = run_batched("p", policy_batch, envs)
+
+    for env, result in zip(envs, batched):
+        alone = run_backtest(PolicyStrategy("p", lambda o: policy_batch(o[None, :])[0]), env)
+        np.testing.assert_array_equal(result.dates, alone.dates)
+        np.testing.assert_allclose(result.wealth, alone.wealth, rtol=1e-12)
+        np.testing.assert_allclose(result.weights, alone.weights, rtol=1e-12)
+
+
+def test_run_batched_refuses_envs_of_different_lengths(tiny, small_config):
+    envs = [evaluation_env(small_config, split, market=tiny.market) for split in ("train", "test")]
+    with pytest.raises(ValueError, match="one length"):
+        run_batched("p", lambda o: np.full((len(o), 4), 0.25), envs)
 
 
 # -- comparisons -----------------------------------------------------------------------------------------------------
