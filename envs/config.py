@@ -58,6 +58,7 @@ class EnvConfig(FrozenConfig):
         default=20, ge=0, le=1000, description="days of past log returns observed per asset (0: none, volatility only)"
     )
     vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
+    log_volatility: bool = Field(default=False, description="observe the log of the rolling volatility (envs.features)")
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
     action_mode: Literal["continuous", "discrete"] = "continuous"
     continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"

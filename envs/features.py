@@ -6,7 +6,7 @@ window ``W`` and ``E`` observed extras:
 | slice                  | content                                                        | unit            |
 |------------------------|----------------------------------------------------------------|-----------------|
 | ``[0, W*K)``           | log returns of days ``t, t-1, .., t-W+1`` (lag-major, assets inner) | percent (x100) |
-| ``[W*K, W*K+K)``       | standard deviation of the last ``vol_window_days`` log returns | percent per day |
+| ``[W*K, W*K+K)``       | standard deviation of the last ``vol_window_days`` log returns | percent per day (its natural log with ``log_volatility``) |
 | ``[.., ..+E)``         | extra columns' values at day ``t``                             | as in the CSV   |
 | last ``K``             | current portfolio weights (after the day's drift)              | fraction        |
 """
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
+VOL_FLOOR = 1e-4  # percent per day: the log of a flat price's zero volatility stays finite
 
 
 def warmup_days(window_days: int, vol_window_days: int) -> int:
@@ -24,11 +25,15 @@ def warmup_days(window_days: int, vol_window_days: int) -> int:
     return max(window_days, vol_window_days)
 
 
-def compute_features(closes: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None) -> np.ndarray:
+def compute_features(
+    closes: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None, log_volatility: bool = False
+) -> np.ndarray:
     """Feature rows for every day.
 
     :param closes: ``(T, K)`` positive closes.
     :param extras: ``(T, E)`` extra values observed as they are, or ``None``.
+    :param log_volatility: observe ``log(volatility)``: regimes differ by ratios of volatilities (a bond's 0.3% against
+        0.5% a day is as telling as a stock's 0.9% against 1.5%), which the log makes equal differences.
     :returns: ``(T, W*K + K + E)`` ``float32``; rows before ``warmup_days(...)`` are NaN.
     """
     closes = np.asarray(closes, dtype=np.float64)
@@ -44,7 +49,8 @@ def compute_features(closes: np.ndarray, window_days: int, vol_window_days: int,
         lags = sliding_window_view(log_returns, window_days, axis=0)[first - window_days :]
         features[first:, : window_days * n_assets] = lags[:, :, ::-1].transpose(0, 2, 1).reshape(n_days - first, -1)
     vol_windows = sliding_window_view(log_returns, vol_window_days, axis=0)[first - vol_window_days :]
-    features[first:, window_days * n_assets : window_days * n_assets + n_assets] = vol_windows.std(axis=-1)
+    vol = vol_windows.std(axis=-1)
+    features[first:, window_days * n_assets : window_days * n_assets + n_assets] = np.log(np.maximum(vol, VOL_FLOOR)) if log_volatility else vol
     if n_extras:
         features[:, window_days * n_assets + n_assets :] = extras
     return features
@@ -55,7 +61,12 @@ def observation_size(n_assets: int, window_days: int, n_extras: int = 0) -> int:
 
 
 def latest_observation(
-    closes: np.ndarray, weights: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None
+    closes: np.ndarray,
+    weights: np.ndarray,
+    window_days: int,
+    vol_window_days: int,
+    extras: np.ndarray | None = None,
+    log_volatility: bool = False,
 ) -> np.ndarray:
     """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it.
 
@@ -66,14 +77,14 @@ def latest_observation(
         raise ValueError(f"need at least {needed} closes per asset, got {closes.shape[0]}")
     tail = closes[-needed:]
     extra_tail = None if extras is None else extras[-needed:]
-    row = compute_features(tail, window_days, vol_window_days, extra_tail)[-1]
+    row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility)[-1]
     return np.concatenate([row, np.asarray(weights, dtype=np.float32)])
 
 
-def feature_names(assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = ()) -> list[str]:
+def feature_names(assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = (), log_volatility: bool = False) -> list[str]:
     """Names of the observation entries, in layout order."""
     names = [f"logret_pct[{asset}, t-{lag}]" for lag in range(window_days) for asset in assets]
-    names += [f"vol_pct[{asset}]" for asset in assets]
+    names += [f"{'log_vol_pct' if log_volatility else 'vol_pct'}[{asset}]" for asset in assets]
     names += [f"extra[{name}]" for name in extras]
     names += [f"weight[{asset}]" for asset in assets]
     return names

@@ -210,7 +210,7 @@ class PortfolioEnv(gym.Env):
         cfg = self.config
         self.market = market
         extras = np.column_stack([market.extras[n] for n in self.extra_names]) if self.extra_names else None
-        features = compute_features(market.closes, cfg.window_days, cfg.vol_window_days, extras)
+        features = compute_features(market.closes, cfg.window_days, cfg.vol_window_days, extras, cfg.log_volatility)
         first, last = self._first_decision + 1, self._first_decision + self._n_steps
         self._features = np.ascontiguousarray(features[first - 1 : last + 1])  # the state after the last return too
         if not np.isfinite(self._features).all():

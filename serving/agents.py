@@ -60,10 +60,12 @@ class PolicyAgent:
 
         self.info = policy_info(agent_dir)
         self.policy, meta = load_policy(agent_dir)
-        self._window, self._vol_window = meta["env_config"]["window_days"], meta["env_config"]["vol_window_days"]
+        env = meta["env_config"]
+        self._window, self._vol_window = env["window_days"], env["vol_window_days"]
+        self._log_volatility = env.get("log_volatility", False)  # absent in models exported before it existed
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
-        return latest_observation(closes, held, self._window, self._vol_window)
+        return latest_observation(closes, held, self._window, self._vol_window, log_volatility=self._log_volatility)
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
         """``N`` requests in one forward pass: ``(N, K)`` weights."""

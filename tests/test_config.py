@@ -24,7 +24,8 @@ def test_an_empty_config_is_the_documented_defaults():
 
 # The project's choices in configs/env.yaml, where they differ from EnvConfig's neutral defaults (README: Environment).
 ENV_YAML_CHOICES = {
-    "window_days": 0, "vol_window_days": 20, "reward": "excess_log_growth", "train_paths": "auto", "validation_paths": 4,
+    "window_days": 0, "vol_window_days": 20, "log_volatility": True,
+    "reward": "excess_log_growth", "train_paths": "auto", "validation_paths": 16,
 }
 
 

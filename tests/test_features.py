@@ -126,3 +126,26 @@ def test_latest_observation_needs_a_full_window(tiny):
     needed = warmup_days(WINDOW, VOL_WINDOW) + 1
     with pytest.raises(ValueError, match=f"need at least {needed} closes per asset, got {needed - 1}"):
         latest_observation(tiny.market.closes[: needed - 1], np.full(4, 0.25), WINDOW, VOL_WINDOW)
+
+
+def test_log_volatility_observes_the_log_of_the_volatility_and_stays_finite_on_flat_prices(tiny):
+    closes = tiny.market.closes
+    plain = compute_features(closes, WINDOW, VOL_WINDOW)
+    logged = compute_features(closes, WINDOW, VOL_WINDOW, log_volatility=True)
+    vol = slice(WINDOW * 4, WINDOW * 4 + 4)
+
+    np.testing.assert_allclose(logged[VOL_WINDOW:, vol], np.log(plain[VOL_WINDOW:, vol]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(logged[:, : WINDOW * 4], plain[:, : WINDOW * 4])
+    flat = np.column_stack([np.full(60, 100.0), closes[:60, 1]])
+    assert np.isfinite(compute_features(flat, 0, VOL_WINDOW, log_volatility=True)[VOL_WINDOW:]).all()
+    assert feature_names(("A",), 0, log_volatility=True)[0] == "log_vol_pct[A]"
+
+
+def test_latest_observation_with_log_volatility_equals_the_env_observation(tiny, small_config):
+    config = small_config.model_copy(update={"log_volatility": True, "random_start": False, "episode_days": None})
+    env = PortfolioEnv(config, market=tiny.market)
+
+    observation = drive_to(env, 23, seed=2)
+
+    served = latest_observation(tiny.market.closes[: env.day + 1], env.weights, WINDOW, VOL_WINDOW, log_volatility=True)
+    np.testing.assert_array_equal(served, observation)

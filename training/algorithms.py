@@ -74,6 +74,12 @@ def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, p
         .debugging(seed=config.seed, log_level="WARN")
         .reporting(min_sample_timesteps_per_iteration=1000 if config.algo in ("dqn", "sac") else 0)
     )
+    if config.model.squash:
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from training.modules import SquashedPPOModule
+
+        algo_config = algo_config.rl_module(rl_module_spec=RLModuleSpec(module_class=SquashedPPOModule))
     if config.algo in ("dqn", "sac"):
         # Replay-based learners report every 1,000 env steps; PPO reports every train batch.
         algo_config = algo_config.reporting(min_time_s_per_iteration=0)

@@ -22,6 +22,7 @@ VALIDATION_METRIC = "validation/log_growth"  # mean daily log growth net of cost
 class ModelConfig(FrozenConfig):
     hidden: tuple[int, ...] = (64, 64)
     activation: Literal["relu", "tanh", "silu"] = "tanh"
+    squash: bool = Field(default=False, description="PPO, continuous actions: tanh-squashed Gaussian (training.modules)")
 
 
 class ResourcesConfig(FrozenConfig):
@@ -58,6 +59,8 @@ class TrainConfig(FrozenConfig):
         wanted = "discrete" if self.algo == "dqn" else "continuous"
         if self.env.action_mode != wanted:
             raise ValueError(f"env.action_mode: {self.algo.upper()} needs '{wanted}' actions, got '{self.env.action_mode}'")
+        if self.model.squash and self.algo != "ppo":
+            raise ValueError(f"model.squash: only PPO takes it ({self.algo.upper()} has its own action distribution)")
         return self
 
 

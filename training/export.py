@@ -126,8 +126,9 @@ def export_policy(
                 "size": observation_size(market.n_assets, env_config.window_days, len(extras)),
                 "window_days": env_config.window_days,
                 "vol_window_days": env_config.vol_window_days,
+                "log_volatility": env_config.log_volatility,
                 "extras": list(extras),
-                "names": feature_names(market.assets, env_config.window_days, extras),
+                "names": feature_names(market.assets, env_config.window_days, extras, env_config.log_volatility),
             },
             "action": {"mode": env_config.action_mode, "map": env_config.continuous_map, "grid_steps": env_config.grid_steps},
             "data": {
