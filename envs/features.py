@@ -50,7 +50,9 @@ def compute_features(
         features[first:, : window_days * n_assets] = lags[:, :, ::-1].transpose(0, 2, 1).reshape(n_days - first, -1)
     vol_windows = sliding_window_view(log_returns, vol_window_days, axis=0)[first - vol_window_days :]
     vol = vol_windows.std(axis=-1)
-    features[first:, window_days * n_assets : window_days * n_assets + n_assets] = np.log(np.maximum(vol, VOL_FLOOR)) if log_volatility else vol
+    if log_volatility:
+        vol = np.log(np.maximum(vol, VOL_FLOOR))
+    features[first:, window_days * n_assets : window_days * n_assets + n_assets] = vol
     if n_extras:
         features[:, window_days * n_assets + n_assets :] = extras
     return features
@@ -81,7 +83,9 @@ def latest_observation(
     return np.concatenate([row, np.asarray(weights, dtype=np.float32)])
 
 
-def feature_names(assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = (), log_volatility: bool = False) -> list[str]:
+def feature_names(
+    assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = (), log_volatility: bool = False
+) -> list[str]:
     """Names of the observation entries, in layout order."""
     names = [f"logret_pct[{asset}, t-{lag}]" for lag in range(window_days) for asset in assets]
     names += [f"{'log_vol_pct' if log_volatility else 'vol_pct'}[{asset}]" for asset in assets]
