@@ -18,19 +18,19 @@ import uuid
 from fastapi import FastAPI
 from ray import serve
 
-from serving.app import use_throughput_mode
+from serving.app import replica_logging, use_throughput_mode
 from serving.schemas import AllocateRequest, AllocateResponse
 
 api = FastAPI()  # no `from __future__ import annotations` here: FastAPI must see the body type, not a string
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, logging_config=replica_logging())
 class Echo:
     async def allocate(self, assets: list[str]) -> list[float]:
         return [1.0 / len(assets)] * len(assets)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256, logging_config=replica_logging())
 @serve.ingress(api)
 class FloorIngress:
     def __init__(self, echo) -> None:

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
     split = ",".join(f"{n}=0.5" for n in ranked[:2])
     bodies = payloads(models, ranked[0], args.requests)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_SERVE_ENABLE_ACCESS_LOG": "0"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
     report = {"benchmark": "serve_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "split": split, "requests_per_level": args.requests}

@@ -154,6 +154,9 @@ def test_non_finite_prices_are_rejected(client, tiny, token):
 def test_oversized_body_and_unknown_override_are_refused(client, tiny):
     huge = {"prices": {a: [100.125] * 60_000 for a in ASSETS}}  # about 2 MB, over the 1 MiB limit
     assert client.post("/allocate", json=huge).status_code == 413
+    chunks = (json.dumps(huge)[i : i + 65536].encode() for i in range(0, 2_200_000, 65536))  # no Content-Length
+    response = client.post("/allocate", content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "too large" in response.text.lower()
     response = client.post("/allocate", json=body(tiny), headers={"X-Agent": "td3"})
     assert response.status_code == 400 and "X-Agent" in response.text and "td3" in response.text
 
