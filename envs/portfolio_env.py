@@ -36,7 +36,7 @@ from envs.data import load_market, market_law
 from envs.errors import ConfigError, DataError
 from envs.features import compute_features, observation_size, warmup_days
 from envs.market import MarketData, Split, split_market
-from envs.synthetic import MarketParams, simulate_closes
+from envs.synthetic import MarketParams, law_path
 
 ENV_ID = "rlportfolio/Portfolio-v0"
 
@@ -104,8 +104,7 @@ class PortfolioEnv(gym.Env):
         super().reset(seed=seed)
         cfg = self.config
         if self._law is not None:
-            closes, _ = simulate_closes(self._law, len(self._path_dates), self.np_random)
-            self._load_prices(MarketData(self._path_dates, closes, self.assets, source=self._path_source))
+            self._load_prices(law_path(self._law, self._path_dates, self.np_random, self._path_source))
             self._start = 0
         elif cfg.random_start:
             span = self._n_steps - (cfg.episode_days or 1)

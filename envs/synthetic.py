@@ -146,6 +146,12 @@ def simulate_closes(params: MarketParams, n_days: int, rng: np.random.Generator,
     return initial_price * np.exp(log_prices), regimes
 
 
+def law_path(params: MarketParams, dates: np.ndarray, rng: np.random.Generator, source: str) -> MarketData:
+    """One fresh path of the law ``params`` on ``dates`` (closes from ``simulate_closes``), as market data."""
+    closes, _ = simulate_closes(params, len(dates), rng)
+    return MarketData(dates=dates, closes=closes, assets=params.assets, source=source)
+
+
 def simulate(
     params: MarketParams, *, n_days: int, seed: int, start: str = "2000-01-03", initial_price: float = 100.0
 ) -> tuple[MarketData, np.ndarray]:

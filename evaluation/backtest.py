@@ -108,27 +108,52 @@ def _check_weights(name: str, weights: np.ndarray, n_assets: int, day: Any) -> n
     return weights / weights.sum()
 
 
+class _Tape:
+    """One backtest's daily records, filled a step at a time."""
+
+    def __init__(self, n_steps: int, n_assets: int) -> None:
+        self.returns, self.turnover, self.costs, self.wealth = (np.empty(n_steps) for _ in range(4))
+        self.weights = np.empty((n_steps, n_assets))
+
+    def step(self, env: PortfolioEnv, i: int, target: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Trade ``env`` to ``target`` on step ``i`` and record the day: the next observation, and whether the split ended."""
+        observation, _, terminated, _, info = env.step_weights(target)
+        self.returns[i], self.turnover[i], self.costs[i], self.wealth[i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
+        self.weights[i] = target
+        return observation, terminated
+
+    def result(self, name: str, env: PortfolioEnv, terminated: bool) -> BacktestResult:
+        if not terminated:
+            raise RuntimeError(f"backtest of '{name}' ended before the split did")
+        split = env.split
+        rf_column = env.config.data.rf_column
+        rf_daily = env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
+        return BacktestResult(
+            name=name,
+            dates=env.market.dates[split.first : split.last + 1],
+            returns=self.returns,
+            weights=self.weights,
+            turnover=self.turnover,
+            costs=self.costs,
+            wealth=self.wealth,
+            assets=env.assets,
+            rf_daily=rf_daily,
+        )
+
+
 def run_backtest(strategy: Strategy, env: PortfolioEnv) -> BacktestResult:
     """Play ``strategy`` over ``env``'s whole split. ``env`` must come from ``evaluation_env``."""
     observation, _ = env.reset(seed=0)
-    n_steps, n_assets = env.n_steps, len(env.assets)
-    returns = np.empty(n_steps)
-    turnover = np.empty(n_steps)
-    costs = np.empty(n_steps)
-    wealth = np.empty(n_steps)
-    weights = np.empty((n_steps, n_assets))
-    for i in range(n_steps):
+    n_assets = len(env.assets)
+    tape = _Tape(env.n_steps, n_assets)
+    for i in range(env.n_steps):
         if i % strategy.rebalance_every_days == 0:
             decided = strategy.weights(History(env.history(), env.weights, observation))
             target = _check_weights(strategy.name, decided, n_assets, env.market.dates[env.day])
         else:
             target = np.array(env.weights)
-        observation, _, terminated, _, info = env.step_weights(target)
-        returns[i], turnover[i], costs[i], wealth[i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
-        weights[i] = target
-    if not terminated:
-        raise RuntimeError(f"backtest of '{strategy.name}' ended before the split did")
-    return _result(strategy.name, env, returns, weights, turnover, costs, wealth)
+        observation, terminated = tape.step(env, i, target)
+    return tape.result(strategy.name, env, terminated)
 
 
 def run_batched(name: str, weights_batch: Callable[[np.ndarray], np.ndarray], envs: Sequence[PortfolioEnv]) -> list[BacktestResult]:
@@ -145,35 +170,13 @@ def run_batched(name: str, weights_batch: Callable[[np.ndarray], np.ndarray], en
         raise ValueError(f"run_batched needs envs of one length, got {sorted(n_steps)} steps")
     n_steps, n_assets = n_steps.pop(), len(envs[0].assets)
     observations = np.stack([env.reset(seed=0)[0] for env in envs])
-    returns, turnover, costs, wealth = (np.empty((len(envs), n_steps)) for _ in range(4))
-    weights = np.empty((len(envs), n_steps, n_assets))
+    tapes = [_Tape(n_steps, n_assets) for _ in envs]
     for i in range(n_steps):
         decided = weights_batch(observations)
-        for j, env in enumerate(envs):
+        for j, (env, tape) in enumerate(zip(envs, tapes)):
             target = _check_weights(name, decided[j], n_assets, env.market.dates[env.day])
-            observations[j], _, terminated, _, info = env.step_weights(target)
-            returns[j, i], turnover[j, i], costs[j, i], wealth[j, i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
-            weights[j, i] = target
-    if not terminated:
-        raise RuntimeError(f"backtest of '{name}' ended before the split did")
-    return [_result(name, env, returns[j], weights[j], turnover[j], costs[j], wealth[j]) for j, env in enumerate(envs)]
-
-
-def _result(name: str, env: PortfolioEnv, returns, weights, turnover, costs, wealth) -> BacktestResult:
-    split = env.split
-    rf_column = env.config.data.rf_column
-    rf_daily = env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
-    return BacktestResult(
-        name=name,
-        dates=env.market.dates[split.first : split.last + 1],
-        returns=returns,
-        weights=weights,
-        turnover=turnover,
-        costs=costs,
-        wealth=wealth,
-        assets=env.assets,
-        rf_daily=rf_daily,
-    )
+            observations[j], terminated = tape.step(env, i, target)
+    return [tape.result(name, env, terminated) for env, tape in zip(envs, tapes)]
 
 
 def run_all(strategies: Iterable[Strategy], env: PortfolioEnv) -> dict[str, BacktestResult]:

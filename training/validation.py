@@ -52,9 +52,8 @@ def validation_envs(env_config: dict) -> list:
     import numpy as np
 
     from envs.features import warmup_days
-    from envs.market import MarketData
     from envs.portfolio_env import PortfolioEnv
-    from envs.synthetic import simulate_closes
+    from envs.synthetic import law_path
 
     split_env = evaluation_env(env_config, "validation")
     training = PortfolioEnv(env_config)
@@ -67,9 +66,7 @@ def validation_envs(env_config: dict) -> list:
     envs = []
     for i in range(n_paths):
         rng = np.random.default_rng(np.random.SeedSequence([cfg.data.synthetic_seed, VALIDATION_SEED_KEY, i]))
-        closes, _ = simulate_closes(law, n_days, rng)
-        market = MarketData(split_env.market.dates[:n_days], closes, split_env.assets, source=f"validation path {i}")
-        envs.append(path_env(env_config, market))
+        envs.append(path_env(env_config, law_path(law, split_env.market.dates[:n_days], rng, f"validation path {i}")))
     return envs
 
 
