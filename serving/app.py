@@ -1,4 +1,5 @@
-"""The Serve application: one ``AgentDeployment`` per agent and an A/B ``Ingress`` (FastAPI) holding their handles.
+"""The Serve application: one ``AgentDeployment`` per agent, an A/B ``Ingress`` (FastAPI) holding their handles, and
+a ``StatsStore`` where every ingress replica pools its A/B statistics.
 
     serve run configs/serve.yaml                                   # foreground, from the repository root
     serve deploy configs/serve.yaml                                # to a running cluster; re-run to change the split
@@ -33,7 +34,7 @@ from ray import serve
 
 from envs.errors import ConfigError
 from serving.agents import BASELINES, AgentInfo, BaselineAgent, PolicyAgent, policy_info
-from serving.router import ABRouter, ABStats, Split, UnknownAgent
+from serving.router import ABRouter, ABStats, Split, StatsBuffer, UnknownAgent
 from serving.schemas import (
     AgentInfo as AgentInfoBody,
     AllocateRequest,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 AGENT_TIMEOUT_S = 5.0
+STATS_FLUSH_S = 0.25  # how often each ingress replica hands its A/B records to the app's StatsStore
 METRIC_PREFIX = "rlportfolio_"
 # Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy takes HTTP straight to the ingress replica (no proxy
 # actor hop) and replicas talk gRPC. benchmarks/serve_load.py: /allocate p50 17 -> 8 ms, 96 -> 185 req/s at 32 concurrent.
@@ -99,6 +101,28 @@ class AgentDeployment:
         return {"action": action, "weights": np.asarray(weights, dtype=float).tolist()}
 
 
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=1000)
+class StatsStore:
+    """The app's one ``ABStats``: every ingress replica sends its records here, so ``/ab/stats`` and ``/feedback``
+    see all traffic whichever replica serves them, and the statistics outlive an ingress restart."""
+
+    def __init__(self) -> None:
+        self.stats = ABStats()
+
+    async def ingest(self, records: list, errors: list, shadows: list) -> None:
+        self.stats.ingest(records, errors, shadows)
+
+    async def feedback(self, request_id: str, realized_return: float) -> str | None:
+        """The agent that served ``request_id``, or None if the id is unknown or its return was already reported."""
+        try:
+            return self.stats.feedback(request_id, realized_return)
+        except KeyError:
+            return None
+
+    async def summary(self) -> dict[str, Any]:
+        return self.stats.summary()
+
+
 api = FastAPI(
     title="rlportfolio",
     version="1.0",
@@ -127,16 +151,21 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 class Ingress:
     """A/B router: chooses an arm, validates the request against it, calls it, falls back on failure."""
 
-    def __init__(self, handles: dict[str, Any], infos: dict[str, dict], fallback: str, token_sha256: str | None = None) -> None:
+    def __init__(
+        self, handles: dict[str, Any], store: Any, infos: dict[str, dict], fallback: str, token_sha256: str | None = None
+    ) -> None:
         from ray.serve import metrics
 
         # Handles bound in the driver carry the transport chosen there; fresh ones take this replica's (gRPC in
         # Serve's high-throughput mode, whatever the order in which the driver imported Serve and set the mode).
         self.handles = {name: serve.get_deployment_handle(h.deployment_name, h.app_name) for name, h in handles.items()}
+        self.store = serve.get_deployment_handle(store.deployment_name, store.app_name)
         self.infos = {name: AgentInfo(**info) for name, info in infos.items()}
         self.fallback = fallback
         self.token_sha256 = token_sha256
-        self.stats = ABStats()
+        self.stats = StatsBuffer()
+        self._flusher: asyncio.Task | None = None
+        self._flush_lock = asyncio.Lock()  # one hand-over at a time, so a store call after _flush sees every record
         self.router = ABRouter(Split.create({n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)), set(self.infos))
         tags = ("agent", "endpoint")
         self.requests_total = metrics.Counter(f"{METRIC_PREFIX}requests_total", "Requests answered, per agent and endpoint", tag_keys=tags)
@@ -148,6 +177,10 @@ class Ingress:
         self._background: set[asyncio.Task] = set()
         self._allocate = {name: self._batched_allocate(name) for name in self.handles}
 
+    async def __del__(self) -> None:
+        """Serve calls this on a graceful shutdown: hand over the last records."""
+        await self._flush()
+
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``{"split": {agent: weight}, "shadow": agent | null}``; applied live."""
         split = Split.create(config.get("split") or {}, set(self.infos), config.get("shadow"))
@@ -155,6 +188,30 @@ class Ingress:
         log.info("traffic split now %s (shadow %s), version %s", split.as_dict(), split.shadow, split.version)
 
     # -- helpers -----------------------------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Hand this replica's A/B records to the StatsStore; if it cannot take them, keep them for the next try."""
+        async with self._flush_lock:
+            taken = self.stats.take()
+            if taken is None:
+                return
+            try:
+                await self.store.ingest.remote(*taken)
+            except Exception:
+                self.stats.put_back(taken)
+                raise
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_FLUSH_S)
+            try:
+                await self._flush()
+            except Exception as exc:
+                log.warning("A/B statistics store unavailable (%s); keeping the records for the next try", type(exc).__name__)
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     def _authorize(self, authorization: str | None) -> None:
         if self.token_sha256 is None:
@@ -192,14 +249,24 @@ class Ingress:
 
         Each call between replicas costs far more CPU than a forward pass (benchmarks/serve_load.py at 32 concurrent:
         310 req/s with batching in the agent replica only, 440-580 req/s batching here), so batching where the
-        requests arrive saves both ends. A lone request goes at once; requests that arrive meanwhile ride in the next
-        call, with up to two calls in flight per agent.
+        requests arrive saves both ends. A request that finds none in flight for its agent goes straight to the
+        handle (``serve.batch``'s queue costs about a tenth of this replica's CPU per request when alone); requests
+        that arrive meanwhile ride in the next call, with up to two calls in flight per agent.
         """
         handle = self.handles[agent]
+        in_flight = 0
 
         @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
-        async def allocate(requests: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
+        async def batched(requests: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
             return await handle.allocate.remote(requests)
+
+        async def allocate(request: tuple[np.ndarray, np.ndarray]) -> list[float]:
+            nonlocal in_flight
+            in_flight += 1
+            try:
+                return (await handle.allocate.remote([request]))[0] if in_flight == 1 else await batched(request)
+            finally:
+                in_flight -= 1
 
         return allocate
 
@@ -287,6 +354,7 @@ class Ingress:
             latency = (time.perf_counter() - started) * 1000
             fallback = agent != chosen
             self.stats.record(agent, request_id, latency, fallback=fallback)
+            self._start_flusher()
             self.requests_total.inc(tags={"agent": agent, "endpoint": "allocate"})
             self._shadow(agent, (closes, held), closes.shape[0])
             info = self.infos[agent]
@@ -330,17 +398,27 @@ class Ingress:
     async def feedback(self, body: FeedbackRequest, authorization: str | None = Header(default=None)) -> FeedbackResponse:
         """Report the realised portfolio return of an earlier ``/allocate`` answer."""
         self._authorize(authorization)
-        try:
-            agent = self.stats.feedback(body.request_id, body.realized_return)
-        except KeyError:
-            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)") from None
+        agent = await self._store_call(lambda store: store.feedback.remote(body.request_id, body.realized_return))
+        if agent is None:
+            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)")
         return FeedbackResponse(request_id=body.request_id, agent=agent)
+
+    async def _store_call(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``call(store handle)`` once this replica's records are in the StatsStore (a handle call is sent when it is
+        made, so it is made here); 503 if the store does not answer."""
+        try:
+            async with asyncio.timeout(AGENT_TIMEOUT_S):
+                await self._flush()
+                return await call(self.store)
+        except Exception as exc:
+            raise HTTPException(status_code=503, detail=f"A/B statistics store unavailable ({type(exc).__name__})") from None
 
     @api.get("/ab/stats")
     async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """Per-arm counts, latency, realised-return statistics and pairwise Welch t-tests with a verdict."""
         self._authorize(authorization)
-        return {"split": self.router.split.as_dict(), "shadow": self.router.split.shadow, "split_version": self.router.split.version, **self.stats.summary()}
+        summary = await self._store_call(lambda store: store.summary.remote())
+        return {"split": self.router.split.as_dict(), "shadow": self.router.split.shadow, "split_version": self.router.split.version, **summary}
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:
@@ -370,8 +448,8 @@ def discover(models_dir: str | Path) -> dict[str, Path]:
 
 def build_app(args: dict[str, Any]) -> serve.Application:
     """The application for ``args`` (``configs/serve.yaml``): ``models_dir``, ``split``, ``shadow``, ``baselines``,
-    ``fallback``, ``agent_num_cpus``, ``agent_autoscaling`` (a Serve autoscaling_config), ``token_env`` and
-    ``access_log``."""
+    ``fallback``, ``agent_num_cpus``, ``agent_autoscaling`` (a Serve autoscaling_config), ``ingress_replicas``,
+    ``token_env`` and ``access_log``."""
     models_dir = args.get("models_dir", "models")
     agents = discover(models_dir)
     infos = {name: policy_info(path) for name, path in agents.items()}
@@ -403,9 +481,14 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
     token = os.environ.get(args.get("token_env", "SERVE_API_TOKEN"))
     token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
-    return Ingress.options(user_config={"split": split, "shadow": args.get("shadow")}, logging_config=logging_config).bind(
-        handles, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256
+    ingress_replicas = args.get("ingress_replicas", 1)
+    if not isinstance(ingress_replicas, int) or isinstance(ingress_replicas, bool) or ingress_replicas < 1:
+        raise ConfigError(f"ingress_replicas: {ingress_replicas!r} must be a whole number of at least 1")
+    store = StatsStore.options(logging_config=logging_config).bind()
+    ingress = Ingress.options(
+        num_replicas=ingress_replicas, user_config={"split": split, "shadow": args.get("shadow")}, logging_config=logging_config
     )
+    return ingress.bind(handles, store, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256)
 
 
 def parse_split(text: str | None) -> dict[str, float] | None:
@@ -433,12 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus scrape port of the local Ray node")
+    parser.add_argument("--ingress-replicas", type=int, default=1, help="FastAPI ingress replicas (A/B statistics are shared)")
     parser.add_argument("--access-log", action="store_true", help="Serve's per-request access log in every replica (slower)")
     parser.add_argument("--no-block", action="store_true", help="deploy and return (the app keeps running in Ray)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        app = build_app({"models_dir": args.models, "split": parse_split(args.split), "shadow": args.shadow, "access_log": args.access_log})
+        app = build_app({"models_dir": args.models, "split": parse_split(args.split), "shadow": args.shadow,
+                         "ingress_replicas": args.ingress_replicas, "access_log": args.access_log})
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,8 @@ client keeps its arm while the split is unchanged; the ``X-Agent`` header overri
 on every request but is never returned.
 
 Statistics: per arm request counts, latency, errors, and realised portfolio returns reported through feedback, with
-a Welch t-test between every pair of arms (Welch 1947) and a plain-language verdict.
+a Welch t-test between every pair of arms (Welch 1947) and a plain-language verdict. Each ingress replica collects
+what it sees in a ``StatsBuffer`` and hands it over to the one ``ABStats`` of the app in batches.
 """
 
 from __future__ import annotations
@@ -97,6 +98,41 @@ class ArmStats:
     returns: list = field(default_factory=list)
 
 
+class StatsBuffer:
+    """What one ingress replica has seen since it last handed its records to the app's ``ABStats``.
+
+    Appending to a list is all a request pays; ``take`` empties the buffer for ``ABStats.ingest``.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, float, bool]] = []
+        self.errors: list[str] = []
+        self.shadows: list[tuple[str, float]] = []
+
+    def record(self, agent: str, request_id: str, latency_ms: float, *, fallback: bool = False) -> None:
+        self.records.append((agent, request_id, latency_ms, fallback))
+
+    def record_error(self, agent: str) -> None:
+        self.errors.append(agent)
+
+    def record_shadow(self, agent: str, latency_ms: float) -> None:
+        self.shadows.append((agent, latency_ms))
+
+    def take(self) -> tuple[list, list, list] | None:
+        """The records so far, or None when there are none; the buffer starts empty again."""
+        if not (self.records or self.errors or self.shadows):
+            return None
+        taken = self.records, self.errors, self.shadows
+        self.records, self.errors, self.shadows = [], [], []
+        return taken
+
+    def put_back(self, taken: tuple[list, list, list], limit: int = 100_000) -> None:
+        """Return records ``ingest`` could not take, ahead of newer ones; beyond ``limit`` each the oldest go."""
+        self.records = (taken[0] + self.records)[-limit:]
+        self.errors = (taken[1] + self.errors)[-limit:]
+        self.shadows = (taken[2] + self.shadows)[-limit:]
+
+
 class ABStats:
     """Thread-safe per-arm counters; remembers which arm served the last ``memory`` request ids for feedback."""
 
@@ -128,6 +164,15 @@ class ABStats:
             arm = self._arm(agent)
             arm.shadow_requests += 1
             arm.shadow_latencies_ms.append(latency_ms)
+
+    def ingest(self, records: list, errors: list, shadows: list) -> None:
+        """Apply a ``StatsBuffer.take()``."""
+        for agent, request_id, latency_ms, fallback in records:
+            self.record(agent, request_id, latency_ms, fallback=fallback)
+        for agent in errors:
+            self.record_error(agent)
+        for agent, latency_ms in shadows:
+            self.record_shadow(agent, latency_ms)
 
     def feedback(self, request_id: str, realized_return: float) -> str:
         """Attach a realised return to the arm that served ``request_id``, once; ``KeyError`` if unknown or used."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from envs.errors import ConfigError
-from serving.router import ABRouter, ABStats, Split, UnknownAgent, compare
+from serving.router import ABRouter, ABStats, Split, StatsBuffer, UnknownAgent, compare
 
 KNOWN = {"ppo", "sac", "dqn", "equal_weight"}
 
@@ -79,6 +79,25 @@ def test_feedback_is_attributed_to_the_arm_that_served_the_request():
     summary = stats.summary()
     assert summary["arms"]["sac"]["feedback"] == 1 and summary["arms"]["ppo"]["feedback"] == 0
     assert summary["arms"]["ppo"]["latency_ms"]["p50"] == 3.0
+
+
+def test_buffered_records_reach_the_shared_stats_once_and_survive_a_failed_hand_over():
+    buffer, stats = StatsBuffer(), ABStats()
+    assert buffer.take() is None
+    buffer.record("ppo", "r1", 3.0)
+    buffer.record("sac", "r2", 5.0, fallback=True)
+    buffer.record_error("sac")
+    failed = buffer.take()
+    assert buffer.take() is None
+    buffer.record("ppo", "r3", 4.0)
+    buffer.record_shadow("dqn", 2.0)
+    buffer.put_back(failed)  # the store did not answer: the records wait for the next hand-over
+    stats.ingest(*buffer.take())
+    assert buffer.take() is None
+    arms = stats.summary()["arms"]
+    assert (arms["ppo"]["requests"], arms["sac"]["requests"], arms["sac"]["fallbacks"], arms["sac"]["errors"]) == (2, 1, 1, 1)
+    assert arms["dqn"]["shadow_requests"] == 1 and arms["ppo"]["latency_ms"]["p50"] == 3.5
+    assert stats.feedback("r2", 0.01) == "sac" and stats.feedback("r3", 0.0) == "ppo"
 
 
 def test_request_memory_is_bounded():

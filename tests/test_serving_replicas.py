@@ -1,0 +1,44 @@
+"""Two ingress replicas behind one port: A/B statistics and feedback see all traffic, whichever replica serves it.
+Starts and stops its own Serve."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.test_serving import allocate_many, body, models  # noqa: F401  (models is a fixture)
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def app(ray_local, models):  # noqa: F811
+    from ray import serve
+
+    from serving.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}, "baselines": ["equal_weight"], "ingress_replicas": 2}
+    serve.run(build_app(args), name="rlportfolio", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def test_stats_and_feedback_span_ingress_replicas(app, tiny):
+    from ray import serve
+
+    assert serve.status().applications["rlportfolio"].deployments["Ingress"].replica_states == {"RUNNING": 2}
+    answers = allocate_many(app, [body(tiny, client_id=f"c{i}") for i in range(300)], concurrency=16)
+    assert all(a.status_code == 200 for a in answers)
+    with httpx.Client(base_url=app, timeout=30) as client:
+        for answer in answers:  # a fresh connection each: feedback lands on either replica
+            fed = httpx.post(f"{app}/feedback", json={"request_id": answer.json()["request_id"], "realized_return": 0.001})
+            assert fed.status_code == 200, fed.text
+        time.sleep(1.0)  # each replica hands its records over every 0.25 s
+        arms = client.get("/ab/stats").json()["arms"]
+    assert sum(arm["requests"] for arm in arms.values()) == 300
+    assert sum(arm["feedback"] for arm in arms.values()) == 300
