@@ -10,15 +10,13 @@ ingress-to-agent hop costs on the machine, below which the real app cannot go.
 
 import argparse
 import os
-import signal
 import sys
-import time
 import uuid
 
 from fastapi import FastAPI
 from ray import serve
 
-from serving.app import replica_logging, use_throughput_mode
+from serving.app import replica_logging, serve_until_stopped, use_throughput_mode
 from serving.schemas import AllocateRequest, AllocateResponse
 
 api = FastAPI()  # no `from __future__ import annotations` here: FastAPI must see the body type, not a string
@@ -43,10 +41,6 @@ class FloorIngress:
         return AllocateResponse(weights=dict(zip(assets, weights)), agent="echo", model_version="floor", request_id=uuid.uuid4().hex)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8000)
@@ -56,15 +50,8 @@ def main() -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_throughput_mode()
     ray.init(include_dashboard=False)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        serve.run(FloorIngress.bind(Echo.bind()), name="floor", route_prefix="/", blocking=False)
-        print(f"floor app on http://127.0.0.1:{args.port}", file=sys.stderr)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
+    banner = f"floor app on http://127.0.0.1:{args.port}"
+    serve_until_stopped(FloorIngress.bind(Echo.bind()), name="floor", host="127.0.0.1", port=args.port, banner=banner)
     return 0
 
 

@@ -508,6 +508,21 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def serve_until_stopped(app: serve.Application, *, name: str, host: str, port: int, banner: str, block: bool = True) -> None:
+    """Deploy ``app`` on ``host:port`` and print ``banner``; with ``block``, serve until Ctrl-C or SIGTERM (kill, a
+    container stop), then shut Serve down: HAProxy, a child of the proxy actor, goes too."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(app, name=name, route_prefix="/", blocking=False)
+        print(banner, file=sys.stderr)
+        while block:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("shutting down Serve", file=sys.stderr)
+        serve.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
@@ -536,20 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             use_throughput_mode()  # inherited by every Ray process this instance starts
             ray.init(include_dashboard=False, _metrics_export_port=args.metrics_port)
-    # SIGTERM (kill, a container stop) shuts Serve down like Ctrl-C: HAProxy, a child of the proxy actor, goes too.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(app, name="rlportfolio", route_prefix="/", blocking=False)
-        metrics = "on the cluster's metrics ports" if os.environ.get("RAY_ADDRESS") else f"on port {args.metrics_port}"
-        print(f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics {metrics}", file=sys.stderr)
-        if args.no_block:
-            return 0
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("shutting down Serve", file=sys.stderr)
-        serve.shutdown()
+    metrics = "on the cluster's metrics ports" if os.environ.get("RAY_ADDRESS") else f"on port {args.metrics_port}"
+    banner = f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics {metrics}"
+    serve_until_stopped(app, name="rlportfolio", host=args.host, port=args.port, banner=banner, block=not args.no_block)
     return 0
 
 
