@@ -7,7 +7,9 @@ than the plain server at 32 concurrent, on the same 2 cores) at each concurrency
 p50/p95/p99 latency, requests/s and errors for: the Serve app as ``python -m serving.app`` runs it (A/B split over the
 two best agents, one ingress and one replica per agent, Serve's high-throughput mode: HAProxy ingress, gRPC); as the
 reference, ``benchmarks/plain_server.py`` holding the best agent in one uvicorn process; and as the floor,
-``benchmarks/serve_floor.py``, the Serve app's topology with no work in it (what one hop costs).
+``benchmarks/serve_floor.py``, the Serve app's topology with no work in it (what one hop costs). Each level also
+reports the CPU milliseconds per request spent by each process group (client, HAProxy, ingress, agents, ...), read
+from /proc.
 """
 
 from __future__ import annotations
@@ -45,6 +47,24 @@ def payloads(models: Path, agent: str, n: int) -> list[dict]:
     ]
 
 
+PROCESS_GROUPS = (("ingress", "Ingress"), ("agents", ":agent-"), ("stats_store", ":StatsStore"), ("echo", ":Echo"),
+                  ("haproxy", "haproxy"), ("server", "plain_server.py"))
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each process group (``PROCESS_GROUPS``, this client, other), from /proc (Linux)."""
+    tick, groups = os.sysconf("SC_CLK_TCK"), {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                fields, command = stat.read().rsplit(")", 1)[1].split(), cmdline.read().decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        group = "client" if int(pid) == os.getpid() else next((g for g, key in PROCESS_GROUPS if key in command), "other")
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return groups
+
+
 async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
     latencies: list[float] = []
     errors = 0
@@ -64,10 +84,11 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
                 latencies.append((time.perf_counter() - started) * 1000)
                 errors += not ok
 
-        started = time.perf_counter()
+        cpu_before, started = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_after = time.perf_counter() - started, cpu_seconds()
     lat = np.asarray(latencies)
+    cpu = {g: round((cpu_after[g] - cpu_before.get(g, 0.0)) * 1000 / len(bodies), 2) for g in sorted(cpu_after)}
     return {
         "concurrency": concurrency,
         "requests": len(bodies),
@@ -76,6 +97,8 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
         "p50_ms": round(float(np.percentile(lat, 50)), 2),
         "p95_ms": round(float(np.percentile(lat, 95)), 2),
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        # Where the time goes: at concurrency 1 a request's latency is about the sum over the processes it crosses.
+        "cpu_ms_per_request": cpu,
     }
 
 
