@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="models")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--ingress-replicas", type=int, default=1, help="ingress replicas of the Serve app")
     args = parser.parse_args(argv)
     models = Path(args.models)
     registry = json.loads((models / "registry.json").read_text())
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
     report = {"benchmark": "serve_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "split": split, "requests_per_level": args.requests}
+              "split": split, "ingress_replicas": args.ingress_replicas, "requests_per_level": args.requests}
     plain = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "plain_server.py"), "--agent", str(models / ranked[0]), "--port", "8100"],
                              env=env, cwd=ROOT)
     try:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for key, command, ready in (
         ("serve_floor", [str(ROOT / "benchmarks" / "serve_floor.py")], "/docs"),
-        ("serve_ab", ["-m", "serving.app", "--models", str(models), "--split", split], "/health"),
+        ("serve_ab", ["-m", "serving.app", "--models", str(models), "--split", split, "--ingress-replicas", str(args.ingress_replicas)], "/health"),
     ):
         server = subprocess.Popen([sys.executable, *command, "--port", "8000"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
