@@ -81,6 +81,21 @@ def test_loaded_policy_reproduces_the_modules_deterministic_weights(env, saved_m
     assert policy.weights(observation).sum() == pytest.approx(1.0)
 
 
+def test_policy_on_a_module_in_training_gives_the_inference_action_and_leaves_it_training(env, saved_module):
+    import torch
+
+    from training.policy import Policy
+
+    module, _ = saved_module
+    observations = np.stack([env.reset(seed=s)[0] for s in range(5)])
+    with torch.no_grad():
+        out = module.forward_inference({"obs": torch.as_tensor(observations)})
+    expected = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"]).to_deterministic().sample().numpy()
+    module.train()  # as the learner's module is while the validation callback plays it
+    np.testing.assert_allclose(Policy(module, env.action_map).actions(observations), expected, rtol=1e-6)
+    assert module.training
+
+
 def test_tampered_module_is_refused(env, saved_module, tmp_path):
     agent_dir = export(env, saved_module[1], tmp_path / "models")
     state = agent_dir / "module" / "module_state.pkl"

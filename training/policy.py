@@ -25,17 +25,26 @@ class Policy:
         self.action_map = action_map
         self._dist_cls = None
 
-    @torch.no_grad()
     def actions(self, observations: np.ndarray) -> np.ndarray:
         """``(N, F)`` observations -> ``(N,)`` discrete or ``(N, K)`` continuous deterministic actions."""
-        obs = torch.as_tensor(np.asarray(observations, dtype=np.float32))
-        out = self.module.forward_inference({"obs": obs})
-        if "actions" in out:
-            return out["actions"].cpu().numpy()
-        if self._dist_cls is None:
-            self._dist_cls = self.module.get_inference_action_dist_cls()
-        dist = self._dist_cls.from_logits(out["action_dist_inputs"])
-        return dist.to_deterministic().sample().cpu().numpy()
+        obs = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
+        # What RLModule.forward_inference does, less its eval() on every call: that walks every submodule each time,
+        # and with the decorator contexts it was a third of a one-row call (328 -> 237 us for PPO). A module in
+        # training (validation during training) is switched to eval for the call and back.
+        module, was_training = self.module, self.module.training
+        if was_training:
+            module.eval()
+        try:
+            with torch.inference_mode():
+                out = module._forward_inference({"obs": obs})
+                if "actions" in out:
+                    return out["actions"].cpu().numpy()
+                if self._dist_cls is None:
+                    self._dist_cls = module.get_inference_action_dist_cls()
+                return self._dist_cls.from_logits(out["action_dist_inputs"]).to_deterministic().sample().cpu().numpy()
+        finally:
+            if was_training:
+                module.train()
 
     def weights(self, observation: np.ndarray) -> np.ndarray:
         """One ``(F,)`` observation -> ``(K,)`` weights (a new array).
