@@ -178,8 +178,12 @@ class Ingress:
         self._allocate = {name: self._batched_allocate(name) for name in self.handles}
 
     async def __del__(self) -> None:
-        """Serve calls this on a graceful shutdown: hand over the last records."""
-        await self._flush()
+        """Serve awaits this on a graceful shutdown: hand over the last records, if the store is still there."""
+        try:
+            async with asyncio.timeout(2.0):
+                await self._flush()
+        except Exception as exc:
+            log.warning("shutting down: %d A/B records not handed over (%s)", len(self.stats.records), type(exc).__name__)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``{"split": {agent: weight}, "shadow": agent | null}``; applied live."""
