@@ -63,7 +63,7 @@ LOCAL_ENV = {**THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S":
 def replica_logging(access_log: bool = False) -> dict[str, Any]:
     """Serve ``logging_config`` for this app's replicas: warnings and errors, and the per-request access log only when
     asked for. Serve builds an access-log record for every call in every replica it crosses (about 3% of an agent
-    replica's Python time under load, by py-spy); request counts, latency and errors per agent are in the Prometheus
+    replica's Python time at concurrency 1, by py-spy); request counts, latency and errors per agent are in the Prometheus
     metrics and ``/ab/stats`` either way."""
     return {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}
 
