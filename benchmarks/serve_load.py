@@ -4,9 +4,10 @@
 
 Drives ``POST /allocate`` with a bounded asynchronous client (aiohttp on uvloop: httpx's async pool spent more CPU
 than the plain server at 32 concurrent, on the same 2 cores) at each concurrency on localhost and reports
-p50/p95/p99 latency, requests/s and errors for: the Serve app as ``python -m serving.app`` runs it (A/B split over the
-two best agents, one ingress and one replica per agent, Serve's high-throughput mode: HAProxy ingress, gRPC); as the
-reference, ``benchmarks/plain_server.py`` holding the best agent in one uvicorn process; and as the floor,
+p50/p95/p99 latency, requests/s and errors for: the Serve app as ``python -m serving.app`` runs it (A/B split over
+the two best agents, one ingress (``--ingress-replicas``), one replica per agent and the A/B statistics store,
+Serve's high-throughput mode: HAProxy ingress, gRPC); as the reference, ``benchmarks/plain_server.py`` holding the
+best agent in one uvicorn process; and as the floor,
 ``benchmarks/serve_floor.py``, the Serve app's topology with no work in it (what one hop costs). Each level also
 reports the CPU milliseconds per request spent by each process group (client, HAProxy, ingress, agents, ...), read
 from /proc.

@@ -49,5 +49,3 @@ class SquashedPPOModule(DefaultPPOTorchRLModule):
 
     def get_inference_action_dist_cls(self) -> type[SquashedGaussian]:
         return SquashedGaussian
-
-
