@@ -34,6 +34,7 @@ from ray import serve
 
 from envs.errors import ConfigError
 from serving.agents import BASELINES, AgentInfo, BaselineAgent, PolicyAgent, policy_info
+from serving.metrics import RequestMetrics
 from serving.router import ABRouter, ABStats, Split, StatsBuffer, UnknownAgent
 from serving.schemas import (
     AgentInfo as AgentInfoBody,
@@ -167,18 +168,13 @@ class Ingress:
         self._flusher: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()  # one hand-over at a time, so a store call after _flush sees every record
         self.router = ABRouter(Split.create({n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)), set(self.infos))
-        tags = ("agent", "endpoint")
-        self.requests_total = metrics.Counter(f"{METRIC_PREFIX}requests_total", "Requests answered, per agent and endpoint", tag_keys=tags)
-        self.errors_total = metrics.Counter(f"{METRIC_PREFIX}errors_total", "Agent call failures, per agent and endpoint", tag_keys=tags)
-        self.latency_ms = metrics.Histogram(
-            f"{METRIC_PREFIX}latency_ms", "Ingress latency per agent and endpoint (ms)",
-            boundaries=[1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 1000], tag_keys=tags,
-        )
+        self.series = RequestMetrics(METRIC_PREFIX, metrics)
         self._background: set[asyncio.Task] = set()
         self._allocate = {name: self._batched_allocate(name) for name in self.handles}
 
     async def __del__(self) -> None:
         """Serve awaits this on a graceful shutdown: hand over the last records, if the store is still there."""
+        self.series.flush()
         try:
             async with asyncio.timeout(2.0):
                 await self._flush()
@@ -208,6 +204,10 @@ class Ingress:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(STATS_FLUSH_S)
+            try:
+                self.series.flush()
+            except Exception:  # a batch of Prometheus records is lost; the A/B statistics are not
+                log.exception("recording the Prometheus series failed")
             try:
                 await self._flush()
             except Exception as exc:
@@ -275,15 +275,16 @@ class Ingress:
         return allocate
 
     async def _call(self, agent: str, endpoint: str, call: Awaitable[Any]) -> Any:
+        self._start_flusher()  # it also records the Prometheus series
         started = time.perf_counter()
         try:
             async with asyncio.timeout(AGENT_TIMEOUT_S):  # unlike wait_for, no extra task per call
                 result = await call
         except Exception:
-            self.errors_total.inc(tags={"agent": agent, "endpoint": endpoint})
+            self.series.failed(agent, endpoint)
             self.stats.record_error(agent)
             raise
-        self.latency_ms.observe((time.perf_counter() - started) * 1000, tags={"agent": agent, "endpoint": endpoint})
+        self.series.observe(agent, endpoint, (time.perf_counter() - started) * 1000)
         return result
 
     def _candidates(self, first: str, n_closes: int) -> list[str]:
@@ -342,7 +343,7 @@ class Ingress:
     @api.post("/allocate", response_model=AllocateResponse, responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}})
     async def allocate(
         self, body: AllocateRequest, x_agent: str | None = Header(default=None), authorization: str | None = Header(default=None)
-    ) -> AllocateResponse:
+    ) -> JSONResponse:
         """Target weights for the closes given, from the routed agent (or the one named by ``X-Agent``)."""
         self._authorize(authorization)
         started = time.perf_counter()
@@ -358,14 +359,13 @@ class Ingress:
             latency = (time.perf_counter() - started) * 1000
             fallback = agent != chosen
             self.stats.record(agent, request_id, latency, fallback=fallback)
-            self._start_flusher()
-            self.requests_total.inc(tags={"agent": agent, "endpoint": "allocate"})
+            self.series.answered(agent, "allocate")
             self._shadow(agent, (closes, held), closes.shape[0])
             info = self.infos[agent]
-            return AllocateResponse(
-                weights=dict(zip(info.assets, weights)), agent=agent, model_version=info.model_version,
-                request_id=request_id, fallback=fallback,
-            )
+            # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
+            # would otherwise validate and serialise it through the response model again on every request.
+            return JSONResponse({"weights": dict(zip(info.assets, weights)), "agent": agent, "model_version": info.model_version,
+                                 "request_id": request_id, "fallback": fallback})
         raise HTTPException(status_code=503, detail="no agent could answer; see /health")
 
     @api.post("/predict", response_model=PredictResponse, responses={400: {}, 401: {}, 422: {}, 503: {}})
@@ -392,7 +392,7 @@ class Ingress:
             out = await self._call(agent, "predict", self.handles[agent].predict.remote(body.observation))
         except Exception:
             raise HTTPException(status_code=503, detail=f"agent '{agent}' is unavailable") from None
-        self.requests_total.inc(tags={"agent": agent, "endpoint": "predict"})
+        self.series.answered(agent, "predict")
         return PredictResponse(
             action=out["action"], weights=dict(zip(info.assets, out["weights"])), agent=agent,
             model_version=info.model_version, request_id=uuid.uuid4().hex,

@@ -13,6 +13,7 @@ import pytest
 
 from envs.features import latest_observation
 from envs.portfolio_env import PortfolioEnv
+from serving.schemas import AllocateResponse
 from tests.conftest import free_port
 from tests.test_export import build_module, export
 from training.export import load_policy
@@ -90,6 +91,7 @@ def test_allocate_answers_with_the_same_weights_the_env_observation_gives(client
     response = client.post("/allocate", json=body(tiny, weights=held), headers={"X-Agent": "ppo"})
     assert response.status_code == 200, response.text
     answer = response.json()
+    assert AllocateResponse.model_validate(answer).model_dump() == answer  # the documented body, field for field
     assert answer["agent"] == "ppo" and not answer["fallback"] and len(answer["request_id"]) == 32
     policy, meta = load_policy(models / "ppo")
     closes = tiny.market.closes[300 - 29 : 301]
