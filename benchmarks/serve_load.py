@@ -10,7 +10,8 @@ Serve's high-throughput mode: HAProxy ingress, gRPC); as the reference, ``benchm
 best agent in one uvicorn process; and as the floor,
 ``benchmarks/serve_floor.py``, the Serve app's topology with no work in it (what one hop costs). Each level also
 reports the CPU milliseconds per request spent by each process group (client, HAProxy, ingress, agents, ...), read
-from /proc.
+from /proc, and ``speed_probe_ms``, what a fixed Python loop took just before it: the machine's speed drifts, so
+compare runs made at different times by it (or by the client's own CPU per request).
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
     }
 
 
+def speed_probe_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes now, best of three: a gauge of the machine's current speed, which
+    drifts (2x within minutes has been seen here), to compare runs made at different times."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def wait_ready(url: str, path: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -128,7 +141,11 @@ def run_levels(url: str, bodies: list[dict], levels: list[int], timeout_s: float
         if not errors or time.monotonic() > deadline:
             break
         time.sleep(1)
-    return [uvloop.run(drive(url, bodies, c)) for c in levels], warmup_errors
+    levels_report = []
+    for concurrency in levels:
+        probe_ms = speed_probe_ms()
+        levels_report.append({**uvloop.run(drive(url, bodies, concurrency)), "speed_probe_ms": probe_ms})
+    return levels_report, warmup_errors
 
 
 def main(argv: list[str] | None = None) -> int:
