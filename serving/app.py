@@ -174,7 +174,10 @@ class Ingress:
 
     async def __del__(self) -> None:
         """Serve awaits this on a graceful shutdown: hand over the last records, if the store is still there."""
-        self.series.flush()
+        try:
+            self.series.flush()
+        except Exception:
+            log.exception("shutting down: recording the last Prometheus series failed")
         try:
             async with asyncio.timeout(2.0):
                 await self._flush()
