@@ -31,7 +31,6 @@ class RequestMetrics:
         self._answered: Counter[tuple[str, str]] = Counter()
         self._failed: Counter[tuple[str, str]] = Counter()
         self._latencies_ms: list[tuple[str, str, float]] = []
-        self._tags: dict[tuple[str, str], dict[str, str]] = {}
 
     def answered(self, agent: str, endpoint: str) -> None:
         self._answered[agent, endpoint] += 1
@@ -42,23 +41,13 @@ class RequestMetrics:
     def observe(self, agent: str, endpoint: str, latency_ms: float) -> None:
         self._latencies_ms.append((agent, endpoint, latency_ms))
 
-    def pending(self) -> int:
-        """Records not yet flushed."""
-        return sum(self._answered.values()) + sum(self._failed.values()) + len(self._latencies_ms)
-
     def flush(self) -> None:
         """Hand every record so far to the Ray metrics and start counting afresh."""
         answered, failed, latencies = self._answered, self._failed, self._latencies_ms
         self._answered, self._failed, self._latencies_ms = Counter(), Counter(), []
         for (agent, endpoint), count in answered.items():
-            self.requests_total.inc(count, tags=self._tags_of(agent, endpoint))
+            self.requests_total.inc(count, tags={"agent": agent, "endpoint": endpoint})
         for (agent, endpoint), count in failed.items():
-            self.errors_total.inc(count, tags=self._tags_of(agent, endpoint))
+            self.errors_total.inc(count, tags={"agent": agent, "endpoint": endpoint})
         for agent, endpoint, latency_ms in latencies:
-            self.latency_ms.observe(latency_ms, tags=self._tags_of(agent, endpoint))
-
-    def _tags_of(self, agent: str, endpoint: str) -> dict[str, str]:
-        tags = self._tags.get((agent, endpoint))
-        if tags is None:
-            tags = self._tags[agent, endpoint] = {"agent": agent, "endpoint": endpoint}
-        return tags
+            self.latency_ms.observe(latency_ms, tags={"agent": agent, "endpoint": endpoint})
