@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from envs.errors import ConfigError
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the checkout's YAML files (configs/env.yaml, ...)
+ENV_YAML = CONFIG_DIR / "env.yaml"
+
 
 class FrozenConfig(BaseModel):
     """Base of every config model: immutable, unknown fields rejected."""
@@ -130,3 +133,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def load_env_config(path: str | Path = ENV_YAML) -> EnvConfig:
+    """``configs/env.yaml`` (or ``path``) as an ``EnvConfig``."""
+    return parse_config(EnvConfig, load_yaml(path), where=str(path))
+
+
+def with_data(config: EnvConfig, path: str | Path | None) -> EnvConfig:
+    """``config`` reading its prices from the CSV at ``path`` (made absolute); ``None`` keeps the config's data."""
+    if path is None:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": str(Path(path).resolve())})})

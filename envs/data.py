@@ -1,14 +1,17 @@
-"""Market data entry point: load what a ``DataConfig`` names, and the ``python -m envs.data`` command line.
+"""The ``python -m envs.data`` command line: check, write or download market data in the project's CSV format.
 
-    python -m envs.data validate FILE.csv [--extra rf ...]
+    python -m envs.data validate FILE.csv [--extra rf ...] [--env-config configs/env.yaml]
     python -m envs.data synth --out FILE.csv --seed N [--years Y --assets K --regimes R]
     python -m envs.data fetch --tickers SPY TLT GLD BTC-USD [--start 2010-01-01 --end 2024-12-31] --out FILE.csv
+
+``validate`` applies training's own checks: the file's format, then enough rows for the feature window and
+splits that ``configs/env.yaml`` configures, with the same messages training would give. Exit status 0, or 1 with
+one ``error:`` line (2 for a bad config or usage).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
@@ -16,70 +19,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-from envs.config import DataConfig
+from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, parse_config, with_data
 from envs.errors import ConfigError, DataError
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData, load_csv
-from envs.synthetic import MarketParams, default_market, default_params, load_params, write_synthetic
-
-log = logging.getLogger(__name__)
-
-CASH = "CASH"
+from envs.features import warmup_days
+from envs.market import TRADING_DAYS_PER_YEAR, MarketData, split_market
+from envs.sources import load_market
+from envs.synthetic import write_synthetic
 
 
-def load_market(config: DataConfig, *, min_rows: int = 2) -> MarketData:
-    """The market a data config names: its CSV, or the built-in synthetic market when ``path`` is null.
-
-    Cached per process (keyed by the file's modification time), so many envs in one worker parse the file once.
-    """
-    if config.path is None:
-        market = _builtin(config.synthetic_seed, config.synthetic_years, config.synthetic_assets, config.synthetic_regimes)
-    else:
-        path = Path(config.path).expanduser().resolve()
-        if not path.is_file():
-            raise DataError(f"{config.path}: no such file")
-        market = _cached_csv(
-            str(path), path.stat().st_mtime_ns, config.assets, config.extra_columns, config.ffill_limit, min_rows
-        )
-    if market.n_days < min_rows:
-        raise DataError(f"{market.source}: {market.n_days} rows, need at least {min_rows}")
-    return with_cash(market, config.rf_column) if config.cash else market
-
-
-def market_law(config: DataConfig) -> MarketParams | None:
-    """The true law behind the data: the built-in market's, or a synthetic CSV's ``.params.json``; ``None`` for real data."""
-    if config.path is None:
-        return default_params(n_assets=config.synthetic_assets, n_regimes=config.synthetic_regimes, seed=config.synthetic_seed)
-    known = load_params(Path(config.path).expanduser())
-    return None if known is None else known[0]
-
-
-@functools.lru_cache(maxsize=8)
-def _builtin(seed: int, years: float, n_assets: int, n_regimes: int) -> MarketData:
-    market, _, _ = default_market(seed=seed, years=years, n_assets=n_assets, n_regimes=n_regimes)
-    return market
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_csv(path: str, mtime_ns: int, assets, extras, ffill_limit: int, min_rows: int) -> MarketData:
-    return load_csv(path, assets=assets, extra_columns=extras, ffill_limit=ffill_limit, min_rows=min_rows)
-
-
-def with_cash(market: MarketData, rf_column: str | None) -> MarketData:
-    """Add a ``CASH`` asset whose price compounds the risk-free rate (annual decimals, daily accrual)."""
-    if rf_column is None:
-        cash = np.ones(market.n_days)
-    else:
-        daily = market.extras[rf_column][:-1] / TRADING_DAYS_PER_YEAR
-        cash = np.concatenate([[1.0], np.cumprod(1.0 + daily)])
-    return MarketData(
-        dates=market.dates,
-        closes=np.column_stack([market.closes, cash]),
-        assets=market.assets + (CASH,),
-        extras=market.extras,
-        source=market.source,
-    )
+def min_rows(config: EnvConfig) -> int:
+    """Fewest rows an env over ``config`` accepts: the feature warm-up plus a few trading days."""
+    return warmup_days(config.window_days, config.vol_window_days) + 4
 
 
 def summarize(market: MarketData) -> dict:
@@ -101,74 +52,64 @@ def summarize(market: MarketData) -> dict:
     }
 
 
-def frame_from_download(frame: pd.DataFrame) -> pd.DataFrame:
-    """Turn a yfinance ``download(..., auto_adjust=True)`` frame into our wide format (``date`` + one close per ticker).
+def validate(path: str, config: EnvConfig) -> dict:
+    """Load ``path`` as training would under ``config`` and split it; the summary plus the splits' dates.
 
-    Accepts the multi-index column layout (``("Close", ticker)``) and the single-ticker flat layout. Days where
-    every ticker is missing are dropped (exchange holidays); days where some are missing stay as gaps, which the
-    loader forward-fills up to its limit (crypto trades on weekends, equities do not). Days before the first day on
-    which every ticker has a close are dropped, since there is no earlier close to fill them from.
+    :raises DataError: a bad file, or too few rows for the configured feature window.
+    :raises ConfigError: splits that do not fit the file (e.g. a ``train_end`` date outside it).
     """
-    if isinstance(frame.columns, pd.MultiIndex):
-        level = 0 if "Close" in frame.columns.get_level_values(0) else 1
-        closes = frame.xs("Close", axis=1, level=level)
-    elif "Close" in frame.columns:
-        closes = frame[["Close"]]
-    else:
-        raise DataError(f"downloaded frame has no 'Close' column (columns are {list(frame.columns)})")
-    closes = closes.dropna(how="all")
-    if closes.empty:
-        raise DataError("downloaded frame has no prices")
-    # The loader cannot forward-fill a gap on the first day (that would need a later price), so start on the first
-    # day every ticker has a close (e.g. the start date is a weekend that only crypto trades on, or a ticker listed later).
-    complete = closes.notna().all(axis=1).to_numpy()
-    if not complete.any():
-        never = [str(c) for c in closes.columns if closes[c].isna().all()]
-        detail = f"; no prices at all for {never}" if never else ""
-        raise DataError(f"downloaded frame has no day on which every ticker has a price{detail}")
-    closes = closes.iloc[int(complete.argmax()) :]
-    out = closes.copy()
-    out.columns = [str(c) for c in out.columns]
-    out.index = pd.to_datetime(out.index).tz_localize(None) if getattr(out.index, "tz", None) else pd.to_datetime(out.index)
-    out.insert(0, "date", out.index.strftime("%Y-%m-%d"))
-    return out.reset_index(drop=True)
-
-
-def fetch(tickers: Sequence[str], start: str | None, end: str | None) -> pd.DataFrame:
-    """Download daily adjusted closes with yfinance (optional extra: ``pip install -e .[fetch]``)."""
-    try:
-        import yfinance
-    except ImportError as exc:
-        raise ConfigError("fetch needs yfinance: pip install -e '.[fetch]'") from exc
-    frame = yfinance.download(list(tickers), start=start, end=end, auto_adjust=True, progress=False)
-    return frame_from_download(frame)
+    config = with_data(config, path)
+    market = load_market(config.data, min_rows=min_rows(config))
+    warmup = warmup_days(config.window_days, config.vol_window_days)
+    splits = split_market(market, train_end=config.data.train_end, validation_end=config.data.validation_end, warmup_days=warmup)
+    summary = summarize(market)
+    summary["warmup_days"] = warmup
+    summary["splits"] = {
+        name: {"first": str(market.dates[s.first]), "last": str(market.dates[s.last]), "days": s.n_days}
+        for name, s in splits.items()
+        if name != "all"
+    }
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m envs.data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    validate = commands.add_parser("validate", help="check a price CSV and print a summary as JSON")
-    validate.add_argument("csv")
-    validate.add_argument("--extra", nargs="*", default=[], help="extra (non-price) columns, e.g. rf")
-    validate.add_argument("--ffill-limit", type=int, default=5)
+    check = commands.add_parser("validate", help="check a price CSV as training would and print a summary as JSON")
+    check.add_argument("csv")
+    check.add_argument("--extra", nargs="*", default=None, help="extra (non-price) columns, e.g. rf (default: the env config's)")
+    check.add_argument("--ffill-limit", type=int, default=None, help="most consecutive missing prices filled (default: the env config's)")
+    check.add_argument("--env-config", default=str(ENV_YAML), help="env YAML whose feature window and splits the file must fit")
     synth = commands.add_parser("synth", help="write a synthetic regime-switching market and its true parameters")
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=7)
     synth.add_argument("--years", type=float, default=25.0)
     synth.add_argument("--assets", type=int, default=4)
     synth.add_argument("--regimes", type=int, default=3)
-    fetch_cmd = commands.add_parser("fetch", help="download closes with yfinance into our CSV format")
+    fetch_cmd = commands.add_parser("fetch", help="download closes with yfinance into our CSV format (needs internet)")
     fetch_cmd.add_argument("--tickers", nargs="+", required=True)
     fetch_cmd.add_argument("--start")
     fetch_cmd.add_argument("--end")
     fetch_cmd.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
     try:
         if args.command == "validate":
-            market = load_csv(args.csv, extra_columns=args.extra, ffill_limit=args.ffill_limit)
-            print(json.dumps(summarize(market), indent=2))
+            try:
+                config = load_env_config(args.env_config)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            data = {}
+            if args.extra is not None:
+                data["extra_columns"] = tuple(args.extra)
+                if config.data.rf_column not in data["extra_columns"]:
+                    data["rf_column"] = None
+            if args.ffill_limit is not None:
+                data["ffill_limit"] = args.ffill_limit
+            config = config.model_copy(update={"data": parse_config(DataConfig, config.data.model_dump() | data, where="validate")})
+            print(json.dumps(validate(args.csv, config), indent=2))
         elif args.command == "synth":
             market, record = write_synthetic(
                 args.out, seed=args.seed, years=args.years, n_assets=args.assets, n_regimes=args.regimes
@@ -176,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             oracle = record["oracle"]["constant_mix"]
             print(json.dumps({"csv": args.out, "rows": market.n_days, "assets": list(market.assets), "oracle": oracle}, indent=2))
         else:
+            from envs.fetch import fetch
+            from envs.market import load_csv
+
             frame = fetch(args.tickers, args.start, args.end)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(args.out, index=False)

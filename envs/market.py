@@ -271,9 +271,10 @@ def split_market(
     validation_last = boundary(validation_end, "validation_end")
     if not first <= train_last < validation_last < last:
         raise ConfigError(
-            f"{market.source}: splits need warm-up < train_end < validation_end < last day; got train ends "
-            f"{market.dates[min(max(train_last, 0), last)]}, validation ends {market.dates[min(max(validation_last, 0), last)]}, "
-            f"data {market.dates[0]} .. {market.dates[-1]} with {warmup_days} warm-up days"
+            f"{market.source}: splits need warm-up < train_end < validation_end < last day; got train_end "
+            f"{train_end!r} (train ends {market.dates[min(max(train_last, 0), last)]}), validation_end {validation_end!r} "
+            f"(validation ends {market.dates[min(max(validation_last, 0), last)]}), data {market.dates[0]} .. "
+            f"{market.dates[-1]} with {warmup_days} warm-up days"
         )
     return {
         "train": Split("train", first, train_last),

@@ -32,7 +32,7 @@ import numpy as np
 from envs.accounting import rebalance
 from envs.actions import ActionMap
 from envs.config import EnvConfig, parse_config
-from envs.data import load_market, market_law
+from envs.sources import load_market, market_law
 from envs.errors import ConfigError, DataError
 from envs.features import compute_features, observation_size, warmup_days
 from envs.market import MarketData, Split, split_market

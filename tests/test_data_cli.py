@@ -11,17 +11,29 @@ import pandas as pd
 import pytest
 
 from envs.config import DataConfig
-from envs.data import CASH, frame_from_download, load_market, main, summarize, with_cash
+from envs.data import main, summarize
+from envs.fetch import frame_from_download
+from envs.sources import CASH, load_market, with_cash
 from envs.errors import DataError
 from envs.market import TRADING_DAYS_PER_YEAR, MarketData, load_csv
 
-# -- CLI -------------------------------------------------------------------------------------------------------------
+# -- CLI ---------------------------------------------------------------------------------------------------------
+
+TINY_WINDOW = "window_days: 0\nvol_window_days: 2\ndata: {train_end: 0.4, validation_end: 0.7}\n"
 
 
-def test_validate_prints_a_json_summary_of_a_good_file(write_csv, capsys):
+@pytest.fixture
+def tiny_env_yaml(tmp_path):
+    """An env config whose feature window (2 days) and splits fit the 8-row ``price_rows`` file."""
+    path = tmp_path / "env.yaml"
+    path.write_text(TINY_WINDOW)
+    return str(path)
+
+
+def test_validate_prints_a_json_summary_of_a_good_file(write_csv, tiny_env_yaml, capsys):
     path = write_csv()
 
-    assert main(["validate", str(path), "--extra", "rf"]) == 0
+    assert main(["validate", str(path), "--extra", "rf", "--env-config", tiny_env_yaml]) == 0
 
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
@@ -29,14 +41,39 @@ def test_validate_prints_a_json_summary_of_a_good_file(write_csv, capsys):
     assert (summary["first_date"], summary["last_date"]) == ("2024-01-02", "2024-01-11")
     assert list(summary["assets"]) == ["SPY", "TLT"]
     assert summary["extras"] == ["rf"]
+    assert summary["warmup_days"] == 2
+    assert summary["splits"]["train"]["first"] == "2024-01-05" and summary["splits"]["test"]["last"] == "2024-01-11"
     assert "error:" not in captured.err
 
 
-def test_validate_exits_1_with_an_error_naming_file_row_and_column_on_a_bad_file(write_csv, price_rows, capsys):
+def test_validate_rejects_a_file_too_short_for_the_configured_window_with_trainings_message(write_csv, capsys):
+    """configs/env.yaml's 20-day volatility window needs 24 rows; training says exactly this about an 8-row file."""
+    from envs.config import ENV_YAML, load_env_config, with_data
+    from envs.portfolio_env import PortfolioEnv
+
+    path = write_csv()
+    with pytest.raises(DataError) as training:
+        PortfolioEnv(with_data(load_env_config(), path))
+
+    assert main(["validate", str(path), "--extra", "rf"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {training.value}\n"
+    assert "8 rows, need at least 24" in err and str(ENV_YAML).endswith("configs/env.yaml")
+
+
+def test_validate_rejects_splits_that_do_not_fit_the_file(write_csv, tmp_path, capsys):
+    config = tmp_path / "env.yaml"
+    config.write_text(TINY_WINDOW.replace("train_end: 0.4", "train_end: '2030-01-02'"))
+
+    assert main(["validate", str(write_csv()), "--extra", "rf", "--env-config", str(config)]) == 1
+    assert "2030-01-02" in capsys.readouterr().err
+
+
+def test_validate_exits_1_with_an_error_naming_file_row_and_column_on_a_bad_file(write_csv, price_rows, tiny_env_yaml, capsys):
     price_rows[4][2] = "-1"
     path = write_csv(price_rows)
 
-    assert main(["validate", str(path), "--extra", "rf"]) == 1
+    assert main(["validate", str(path), "--extra", "rf", "--env-config", tiny_env_yaml]) == 1
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -44,18 +81,35 @@ def test_validate_exits_1_with_an_error_naming_file_row_and_column_on_a_bad_file
     assert re.search(rf"{re.escape(str(path))}: row 5, column 'TLT': price -1 is not positive", captured.err)
 
 
-def test_validate_respects_the_ffill_limit_option(write_csv, price_rows, capsys):
+def test_validate_respects_the_ffill_limit_option(write_csv, price_rows, tiny_env_yaml, capsys):
     price_rows[3][1] = price_rows[4][1] = ""
     path = write_csv(price_rows)
 
-    assert main(["validate", str(path), "--extra", "rf", "--ffill-limit", "1"]) == 1
+    assert main(["validate", str(path), "--extra", "rf", "--ffill-limit", "1", "--env-config", tiny_env_yaml]) == 1
     assert "forward-fill limit of 1" in capsys.readouterr().err
-    assert main(["validate", str(path), "--extra", "rf", "--ffill-limit", "2"]) == 0
+    assert main(["validate", str(path), "--extra", "rf", "--ffill-limit", "2", "--env-config", tiny_env_yaml]) == 0
 
 
-def test_validate_reports_a_missing_file(tmp_path, capsys):
+def test_validate_reports_a_missing_file_and_a_bad_env_config(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope.csv")]) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'nope.csv'}: no such file")
+    assert main(["validate", str(tmp_path / "nope.csv"), "--env-config", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: no such config file" in capsys.readouterr().err
+
+
+def test_fetch_on_an_offline_machine_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """No route to Yahoo (as on this project's CI machines): one line, before yfinance is even imported."""
+    import socket
+
+    def unreachable(address, timeout=None):
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    assert main(["fetch", "--tickers", "SPY", "TLT", "--out", str(tmp_path / "etf.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: fetch: cannot reach query2.finance.yahoo.com:443")
+    assert "Temporary failure in name resolution" in err and "network is unreachable" in err
+    assert not (tmp_path / "etf.csv").exists()
 
 
 def test_summary_reports_annualised_log_return_and_volatility(write_csv):
