@@ -7,7 +7,7 @@ import importlib
 
 import yaml
 
-from training.sweep import SweepConfig
+from training.sweep_config import SweepConfig
 
 
 def load(repo_root, path):
@@ -45,7 +45,7 @@ def test_rayservice_runs_the_same_app_with_health_probes(repo_root):
     assert head["livenessProbe"]["httpGet"]["path"] == "/health"
     assert head["readinessProbe"]["httpGet"]["path"] == "/health"
     # Every pod runs Serve the way `python -m serving.app` does locally.
-    from serving.app import THROUGHPUT_ENV
+    from serving.lifecycle import THROUGHPUT_ENV
 
     worker = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     for container in (head, worker):

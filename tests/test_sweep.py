@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -48,12 +49,14 @@ def write_sweep(tmp_path: Path, data: Path, *, algos: dict, num_samples: int, co
         },
     }
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(sweep))
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))  # algorithms run in the order written
     return path
 
 
 def sweep_command(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "training.sweep", "--config", str(config), *extra]
+    """A new sweep named ``t`` (``--name``), or with ``--resume`` in ``extra``, the latest one continued."""
+    name = [] if "--resume" in extra else ["--name", "t"]
+    return [sys.executable, "-m", "training.sweep", "--config", str(config), "--no-dashboard", *name, *extra]
 
 
 def run_env() -> dict:
@@ -93,9 +96,9 @@ def trial_rows(experiment: Path) -> dict[str, int]:
     return {p.parent.name: len(p.read_text().splitlines()) for p in experiment.glob("*/result.json")}
 
 
-def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, tiny_csv):
-    # Three trials of 4 iterations each, one at a time, so a kill lands with some finished and some not.
-    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 2000}, num_samples=3, concurrent=1)
+def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_that_never_started(tmp_path, tiny_csv):
+    # Three PPO trials of 4 iterations each, one at a time, so a kill lands with some finished and some not; DQN after.
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 2000, "dqn": 400}, num_samples=3, concurrent=1)
     experiment = tmp_path / "sweeps" / "t" / "ppo"
     process = subprocess.Popen(
         sweep_command(config), cwd=REPO_ROOT, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -119,6 +122,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, tiny_c
     before = trial_rows(experiment)
     finished_before = {name for name, n in before.items() if n >= 4}
     assert finished_before and len(finished_before) < 3
+    assert not (tmp_path / "sweeps" / "t" / "dqn").exists()
 
     done = subprocess.run(sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -126,4 +130,33 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, tiny_c
     assert len(after) == 3 and all(n >= 4 for n in after.values())
     for name in finished_before:
         assert after[name] == before[name], f"finished trial {name} was rerun"
-    assert (tmp_path / "models" / "ppo" / "metadata.json").is_file()
+    assert len(trial_rows(tmp_path / "sweeps" / "t" / "dqn")) == 3
+    summary = json.loads((tmp_path / "sweeps" / "t" / "summary.json").read_text())
+    assert summary["complete"] and set(summary["algos"]) == {"ppo", "dqn"}
+    for algo in ("ppo", "dqn"):
+        assert (tmp_path / "models" / algo / "metadata.json").is_file()
+        assert summary["exported"][algo] == str(tmp_path / "models" / algo)
+    assert f"exported models: {tmp_path / 'models' / 'ppo'}" in done.stdout
+
+
+def test_sweeps_get_a_folder_each_named_after_config_data_and_time(tmp_path, tiny_csv, capsys):
+    """Without --name a sweep is <config name>-<data>-<time>, so sweeps never share a folder or a summary; a taken
+    --name is refused, and --resume takes no settings of its own."""
+    import re
+
+    from training.sweep import main as sweep_main, new_plan
+
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000}, num_samples=1, concurrent=1)
+    args = argparse.Namespace(config=str(config), algos=None, num_samples=None, timesteps=None, data=None, name=None, models_dir=None)
+    plan = new_plan(args)
+    assert re.fullmatch(r"t-tiny-\d{8}-\d{6}", plan.name)
+    assert plan.data_label == str(tiny_csv) and plan.algos == ["ppo"]
+
+    (tmp_path / "sweeps" / "t").mkdir(parents=True)
+    (tmp_path / "sweeps" / "t" / "sweep.json").write_text("{}")
+    assert sweep_main(["--config", str(config), "--name", "t"]) == 2
+    assert "a sweep named 't' exists" in capsys.readouterr().err
+    assert sweep_main(["--config", str(config), "--resume", "nope"]) == 2
+    assert "no sweep to resume" in capsys.readouterr().err
+    assert sweep_main(["--config", str(config), "--resume", "--data", str(tiny_csv)]) == 2
+    assert "drop --data" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import yaml
 from envs.errors import ConfigError
 from training.algorithms import build_algorithm_config
 from training.config import resolve_train_config
-from training.sweep import SweepConfig, preflight as sweep_preflight
+from training.sweep_config import SweepConfig, check_sweep as sweep_preflight
 from training.train import main as train_main, preflight
 
 
@@ -135,7 +135,7 @@ def test_sweep_cli_rejects_unknown_algorithms_and_bad_yaml(tmp_path, capsys):
 
 
 def test_sweep_resources_override_only_what_they_set():
-    from training.sweep import trial_train_config
+    from training.sweep_config import trial_train_config
 
     sweep = SweepConfig.model_validate(
         {"resources": {"num_env_runners": 2}, "algos": {"sac": {"timesteps": 1000}, "ppo": {"timesteps": 1000}}}

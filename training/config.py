@@ -11,11 +11,10 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
-from envs.config import EnvConfig, FrozenConfig, load_yaml, parse_config
+from envs.config import CONFIG_DIR, ENV_YAML, EnvConfig, FrozenConfig, load_yaml, parse_config
 from envs.errors import ConfigError
 
 ALGORITHMS = ("dqn", "sac", "ppo")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 VALIDATION_METRIC = "validation/log_growth"  # mean daily log growth net of costs on the validation split
 
 
@@ -88,7 +87,7 @@ def resolve_train_config(
     if raw.get("algo", algo) != algo:
         raise ConfigError(f"{path}: algo is '{raw['algo']}' but --algo is '{algo}'")
     env_path = raw.pop("env_config_path", None)
-    env_path = (path.parent / env_path) if env_path else CONFIG_DIR / "env.yaml"
+    env_path = (path.parent / env_path) if env_path else ENV_YAML
     env = _deep_merge(load_yaml(env_path), raw.get("env") or {})
     merged = _deep_merge({**raw, "algo": algo, "env": env}, overrides or {})
     return parse_config(TrainConfig, merged, where=str(path))

@@ -159,7 +159,7 @@ def export_policy(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("exported %s (%s) to %s", agent, algorithm, target)
+    log.info("exported %s (%s) to %s", agent, algorithm, target.resolve())
     update_registry(models_dir)
     return target
 

@@ -8,6 +8,7 @@ subclass keeps its run management and logs a curated set with one ``log_batch`` 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -24,6 +25,16 @@ METRIC_PREFIXES = (
 )
 PARAM_KEYS = ("seed", "gamma", "lr", "actor_lr", "critic_lr", "alpha_lr", "train_batch_size_per_learner", "minibatch_size",
               "num_epochs", "entropy_coeff", "lambda", "tau", "target_network_update_freq", "n_step", "double_q", "dueling")
+
+
+def mlflow_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///path`` absolute (Tune trials run in other working directories)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        path = Path(uri[len(prefix) :]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
 
 
 def select_metrics(result: dict[str, Any], prefixes: Iterable[str] = METRIC_PREFIXES) -> dict[str, float]:
@@ -55,12 +66,20 @@ class CuratedMLflowLoggerCallback(MLflowLoggerCallback):
     def log_trial_start(self, trial) -> None:
         from mlflow.entities import Param
 
-        if trial not in self._trial_runs:
-            tags = {**self.tags, "trial_name": str(trial), "trial_id": trial.trial_id}
-            run = self.mlflow_util.start_run(tags=tags, run_name=str(trial))
-            self._trial_runs[trial] = run.info.run_id
-            params = select_params(trial.config, self._param_keys)
-            self._client().log_batch(self._trial_runs[trial], params=[Param(k, v) for k, v in params.items()])
+        if trial in self._trial_runs:
+            return
+        # A trial resumed after a crash (--resume) continues its run instead of opening a second one.
+        earlier = self._client().search_runs(
+            [self.mlflow_util.experiment_id], filter_string=f"tags.trial_id = '{trial.trial_id}'", max_results=1
+        )
+        if earlier:
+            self._trial_runs[trial] = earlier[0].info.run_id
+            return
+        tags = {**self.tags, "trial_name": str(trial), "trial_id": trial.trial_id}
+        run = self.mlflow_util.start_run(tags=tags, run_name=str(trial))
+        self._trial_runs[trial] = run.info.run_id
+        params = select_params(trial.config, self._param_keys)
+        self._client().log_batch(self._trial_runs[trial], params=[Param(k, v) for k, v in params.items()])
 
     def log_trial_result(self, iteration: int, trial, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric

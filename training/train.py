@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +20,10 @@ from typing import Any, Sequence
 from envs.errors import ConfigError, DataError
 from envs.portfolio_env import PortfolioEnv
 from training.config import ALGORITHMS, TrainConfig, env_overrides, resolve_train_config
+from training.progress import Throttle, iteration_line
+from training.runtime import init_ray, setup_console
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("training.train")  # not __name__: run as a script, that is "__main__"
 
 
 def preflight(config: TrainConfig) -> PortfolioEnv:
@@ -42,35 +43,11 @@ def preflight(config: TrainConfig) -> PortfolioEnv:
     return env
 
 
-def init_ray(num_cpus: int | None = None) -> None:
-    """Start (or join) Ray: ``RAY_ADDRESS`` when set (a cluster, ``ray job submit``), else a local instance."""
-    import ray
-
-    from envs import register_rllib
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=False)
-        else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    register_rllib()
-
-
-def progress_line(result: dict[str, Any], elapsed_s: float, steps_per_s: float) -> str:
-    val = result.get("validation", {})
-    ret = result.get("env_runners", {}).get("episode_return_mean")
-    return (
-        f"iter {result['training_iteration']:>4}  steps {int(result.get('num_env_steps_sampled_lifetime', 0)):>8}  "
-        f"episode_return {ret if ret is None else f'{ret:8.2f}'}  "
-        f"val: log_growth {val.get('log_growth', float('nan')):+.6f} sharpe {val.get('sharpe', float('nan')):+.2f} "
-        f"mdd {val.get('max_drawdown', float('nan')):.2f} turnover/yr {val.get('annual_turnover', float('nan')):.1f}  "
-        f"{steps_per_s:.0f} steps/s  {elapsed_s:.0f}s"
-    )
-
-
-def train(config: TrainConfig, *, agent: str, runs_dir: Path, models_dir: Path, num_cpus: int | None = None) -> dict[str, Any]:
-    """Train, checkpoint and export one agent; returns the summary."""
+def train(
+    config: TrainConfig, *, agent: str, runs_dir: Path, models_dir: Path, num_cpus: int | None = None, dashboard: bool = True
+) -> dict[str, Any]:
+    """Train, checkpoint and export one agent; returns the summary. Progress and warnings also go to ``train.log``
+    in the run folder."""
     from training.algorithms import build_algorithm_config
     from training.export import export_policy
     from training.validation import BEST_MODULE_DIR, BEST_RECORD
@@ -78,28 +55,28 @@ def train(config: TrainConfig, *, agent: str, runs_dir: Path, models_dir: Path, 
     env = preflight(config)
     run_dir = runs_dir / f"{agent}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     algo_config = build_algorithm_config(config, run_dir=str(run_dir))
-    init_ray(num_cpus)
     run_dir.mkdir(parents=True, exist_ok=True)
+    setup_console(run_dir / "train.log")
+    init_ray(num_cpus, dashboard=dashboard)
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=1))
     episodes = (
         f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode"
         if env.trains_on_law else f"the train split of {env.market.source}"
     )
-    print(f"training {config.algo.upper()} '{agent}' for {config.timesteps} env steps on {episodes}; run dir {run_dir}", file=sys.stderr)
+    log.info(f"training {config.algo.upper()} '{agent}' for {config.timesteps:,} env steps on {episodes}; run folder {run_dir}")
 
     algorithm = algo_config.build_algo()
+    throttle, progress = Throttle(), logging.getLogger("training.progress")
     started = time.perf_counter()
     steps = 0
     result: dict[str, Any] = {}
     checkpoint = None
     try:
         while steps < config.timesteps:
-            iteration_start = time.perf_counter()
-            before = steps
             result = algorithm.train()
             steps = int(result.get("num_env_steps_sampled_lifetime", 0))
-            rate = (steps - before) / max(time.perf_counter() - iteration_start, 1e-9)
-            print(progress_line(result, time.perf_counter() - started, rate), file=sys.stderr, flush=True)
+            line = iteration_line(f"{config.algo} '{agent}'", result, config.timesteps)
+            progress.log(throttle.level(agent, steps >= config.timesteps), line)
             if result["training_iteration"] % config.checkpoint_every_iterations == 0:
                 checkpoint = algorithm.save_to_path(str((run_dir / "checkpoint").resolve()))
         checkpoint = algorithm.save_to_path(str((run_dir / "checkpoint").resolve()))
@@ -145,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs", help="where checkpoints go (default runs/)")
     parser.add_argument("--models-dir", default="models", help="where the policy is exported (default models/)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default all)")
+    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_console()
     try:
         overrides = env_overrides(args.data)
         if args.timesteps is not None:
@@ -160,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs_dir=Path(args.runs_dir),
             models_dir=Path(args.models_dir),
             num_cpus=args.num_cpus,
+            dashboard=not args.no_dashboard,
         )
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
