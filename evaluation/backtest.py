@@ -183,7 +183,7 @@ def run_all(strategies: Iterable[Strategy], env: PortfolioEnv) -> dict[str, Back
     """Backtest every strategy on the same env; all results share the same return days."""
     results: dict[str, BacktestResult] = {}
     for strategy in strategies:
-        log.info("backtesting %s on %s (%d days)", strategy.name, env.config.split, env.n_steps)
+        log.debug("backtesting %s on %s (%d days)", strategy.name, env.config.split, env.n_steps)
         result = run_backtest(strategy, env)
         if results and not np.array_equal(result.dates, next(iter(results.values())).dates):
             raise RuntimeError(f"strategy '{strategy.name}' was backtested on different dates")

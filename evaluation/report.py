@@ -26,46 +26,66 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from envs.config import EnvConfig, load_yaml, parse_config
+from envs.config import EnvConfig, load_yaml, parse_config, with_data
 from envs.features import warmup_days
 from envs.errors import ConfigError, DataError
-from envs.synthetic import load_params
+from envs.sources import describe_data, market_truth
 from evaluation import plots, statistics
 from evaluation.backtest import BacktestResult, PolicyStrategy, evaluation_env, metrics_table, run_all
 from evaluation.baselines import BaselinesConfig, make_baselines, make_oracles
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("evaluation.report")  # not __name__: run as a script, that is "__main__"
 
 
-def load_agents(models_dir: Path, data: str | None) -> list[tuple[str, Any, dict, EnvConfig]]:
+def load_agents(models_dir: Path, data: str | None, names: Sequence[str] | None = None) -> list[tuple[str, Any, dict, EnvConfig]]:
+    """``(name, policy, metadata, env config)`` of the exported agents in ``models_dir`` (only ``names``, if given),
+    with ``data`` replacing the CSV they were trained on when given."""
     from training.export import agent_dirs, load_policy
 
     dirs = agent_dirs(models_dir)
     if not dirs:
         raise DataError(f"{models_dir}: no exported agents (expected <agent>/metadata.json)")
+    if names:
+        unknown = sorted(set(names) - {d.name for d in dirs})
+        if unknown:
+            raise ConfigError(f"--agents: {unknown} not in {models_dir} (it holds {', '.join(d.name for d in dirs)})")
+        dirs = [d for d in dirs if d.name in names]
     agents = []
     for agent_dir in dirs:
         policy, meta = load_policy(agent_dir)
         env_config = parse_config(EnvConfig, meta["env_config"], where=f"{agent_dir}/metadata.json")
-        if data is not None:
-            env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": str(Path(data).resolve())})})
-        agents.append((agent_dir.name, policy, meta, env_config))
+        agents.append((agent_dir.name, policy, meta, with_data(env_config, data)))
     return agents
+
+
+def check_comparable(agents: Sequence[tuple[str, Any, dict, EnvConfig]]) -> None:
+    """Agents in one report must trade the same test days at the same costs: the same data, splits, cost and
+    feature warm-up. Otherwise say which agents go together and how to report each group."""
+    groups: dict[tuple, list[str]] = {}
+    for name, _, _, config in agents:
+        key = (config.data, config.cost_bps, warmup_days(config.window_days, config.vol_window_days))
+        groups.setdefault(key, []).append(name)
+    if len(groups) > 1:
+        described = "; ".join(
+            f"{', '.join(names)}: {describe_data(data)} (train_end {data.train_end}, validation_end {data.validation_end}), "
+            f"{cost:g} bps, {warmup}-day warm-up"
+            for (data, cost, warmup), names in groups.items()
+        )
+        example = ",".join(next(iter(groups.values())))
+        raise ConfigError(
+            f"the agents were trained on different data, costs or feature windows, so they cannot share test days: "
+            f"{described}. Report one group at a time, e.g. --agents {example}"
+        )
 
 
 def evaluate(
     models_dir: Path, *, data: str | None = None, split: str = "test", baselines: BaselinesConfig | None = None,
-    bootstrap_resamples: int = 1000,
+    bootstrap_resamples: int = 1000, agents: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Backtest agents and baselines on the same days and compute every statistic of the report."""
-    agents = load_agents(models_dir, data)
+    agents = load_agents(models_dir, data, agents)
+    check_comparable(agents)
     reference = agents[0][3]
-    for name, _, _, config in agents[1:]:
-        for field in ("data", "cost_bps"):
-            if getattr(config, field) != getattr(reference, field):
-                raise ConfigError(f"agents '{name}' and '{agents[0][0]}' differ in env_config.{field}; report them separately")
-        if warmup_days(config.window_days, config.vol_window_days) != warmup_days(reference.window_days, reference.vol_window_days):
-            raise ConfigError(f"agents '{name}' and '{agents[0][0]}' have different feature warm-ups, so their test days differ")
     results: dict[str, BacktestResult] = {}
     for name, policy, _, config in agents:
         results.update(run_all([PolicyStrategy(name, policy.weights)], evaluation_env(config, split)))
@@ -74,15 +94,7 @@ def evaluate(
     if "equal_weight" not in baselines.include:
         raise ConfigError("baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)")
     strategies = make_baselines(env.assets, baselines)
-    truth = load_params(reference.data.path) if reference.data.path else None
-    if truth is None and reference.data.path is None:
-        from envs.synthetic import default_market
-
-        _, params, regimes = default_market(
-            seed=reference.data.synthetic_seed, years=reference.data.synthetic_years,
-            n_assets=reference.data.synthetic_assets, n_regimes=reference.data.synthetic_regimes,
-        )
-        truth = (params, regimes)
+    truth = market_truth(reference.data)
     if truth is not None:
         strategies += make_oracles(truth[0], truth[1], baselines.rebalance_every_days)
     results.update(run_all(strategies, env))
@@ -245,7 +257,7 @@ def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
 def log_to_mlflow(report: dict[str, Any], out: Path, tracking_uri: str, experiment: str) -> str:
     import mlflow
 
-    from training.sweep import mlflow_uri
+    from training.tracking import mlflow_uri
 
     mlflow.set_tracking_uri(mlflow_uri(tracking_uri))
     mlflow.set_experiment(experiment)
@@ -261,6 +273,7 @@ def log_to_mlflow(report: dict[str, Any], out: Path, tracking_uri: str, experime
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
+    parser.add_argument("--agents", help="comma-separated agents of --models to report (default: all of them)")
     parser.add_argument("--data", help="price CSV (default: the data the agents were trained on)")
     parser.add_argument("--split", default="test", choices=["test", "validation", "all"])
     parser.add_argument("--out", help="output folder (default reports/<timestamp>)")
@@ -272,18 +285,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mlflow-experiment", default="rlportfolio-reports")
     parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("evaluation").setLevel(logging.INFO)  # our progress lines, without the libraries' chatter
+    from training.runtime import setup_console
+
+    setup_console()  # our progress lines, without the libraries' chatter
     out = Path(args.out or f"reports/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     try:
         raw = load_yaml(args.config).get("baselines") if Path(args.config).is_file() else None
         baselines = parse_config(BaselinesConfig, raw, where=f"{args.config}: baselines")
-        report = evaluate(Path(args.models), data=args.data, split=args.split, baselines=baselines, bootstrap_resamples=args.bootstrap)
+        names = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
+        report = evaluate(Path(args.models), data=args.data, split=args.split, baselines=baselines,
+                          bootstrap_resamples=args.bootstrap, agents=names)
         if args.walk_forward:
             from evaluation.walkforward import walk_forward
 
             wf = walk_forward(Path(args.models), n_folds=args.walk_forward, timesteps=args.walk_forward_timesteps,
-                              runs_dir=out / "walk_forward", data=args.data, baselines=baselines)
+                              runs_dir=out / "walk_forward", data=args.data, baselines=baselines, agents=report["agents"])
             wf["timesteps"] = args.walk_forward_timesteps
             wf["intervals"] = {name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=args.bootstrap))}
                                for name, r in wf["results"].items()}

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from envs.config import EnvConfig, parse_config
-from envs.data import load_market
+from envs.config import EnvConfig, parse_config, with_data
+from envs.sources import load_market
 from envs.errors import DataError
 from envs.features import warmup_days
 from envs.market import walk_forward_folds
@@ -46,18 +46,18 @@ def _stitch(parts: list[BacktestResult]) -> BacktestResult:
 def walk_forward(
     models_dir: Path, *, n_folds: int, timesteps: int, runs_dir: Path, data: str | None = None,
     min_train_days: int = 1008, validation_days: int = 252, baselines: BaselinesConfig | None = None,
+    agents: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Retrain, select and test every agent on ``n_folds`` folds; returns stitched results and per-fold dates."""
+    """Retrain, select and test every agent (or only ``agents``) on ``n_folds`` folds; returns stitched results and
+    per-fold dates."""
     from training.config import TrainConfig
     from training.export import agent_dirs, read_metadata
     from training.train import train
 
-    metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir)}
+    metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir) if agents is None or d.name in agents}
     if not metas:
-        raise DataError(f"{models_dir}: no exported agents")
-    reference = parse_config(EnvConfig, next(iter(metas.values()))["env_config"])
-    if data is not None:
-        reference = reference.model_copy(update={"data": reference.data.model_copy(update={"path": str(Path(data).resolve())})})
+        raise DataError(f"{models_dir}: no exported agents" + (f" named {list(agents)}" if agents else ""))
+    reference = with_data(parse_config(EnvConfig, next(iter(metas.values()))["env_config"]), data)
     market = load_market(reference.data)
     warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for m in metas.values())
     folds = walk_forward_folds(market, n_folds=n_folds, warmup_days=warmup, min_train_days=min_train_days, validation_days=validation_days)

@@ -94,6 +94,28 @@ def test_cli_writes_the_report_and_logs_it_to_mlflow(models, tmp_path, capsys):
     assert {"report.html", "metrics.json", "daily_returns.csv"} <= artifacts
 
 
+def test_agents_trained_on_other_data_are_named_with_how_to_report_each_group(models, tmp_path, capsys):
+    """The README chain's trap: agents from the built-in market beside one from a CSV cannot share test days."""
+    mixed = tmp_path / "models"
+    shutil.copytree(models, mixed)
+    env = PortfolioEnv(EnvConfig(window_days=10, vol_window_days=20))  # the built-in market
+    build_module(env, "ppo").save_to_path(str(tmp_path / "module"))
+    export(env, tmp_path / "module", mixed, agent="builtin_ppo")
+    capsys.readouterr()
+
+    assert report_main(["--models", str(mixed), "--no-mlflow", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "builtin_ppo: the built-in synthetic market (seed 7" in err
+    assert "dqn, ppo: " in err and "tiny.csv" in err and "--agents " in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+    assert report_main(["--models", str(mixed), "--agents", "dqn,ppo", "--no-mlflow", "--bootstrap", "50", "--out", str(tmp_path / "r")]) == 0
+    assert set(json.loads((tmp_path / "r" / "metrics.json").read_text())["agents"]) == {"dqn", "ppo"}
+    capsys.readouterr()
+    assert report_main(["--models", str(mixed), "--agents", "ppo,td3", "--no-mlflow"]) == 2
+    assert "['td3'] not in" in capsys.readouterr().err
+
+
 def test_cli_names_a_folder_without_models(tmp_path, capsys):
     assert report_main(["--models", str(tmp_path), "--no-mlflow"]) == 2
     assert "no exported agents" in capsys.readouterr().err
