@@ -25,7 +25,7 @@ import numpy as np
 
 from envs.config import EnvConfig, parse_config
 from envs.features import warmup_days
-from envs.data import market_law
+from envs.sources import market_law
 from envs.synthetic import simulate
 from evaluation.backtest import PolicyStrategy, path_env, run_all
 from evaluation.baselines import EqualWeight, make_oracles

@@ -16,7 +16,8 @@ import uuid
 from fastapi import FastAPI
 from ray import serve
 
-from serving.app import replica_logging, serve_until_stopped, use_throughput_mode
+from serving.app import replica_logging
+from serving.lifecycle import serve_until_stopped, use_throughput_mode
 from serving.schemas import AllocateRequest, AllocateResponse
 
 api = FastAPI()  # no `from __future__ import annotations` here: FastAPI must see the body type, not a string

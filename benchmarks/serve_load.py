@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import uvloop
 
-from envs.data import load_market
+from envs.sources import load_market
 from envs.config import DataConfig
 from training.export import read_metadata
 

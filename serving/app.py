@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import logging
 import os
-import signal
 import sys
 import time
 import uuid
@@ -33,9 +32,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from envs.errors import ConfigError
+from serving.lifecycle import serve_until_stopped, use_throughput_mode
 from serving.agents import BASELINES, AgentInfo, BaselineAgent, PolicyAgent, policy_info
 from serving.metrics import RequestMetrics
 from serving.router import ABRouter, ABStats, Split, StatsBuffer, UnknownAgent
+from training.runtime import init_ray, setup_console
 from serving.schemas import (
     AgentInfo as AgentInfoBody,
     AllocateRequest,
@@ -47,19 +48,12 @@ from serving.schemas import (
     PredictResponse,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("serving.app")  # not __name__: run as a script, that is "__main__"
 
 MAX_BODY_BYTES = 1 << 20
 AGENT_TIMEOUT_S = 5.0
 STATS_FLUSH_S = 0.25  # how often each ingress replica hands its A/B records to the app's StatsStore
 METRIC_PREFIX = "rlportfolio_"
-# Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy takes HTTP straight to the ingress replica (no proxy
-# actor hop) and replicas talk gRPC. benchmarks/serve_load.py: /allocate p50 17 -> 8 ms, 96 -> 185 req/s at 32 concurrent.
-# python -m serving.app sets these for the local Ray it starts; on a cluster set them where `ray start` runs.
-THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
-# A local instance drains its ingress for 2 s on shutdown instead of Ray's 30 s (no load balancer to drain from).
-LOCAL_ENV = {**THROUGHPUT_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
-
 
 def replica_logging(access_log: bool = False) -> dict[str, Any]:
     """Serve ``logging_config`` for this app's replicas: warnings and errors, and the per-request access log only when
@@ -67,12 +61,6 @@ def replica_logging(access_log: bool = False) -> dict[str, Any]:
     replica's Python time at concurrency 1, by py-spy); request counts, latency and errors per agent are in the Prometheus
     metrics and ``/ab/stats`` either way."""
     return {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}
-
-
-def use_throughput_mode() -> None:
-    """Set ``LOCAL_ENV`` (unless already set) for the local Ray instance about to start: call before ``ray.init``."""
-    for name, value in LOCAL_ENV.items():
-        os.environ.setdefault(name, value)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, health_check_period_s=5)
@@ -511,25 +499,6 @@ def parse_split(text: str | None) -> dict[str, float] | None:
     return split
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def serve_until_stopped(app: serve.Application, *, name: str, host: str, port: int, banner: str, block: bool = True) -> None:
-    """Deploy ``app`` on ``host:port`` and print ``banner``; with ``block``, serve until Ctrl-C or SIGTERM (kill, a
-    container stop), then shut Serve down: HAProxy, a child of the proxy actor, goes too."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(app, name=name, route_prefix="/", blocking=False)
-        print(banner, file=sys.stderr)
-        while block:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("shutting down Serve", file=sys.stderr)
-        serve.shutdown()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
@@ -541,25 +510,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ingress-replicas", type=int, default=1, help="FastAPI ingress replicas (A/B statistics are shared)")
     parser.add_argument("--access-log", action="store_true", help="Serve's per-request access log in every replica (slower)")
     parser.add_argument("--no-block", action="store_true", help="deploy and return (the app keeps running in Ray)")
+    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_console()
     try:
         app = build_app({"models_dir": args.models, "split": parse_split(args.split), "shadow": args.shadow,
                          "ingress_replicas": args.ingress_replicas, "access_log": args.access_log})
+        if not os.environ.get("RAY_ADDRESS"):
+            use_throughput_mode()  # inherited by every Ray process this instance starts
+        # On a cluster its own settings apply: start it with THROUGHPUT_ENV to get the fast path.
+        init_ray(dashboard=not args.no_dashboard, _metrics_export_port=args.metrics_port)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init()  # the cluster's own settings apply; start it with THROUGHPUT_ENV to get the fast path
-        else:
-            use_throughput_mode()  # inherited by every Ray process this instance starts
-            ray.init(include_dashboard=False, _metrics_export_port=args.metrics_port)
     metrics = "on the cluster's metrics ports" if os.environ.get("RAY_ADDRESS") else f"on port {args.metrics_port}"
-    banner = f"serving on http://{args.host}:{args.port} (docs at /docs); Prometheus metrics {metrics}"
+    banner = f"serving on http://{args.host}:{args.port} (API docs at http://{args.host}:{args.port}/docs); Prometheus metrics {metrics}"
     serve_until_stopped(app, name="rlportfolio", host=args.host, port=args.port, banner=banner, block=not args.no_block)
     return 0
 

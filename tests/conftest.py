@@ -133,7 +133,7 @@ def ray_local():
 
     import ray
 
-    from serving.app import use_throughput_mode
+    from serving.lifecycle import use_throughput_mode
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_throughput_mode()  # Serve tests run the way `python -m serving.app` serves: HAProxy ingress, gRPC between replicas
