@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
+	@# PYTHONWARNINGS: setuptools warns about every editable install in a 12-line box; there is nothing to act on.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,13 +1,13 @@
-"""``make demo``: the main job, end to end, on the built-in synthetic market.
+"""``make demo``: the main job, end to end, on the built-in synthetic market (the default data of every command).
 
-1. Write the default synthetic market (``data/synthetic.csv`` + true parameters) and validate it.
+1. Describe the built-in market: assets, dates, splits and what its true law lets an oracle earn.
 2. Backtest every classical baseline and both oracles on the test split, costs on.
 3. Sweep DQN, SAC and PPO with Ray Tune (``configs/sweep.yaml``: ASHA, MLflow, TensorBoard) and export the best
    policy per algorithm to ``models/``.
 4. Play the exported agents on the same test days, print them beside the baselines and the oracles, and write
    the out-of-sample HTML report (``reports/demo``) with intervals, deflated Sharpe and figures.
 5. Serve the two best agents with Ray Serve under a 50/50 A/B split, send a burst of ``/allocate`` calls for test
-   days, report each answer's realised next-day return as feedback, and print ``/ab/stats``.
+   days, report each answer's realised next-day return as feedback, and print the A/B statistics.
 
 Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agents already in ``models/``.
 """
@@ -15,7 +15,6 @@ Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agent
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
@@ -25,54 +24,70 @@ from pathlib import Path
 
 import pandas as pd
 
-from envs.config import EnvConfig, load_yaml, parse_config
-from envs.data import main as data_main
+from envs.config import load_env_config, load_yaml, parse_config
 from envs.errors import ConfigError, DataError
-from envs.synthetic import load_params, params_path
+from envs.oracle import oracle_report
+from envs.sources import describe_data, market_truth
 from evaluation.backtest import evaluation_env, metrics_table, run_all
 from evaluation.baselines import BaselinesConfig, make_baselines, make_oracles
+from training.runtime import setup_console
 
 log = logging.getLogger("demo")
 
 
 def step(message: str) -> None:
-    print(f"\n==> {message}", file=sys.stderr, flush=True)
+    log.info(f"\n==> {message}")
 
 
 def print_table(title: str, table: pd.DataFrame) -> None:
     print(f"\n{title}")
     with pd.option_context("display.width", 220, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(table)
+        print(table, flush=True)
+
+
+def describe_market(env_config, env) -> None:
+    """A few lines on the built-in market, its splits and its true law's oracles."""
+    market, splits = env.market, env.splits
+    print(f"\n{describe_data(env_config.data)}: {', '.join(market.assets)}; {market.n_days:,} days "
+          f"{market.dates[0]} .. {market.dates[-1]}")
+    print("splits: " + ", ".join(f"{name} {market.dates[s.first]} .. {market.dates[s.last]} ({s.n_days:,} days)"
+                                 for name, s in splits.items() if name != "all"))
+    truth = market_truth(env_config.data)
+    if truth is not None:
+        oracle = oracle_report(truth[0])
+        mix = ", ".join(f"{a} {w:.0%}" for a, w in oracle["constant_mix"]["weights"].items() if w > 0.005)
+        print(f"true law, expected daily log growth before costs: equal weight {oracle['equal_weight_daily_log_growth']:.6f}, "
+              f"oracle constant mix {oracle['constant_mix']['daily_log_growth']:.6f} ({mix}), regime-aware oracle "
+              f"{oracle['regime_aware_daily_log_growth']:.6f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="data/synthetic.csv", help="where to write the synthetic market")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sweep-config", default="configs/sweep.yaml")
     parser.add_argument("--models", default="models")
     parser.add_argument("--skip-training", action="store_true", help="reuse the agents already exported to --models")
     parser.add_argument("--skip-serving", action="store_true", help="stop after the report")
     parser.add_argument("--report", default="reports/demo", help="report folder")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve demo")
+    parser.add_argument("--no-dashboard", action="store_true", help="run Ray without its dashboard")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    setup_console()
     started = time.perf_counter()
 
-    step(f"1/5 synthetic market -> {args.data}")
-    if data_main(["synth", "--out", args.data, "--seed", str(args.seed)]) != 0:
-        return 1
-    if data_main(["validate", args.data]) != 0:
-        return 1
+    try:
+        env_config = load_env_config()
+        baselines_config = parse_config(
+            BaselinesConfig, load_yaml("configs/evaluation.yaml").get("baselines"), where="configs/evaluation.yaml: baselines"
+        )
+        step("1/5 the data: the built-in synthetic market (configs/env.yaml, data.path: null)")
+        env = evaluation_env(env_config, "test")
+        describe_market(env_config, env)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     step("2/5 classical baselines and oracles on the test split (costs on)")
-    env_config = parse_config(EnvConfig, load_yaml("configs/env.yaml"), where="configs/env.yaml")
-    env_config = env_config.model_copy(update={"data": env_config.data.model_copy(update={"path": str(Path(args.data).resolve())})})
-    baselines_config = parse_config(
-        BaselinesConfig, load_yaml("configs/evaluation.yaml").get("baselines"), where="configs/evaluation.yaml: baselines"
-    )
-    env = evaluation_env(env_config, "test")
-    params, regime_path = load_params(args.data)
+    params, regime_path = market_truth(env_config.data)
     strategies = make_baselines(env.assets, baselines_config) + make_oracles(params, regime_path, baselines_config.rebalance_every_days)
     baseline_results = run_all(strategies, env)
     dates = next(iter(baseline_results.values())).dates
@@ -82,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.skip_training:
-        step(f"3/5 Tune sweep of DQN, SAC and PPO ({args.sweep_config}); progress below, MLflow in runs/mlflow.db")
+        step(f"3/5 Tune sweep of DQN, SAC and PPO ({args.sweep_config}), one line per trial iteration")
         from training.sweep import main as sweep_main
 
-        name = f"demo-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        code = sweep_main(["--config", args.sweep_config, "--data", args.data, "--name", name, "--models-dir", args.models])
+        extra = ["--no-dashboard"] if args.no_dashboard else []
+        code = sweep_main(["--config", args.sweep_config, "--models-dir", args.models, *extra])
         import ray
 
         ray.shutdown()
@@ -98,23 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.report import evaluate, log_to_mlflow, write_report
 
     try:
-        report = evaluate(Path(args.models), data=args.data, split="test", baselines=baselines_config)
+        report = evaluate(Path(args.models), split="test", baselines=baselines_config)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if report["dates"] != [str(dates[0]), str(dates[-1])]:
         raise RuntimeError("the agents were tested on other days than the baselines above")
     print_table(f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report["table"])
-    oracle = json.loads(params_path(args.data).read_text())["oracle"]
-    print(
-        "\nTrue law (expected daily log growth, before costs): "
-        f"oracle constant mix {oracle['constant_mix']['daily_log_growth']:.6f} "
-        f"{oracle['constant_mix']['weights']}, regime-aware oracle {oracle['regime_aware_daily_log_growth']:.6f}, "
-        f"equal weight {oracle['equal_weight_daily_log_growth']:.6f}"
-    )
     print(
         "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
-        "`python benchmarks/policy_quality.py`."
+        "`.venv/bin/python benchmarks/policy_quality.py`."
     )
     paths = write_report(report, Path(args.report))
     log_to_mlflow(report, Path(args.report), os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"), "rlportfolio-reports")
@@ -122,25 +130,44 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_serving:
         step("5/5 Ray Serve: A/B split between the two best agents, a burst of /allocate calls with feedback")
-        serve_burst(args.models, args.data, env, args.port)
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        serve_burst(args.models, env, args.port, dashboard=not args.no_dashboard)
+    log.info(f"\nDemo finished in {time.perf_counter() - started:.0f} s")
     return 0
 
 
-def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> None:
+def ab_table(stats: dict) -> str:
+    """``/ab/stats`` in a few lines: one row per arm, one per comparison."""
+    lines = [f"{'arm':<16}{'requests':>9}{'errors':>7}{'p50 ms':>8}{'p95 ms':>8}{'feedback':>9}{'mean return':>13}{'std':>9}"]
+    for name, arm in stats["arms"].items():
+        latency = arm.get("latency_ms") or {}
+        mean = arm.get("mean_return")
+        std = arm.get("std_return")
+        lines.append(
+            f"{name:<16}{arm['requests']:>9}{arm['errors']:>7}{latency.get('p50', float('nan')):>8.2f}"
+            f"{latency.get('p95', float('nan')):>8.2f}{arm['feedback']:>9}"
+            f"{'-' if mean is None else f'{mean:+.5f}':>13}{'-' if std is None else f'{std:.5f}':>9}"
+        )
+    for c in stats.get("comparisons", []):
+        lines.append(f"{c['a']} vs {c['b']}: {c['verdict']}")
+    return "\n".join(lines)
+
+
+def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: bool = True) -> None:
     """Deploy the app, allocate for ``requests`` test days (sticky client ids), feed back realised returns."""
     import httpx
     import numpy as np
     import ray
     from ray import serve
 
-    from serving.app import build_app, use_throughput_mode
+    from serving.app import build_app
+    from serving.lifecycle import shutdown_serve, use_throughput_mode
+    from training.runtime import init_ray
 
     registry = json.loads((Path(models) / "registry.json").read_text())
     ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
     split = {name: 0.5 for name in ranked[:2]} if len(ranked) > 1 else {ranked[0]: 1.0}
     use_throughput_mode()
-    ray.init(include_dashboard=False, log_to_driver=False)
+    init_ray(dashboard=dashboard)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"models_dir": models, "split": split}), name="rlportfolio", route_prefix="/")
     closes, assets = env.market.closes, env.assets
@@ -154,15 +181,14 @@ def serve_burst(models: str, data: str, env, port: int, requests: int = 200) -> 
             realised = float(weights @ (closes[day + 1] / closes[day]) - 1.0)
             client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": realised})
         stats = client.get("/ab/stats").json()
-    print(f"\nA/B statistics after {requests} requests (split {split}):")
-    print(json.dumps(stats, indent=1))
-    serve.shutdown()
+    print(f"\nA/B statistics after {requests} requests (split {', '.join(f'{n} {w:.0%}' for n, w in split.items())}; "
+          f"the whole record: GET /ab/stats):")
+    print(ab_table(stats))
+    shutdown_serve()
     ray.shutdown()
-    print(
-        "\nTo keep serving: .venv/bin/python -m serving.app --models models --split "
-        + ",".join(f"{n}={w}" for n, w in split.items())
-        + f" --port {port}   (or: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 serve run configs/serve.yaml); API docs at http://127.0.0.1:{port}/docs"
-    )
+    split_arg = ",".join(f"{n}={w}" for n, w in split.items())
+    print(f"\nTo keep serving: .venv/bin/python -m serving.app --models {models} --split {split_arg} --port {port}"
+          f"   (API docs at http://127.0.0.1:{port}/docs)")
 
 
 if __name__ == "__main__":
