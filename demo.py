@@ -24,13 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from envs.config import load_env_config, load_yaml, parse_config
-from envs.errors import ConfigError, DataError
+from backtesting.backtest import evaluation_env, metrics_table, run_all
+from backtesting.baselines import BaselinesConfig, make_baselines, make_oracles
+from core.cli import fail
+from core.config import load_yaml, parse_config
+from core.errors import ConfigError, DataError
+from core.runtime import setup_console
+from envs.config import load_env_config
 from envs.oracle import oracle_report
 from envs.sources import describe_data, market_truth
-from evaluation.backtest import evaluation_env, metrics_table, run_all
-from evaluation.baselines import BaselinesConfig, make_baselines, make_oracles
-from training.runtime import setup_console
 
 log = logging.getLogger("demo")
 
@@ -45,7 +47,7 @@ def print_table(title: str, table: pd.DataFrame) -> None:
         print(table, flush=True)
 
 
-def describe_market(env_config, env) -> None:
+def print_market(env_config, env) -> None:
     """A few lines on the built-in market, its splits and its true law's oracles."""
     market, splits = env.market, env.splits
     print(f"\n{describe_data(env_config.data)}: {', '.join(market.assets)}; {market.n_days:,} days "
@@ -81,10 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         step("1/5 the data: the built-in synthetic market (configs/env.yaml, data.path: null)")
         env = evaluation_env(env_config, "test")
-        describe_market(env_config, env)
+        print_market(env_config, env)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
 
     step("2/5 classical baselines and oracles on the test split (costs on)")
     params, regime_path = market_truth(env_config.data)
@@ -115,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = evaluate(Path(args.models), split="test", baselines=baselines_config)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if report["dates"] != [str(dates[0]), str(dates[-1])]:
+        return fail(exc)
+    if report.dates != (str(dates[0]), str(dates[-1])):
         raise RuntimeError("the agents were tested on other days than the baselines above")
-    print_table(f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report["table"])
+    print_table(f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report.table)
     print(
         "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
         "`.venv/bin/python benchmarks/policy_quality.py`."
@@ -159,12 +159,12 @@ def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: boo
     import ray
     from ray import serve
 
-    from serving.app import build_app
+    from core.runtime import init_ray
+    from serving.builder import build_app
     from serving.lifecycle import shutdown_serve, use_throughput_mode
-    from training.runtime import init_ray
 
     registry = json.loads((Path(models) / "registry.json").read_text())
-    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
+    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9), reverse=True)
     split = {name: 0.5 for name in ranked[:2]} if len(ranked) > 1 else {ranked[0]: 1.0}
     use_throughput_mode()
     init_ray(dashboard=dashboard)

@@ -23,13 +23,12 @@ import time
 
 import numpy as np
 
-from envs.config import EnvConfig, parse_config
-from envs.features import warmup_days
+from backtesting.backtest import PolicyStrategy, path_env, run_all
+from backtesting.baselines import EqualWeight, make_oracles
 from envs.sources import market_law
 from envs.synthetic import simulate
-from evaluation.backtest import PolicyStrategy, path_env, run_all
-from evaluation.baselines import EqualWeight, make_oracles
-from training.export import agent_dirs, load_policy
+from policies.format import agent_dirs
+from policies.load import load_policy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,19 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     agents = {d.name: load_policy(d) for d in exported}
     started = time.perf_counter()
-    reference = parse_config(EnvConfig, next(iter(agents.values()))[1]["env_config"])
+    reference = next(iter(agents.values()))[1].env_config
     params = market_law(reference.data)
     if params is None:
         print(f"error: agents were trained on {reference.data.path}, which has no .params.json: not a synthetic market", file=sys.stderr)
         return 1
 
     growth: dict[str, list[float]] = {}
-    warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for _, m in agents.values())
+    warmup = max(m.closes_needed - 1 for _, m in agents.values())
     for i in range(args.paths):
         seed = args.first_seed + i
         market, regimes = simulate(params, n_days=args.days + warmup + 1, seed=seed)
         for name, (policy, meta) in agents.items():
-            env = path_env(meta["env_config"], market)
+            env = path_env(meta.env_config, market)
             result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
             growth.setdefault(name, []).append(float(result.log_growth[-args.days :].mean()))
         env = path_env(reference, market)
@@ -90,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         efficiency = float(numerator.mean() / gap.mean())
         ratio_terms = (numerator - efficiency * gap) / gap.mean()
         report["agents"][name] = {
-            "algorithm": meta["algorithm"],
+            "algorithm": meta.algorithm,
             **stats(g[name]),
             "efficiency": efficiency,
             "efficiency_stderr": float(ratio_terms.std(ddof=1) / np.sqrt(len(ratio_terms))),
-            "training": meta.get("training"),
+            "training": meta.training and meta.training.model_dump(),
         }
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, indent=2))

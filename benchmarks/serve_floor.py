@@ -16,7 +16,7 @@ import uuid
 from fastapi import FastAPI
 from ray import serve
 
-from serving.app import replica_logging
+from serving.builder import replica_logging
 from serving.lifecycle import serve_until_stopped, use_throughput_mode
 from serving.schemas import AllocateRequest, AllocateResponse
 

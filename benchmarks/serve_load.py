@@ -32,16 +32,15 @@ import numpy as np
 import uvloop
 
 from envs.sources import load_market
-from envs.config import DataConfig
-from training.export import read_metadata
+from policies.format import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def payloads(models: Path, agent: str, n: int) -> list[dict]:
     meta = read_metadata(models / agent)
-    market = load_market(DataConfig(**meta["env_config"]["data"]))
-    needed = max(meta["env_config"]["window_days"], meta["env_config"]["vol_window_days"]) + 1
+    market = load_market(meta.env_config.data)
+    needed = meta.closes_needed
     days = np.random.default_rng(0).integers(needed, market.n_days, size=n)
     return [
         {"prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)}, "client_id": f"c{i % 100}"}
@@ -81,7 +80,7 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
                     async with client.post("/allocate", json=body) as response:
                         await response.read()
                         ok = response.status == 200
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 latencies.append((time.perf_counter() - started) * 1000)
                 errors += not ok
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = Path(args.models)
     registry = json.loads((models / "registry.json").read_text())
-    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("log_growth", -1e9), reverse=True)
+    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9), reverse=True)
     split = ",".join(f"{n}=0.5" for n in ranked[:2])
     bodies = payloads(models, ranked[0], args.requests)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}

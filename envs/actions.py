@@ -98,7 +98,7 @@ class ActionMap:
         self._partial = np.empty(n_assets)
 
     @classmethod
-    def from_config(cls, config, n_assets: int) -> "ActionMap":
+    def from_config(cls, config, n_assets: int) -> ActionMap:
         """From an ``envs.config.EnvConfig``."""
         return cls(
             config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale,

@@ -1,27 +1,16 @@
-"""Typed, validated configuration of the market data and the environment (one pydantic model each).
-
-Configs arrive as dicts (YAML, RLlib's ``env_config``) and are validated once, here, at the edge; inner code gets
-these frozen objects. Unknown fields are errors, so a typo never silently falls back to a default.
-"""
+"""Typed, validated configuration of the market data and the environment (one pydantic model each), and
+``configs/env.yaml``, the env config every command starts from."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from envs.errors import ConfigError
+from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the checkout's YAML files (configs/env.yaml, ...)
 ENV_YAML = CONFIG_DIR / "env.yaml"
-
-
-class FrozenConfig(BaseModel):
-    """Base of every config model: immutable, unknown fields rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DataConfig(FrozenConfig):
@@ -44,7 +33,7 @@ class DataConfig(FrozenConfig):
     validation_end: str | float = 0.85
 
     @model_validator(mode="after")
-    def _rf_is_an_extra(self) -> "DataConfig":
+    def _rf_is_an_extra(self) -> DataConfig:
         if self.rf_column is not None and self.rf_column not in self.extra_columns:
             raise ValueError(f"rf_column '{self.rf_column}' must also be listed in extra_columns")
         return self
@@ -93,7 +82,7 @@ class EnvConfig(FrozenConfig):
     )
 
     @model_validator(mode="after")
-    def _law_paths_have_a_length(self) -> "EnvConfig":
+    def _law_paths_have_a_length(self) -> EnvConfig:
         if self.train_paths != "split" and self.episode_days is None:
             raise ValueError(f"train_paths '{self.train_paths}' draws paths of episode_days days: episode_days cannot be null")
         return self
@@ -102,37 +91,6 @@ class EnvConfig(FrozenConfig):
     @classmethod
     def _data_from_mapping(cls, value: Any) -> Any:
         return {} if value is None else value
-
-
-def parse_config(model: type[BaseModel], raw: Mapping[str, Any] | BaseModel | None, *, where: str = "config") -> Any:
-    """Validate ``raw`` into ``model``, turning pydantic's report into one ``ConfigError`` naming every bad field."""
-    if isinstance(raw, model):
-        return raw
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
-    try:
-        return model.model_validate(dict(raw or {}))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{where}: {problems}") from None
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
 
 
 def load_env_config(path: str | Path = ENV_YAML) -> EnvConfig:

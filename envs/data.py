@@ -15,15 +15,18 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, parse_config, with_data
-from envs.errors import ConfigError, DataError
+from core.cli import fail
+from core.config import parse_config
+from core.constants import TRADING_DAYS_PER_YEAR
+from core.errors import ConfigError, DataError
+from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, with_data
 from envs.features import warmup_days
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData, split_market
+from envs.market import MarketData, split_market
 from envs.sources import load_market
 from envs.synthetic import write_synthetic
 
@@ -33,7 +36,7 @@ def min_rows(config: EnvConfig) -> int:
     return warmup_days(config.window_days, config.vol_window_days) + 4
 
 
-def summarize(market: MarketData) -> dict:
+def market_summary(market: MarketData) -> dict:
     """Assets, rows, date range and annualised log return / volatility per asset."""
     log_returns = market.log_returns()
     return {
@@ -62,7 +65,7 @@ def validate(path: str, config: EnvConfig) -> dict:
     market = load_market(config.data, min_rows=min_rows(config))
     warmup = warmup_days(config.window_days, config.vol_window_days)
     splits = split_market(market, train_end=config.data.train_end, validation_end=config.data.validation_end, warmup_days=warmup)
-    summary = summarize(market)
+    summary = market_summary(market)
     summary["warmup_days"] = warmup
     summary["splits"] = {
         name: {"first": str(market.dates[s.first]), "last": str(market.dates[s.last]), "days": s.n_days}
@@ -99,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 config = load_env_config(args.env_config)
             except ConfigError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
+                return fail(exc)
             data = {}
             if args.extra is not None:
                 data["extra_columns"] = tuple(args.extra)
@@ -125,9 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             frame.to_csv(args.out, index=False)
             load_csv(args.out)  # what we write must pass our own validation
             print(json.dumps({"csv": args.out, "rows": len(frame), "assets": list(frame.columns[1:])}))
-    except (DataError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, DataError) as exc:
+        return fail(exc)
     return 0
 
 

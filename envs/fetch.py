@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
-from envs.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError
 
 YAHOO_HOST = "query2.finance.yahoo.com"
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from envs.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-TRADING_DAYS_PER_YEAR = 252
 SPLIT_NAMES = ("train", "validation", "test")
 
 

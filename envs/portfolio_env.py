@@ -24,18 +24,20 @@ Step cost: O(1) numpy on preallocated buffers; the returned observation is a fre
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from core.config import parse_config
+from core.errors import ConfigError, DataError
 from envs.accounting import rebalance
 from envs.actions import ActionMap
-from envs.config import EnvConfig, parse_config
-from envs.sources import load_market, market_law
-from envs.errors import ConfigError, DataError
+from envs.config import EnvConfig
 from envs.features import compute_features, observation_size, warmup_days
 from envs.market import MarketData, Split, split_market
+from envs.sources import load_market, market_law
 from envs.synthetic import MarketParams, law_path
 
 ENV_ID = "rlportfolio/Portfolio-v0"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.constants import TRADING_DAYS_PER_YEAR
+from core.errors import DataError
 from envs.config import DataConfig
-from envs.errors import DataError
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData, load_csv
+from envs.market import MarketData, load_csv
 from envs.synthetic import MarketParams, default_market, default_params, load_params
 
 CASH = "CASH"

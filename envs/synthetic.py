@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from envs.errors import ConfigError
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData
+from core.constants import TRADING_DAYS_PER_YEAR
+from core.errors import ConfigError
+from envs.market import MarketData
 
 # Archetypes, annual log drift and volatility per regime, chosen so that the best portfolio changes with the regime
 # and the best constant mix is neither equal weight nor a single asset.
@@ -81,7 +82,7 @@ class MarketParams:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "MarketParams":
+    def from_json(cls, data: dict) -> MarketParams:
         return cls(
             assets=tuple(data["assets"]),
             regimes=tuple(data["regimes"]),
@@ -176,7 +177,9 @@ def default_market(seed: int = 7, years: float = 25.0, n_assets: int = 4, n_regi
 
 def write_synthetic(path: str | Path, *, seed: int, years: float, n_assets: int, n_regimes: int) -> tuple[MarketData, dict]:
     """Write ``path`` (CSV) and ``path.params.json`` (true law, regime path, oracle)."""
-    from envs.oracle import oracle_report  # the oracle is a consumer of params; import here keeps modules one-way
+    from envs.oracle import (
+        oracle_report,  # the oracle is a consumer of params; import here keeps modules one-way
+    )
 
     market, params, regimes = default_market(seed=seed, years=years, n_assets=n_assets, n_regimes=n_regimes)
     path = Path(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -12,9 +12,9 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from envs.market import TRADING_DAYS_PER_YEAR  # noqa: E402
-from evaluation import metrics  # noqa: E402
-from evaluation.backtest import BacktestResult  # noqa: E402
+from backtesting import metrics  # noqa: E402
+from backtesting.backtest import BacktestResult  # noqa: E402
+from core.constants import TRADING_DAYS_PER_YEAR
 
 
 def _png(figure) -> bytes:

@@ -9,18 +9,21 @@ Each fold's backtest starts from equal weights on its first test day.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from envs.config import EnvConfig, parse_config, with_data
-from envs.sources import load_market
-from envs.errors import DataError
-from envs.features import warmup_days
+from backtesting import statistics
+from backtesting.backtest import BacktestResult, PolicyStrategy, evaluation_env, run_all
+from backtesting.baselines import BaselinesConfig, make_baselines
+from core.config import parse_config
+from core.errors import DataError
+from envs.config import with_data
 from envs.market import walk_forward_folds
-from evaluation.backtest import BacktestResult, PolicyStrategy, evaluation_env, run_all
-from evaluation.baselines import BaselinesConfig, make_baselines
+from envs.sources import load_market
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +46,34 @@ def _stitch(parts: list[BacktestResult]) -> BacktestResult:
     )
 
 
+@dataclass(frozen=True)
+class WalkForward:
+    """K retrained folds, stitched: one out-of-sample series per strategy over every fold's test window."""
+
+    results: dict[str, BacktestResult]
+    folds: list[dict[str, Any]]
+    agents: list[str]
+    timesteps: int
+    intervals: dict[str, dict[str, list[float]]]
+
+
 def walk_forward(
     models_dir: Path, *, n_folds: int, timesteps: int, runs_dir: Path, data: str | None = None,
     min_train_days: int = 1008, validation_days: int = 252, baselines: BaselinesConfig | None = None,
-    agents: Sequence[str] | None = None,
-) -> dict[str, Any]:
+    agents: Sequence[str] | None = None, bootstrap_resamples: int = 1000,
+) -> WalkForward:
     """Retrain, select and test every agent (or only ``agents``) on ``n_folds`` folds; returns stitched results and
     per-fold dates."""
+    from policies.format import agent_dirs, read_metadata
     from training.config import TrainConfig
-    from training.export import agent_dirs, read_metadata
     from training.train import train
 
     metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir) if agents is None or d.name in agents}
     if not metas:
         raise DataError(f"{models_dir}: no exported agents" + (f" named {list(agents)}" if agents else ""))
-    reference = with_data(parse_config(EnvConfig, next(iter(metas.values()))["env_config"]), data)
+    reference = with_data(next(iter(metas.values())).env_config, data)
     market = load_market(reference.data)
-    warmup = max(warmup_days(m["env_config"]["window_days"], m["env_config"]["vol_window_days"]) for m in metas.values())
+    warmup = max(m.closes_needed - 1 for m in metas.values())
     folds = walk_forward_folds(market, n_folds=n_folds, warmup_days=warmup, min_train_days=min_train_days, validation_days=validation_days)
     pieces: dict[str, list[BacktestResult]] = {}
     fold_dates = []
@@ -72,22 +86,24 @@ def walk_forward(
                  fold_dates[-1]["test_first"], fold_dates[-1]["test_last"])
         fold_models = runs_dir / f"fold{k}" / "models"
         for name, meta in metas.items():
-            resolved = dict(meta["reproducibility"]["resolved_config"])
-            env_config = parse_config(EnvConfig, meta["env_config"])
+            resolved = dict(meta.reproducibility.resolved_config)
+            env_config = meta.env_config
             data_config = reference.data.model_copy(update=bounds)
             resolved["env"] = env_config.model_copy(update={"data": data_config, "split": "train"}).model_dump(mode="json")
             resolved["timesteps"] = timesteps
             config = parse_config(TrainConfig, resolved, where=f"{name}: resolved_config")
             train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models)
-        from training.export import load_policy
+        from policies.load import load_policy
 
         for name in metas:
             policy, meta = load_policy(fold_models / name)
-            env = evaluation_env(meta["env_config"], "test", market=market)
+            env = evaluation_env(meta.env_config, "test", market=market)
             result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
         fold_reference = reference.model_copy(update={"data": reference.data.model_copy(update=bounds)})
         env = evaluation_env(fold_reference, "test", market=market)
         for name, result in run_all(make_baselines(env.assets, baselines), env).items():
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
-    return {"results": {name: _stitch(parts) for name, parts in pieces.items()}, "folds": fold_dates, "agents": list(metas)}
+    results = {name: _stitch(parts) for name, parts in pieces.items()}
+    intervals = {name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=bootstrap_resamples))} for name, r in results.items()}
+    return WalkForward(results=results, folds=fold_dates, agents=list(metas), timesteps=timesteps, intervals=intervals)

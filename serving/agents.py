@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from envs.features import latest_observation, warmup_days
-from evaluation.backtest import History
-from evaluation.baselines import EqualWeight, GrowthOptimal
+from backtesting.backtest import History
+from backtesting.baselines import EqualWeight, GrowthOptimal
+from core.errors import ConfigError
+from envs.features import latest_observation
 
 
 @dataclass(frozen=True)
@@ -33,22 +34,21 @@ class AgentInfo:
 
 def policy_info(agent_dir: str | Path) -> AgentInfo:
     """An exported agent's serving facts, from its metadata alone (no torch, no module)."""
-    from training.export import read_metadata
+    from policies.format import read_metadata
 
     meta = read_metadata(agent_dir)
-    if meta["observation"]["extras"]:
-        raise ValueError(f"{agent_dir}: agents that observe extra columns cannot be served from prices alone")
-    env = meta["env_config"]
+    if meta.observation.extras:
+        raise ConfigError(f"{agent_dir}: agents that observe extra columns ({meta.observation.extras}) cannot be served from prices alone")
     return AgentInfo(
         name=Path(agent_dir).name,
         kind="rl",
-        algorithm=meta["algorithm"],
-        model_version=meta["content_hash"][:12],
-        content_hash=meta["content_hash"],
-        assets=tuple(meta["assets"]),
-        closes_needed=warmup_days(env["window_days"], env["vol_window_days"]) + 1,
-        observation_size=meta["observation"]["size"],
-        validation={k: v for k, v in meta["validation"].items() if isinstance(v, (int, float))},
+        algorithm=meta.algorithm,
+        model_version=meta.model_version,
+        content_hash=meta.content_hash,
+        assets=tuple(meta.assets),
+        closes_needed=meta.closes_needed,
+        observation_size=meta.observation.size,
+        validation=dict(meta.validation),
     )
 
 
@@ -56,13 +56,12 @@ class PolicyAgent:
     """An exported policy from ``models/<agent>/``."""
 
     def __init__(self, agent_dir: str | Path) -> None:
-        from training.export import load_policy
+        from policies.load import load_policy
 
         self.info = policy_info(agent_dir)
         self.policy, meta = load_policy(agent_dir)
-        env = meta["env_config"]
-        self._window, self._vol_window = env["window_days"], env["vol_window_days"]
-        self._log_volatility = env.get("log_volatility", False)  # absent in models exported before it existed
+        self._window, self._vol_window = meta.observation.window_days, meta.observation.vol_window_days
+        self._log_volatility = meta.observation.log_volatility
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
         return latest_observation(closes, held, self._window, self._vol_window, log_volatility=self._log_volatility)
@@ -90,7 +89,7 @@ def baseline_closes_needed(name: str, agents_need: int) -> int:
 
 
 class BaselineAgent:
-    """A classical strategy from ``evaluation.baselines``, routable like any agent (and the last-resort fallback)."""
+    """A classical strategy from ``backtesting.baselines``, routable like any agent (and the last-resort fallback)."""
 
     def __init__(self, name: str, assets: tuple[str, ...], agents_need: int) -> None:
         """:param agents_need: closes the RL agents of the app need; an estimated baseline may need more."""

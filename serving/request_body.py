@@ -13,18 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from envs.config import EnvConfig, parse_config, with_data
-from envs.errors import ConfigError, DataError
+from core.cli import fail
+from core.errors import ConfigError, DataError
+from envs.config import with_data
 from envs.sources import load_market
 from serving.agents import BASELINES, baseline_closes_needed, policy_info
 
 
 def request_body(models_dir: str | Path, *, data: str | None = None, client_id: str | None = None, days_ago: int = 0) -> dict:
     """The ``/allocate`` body for the agents in ``models_dir`` (see the module docstring)."""
-    from training.export import agent_dirs, read_metadata
+    from policies.format import agent_dirs, read_metadata
 
     dirs = agent_dirs(models_dir)
     if not dirs:
@@ -36,7 +37,7 @@ def request_body(models_dir: str | Path, *, data: str | None = None, client_id: 
     (assets,) = traded
     agents_need = max(i.closes_needed for i in infos)
     needed = max([agents_need] + [baseline_closes_needed(name, agents_need) for name in BASELINES])
-    env_config = with_data(parse_config(EnvConfig, read_metadata(dirs[0])["env_config"], where=f"{dirs[0]}/metadata.json"), data)
+    env_config = with_data(read_metadata(dirs[0]).env_config, data)
     market = load_market(env_config.data)
     if not set(assets) <= set(market.assets):
         raise DataError(f"{market.source}: the agents trade {list(assets)}, but its columns are {list(market.assets)}")
@@ -60,12 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         body = request_body(args.models, data=args.data, client_id=args.client_id or None, days_ago=args.days_ago)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, DataError) as exc:
+        return fail(exc)
     print(json.dumps(body))
     return 0
 

@@ -17,14 +17,14 @@ import math
 import random
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-from envs.errors import ConfigError
+from core.errors import ConfigError
 
 
 class UnknownAgent(KeyError):
@@ -32,14 +32,14 @@ class UnknownAgent(KeyError):
 
 
 @dataclass(frozen=True)
-class Split:
+class TrafficSplit:
     """Normalised traffic weights over arms, and an optional shadow arm."""
 
     weights: tuple[tuple[str, float], ...]
     shadow: str | None = None
 
     @classmethod
-    def create(cls, weights: Mapping[str, float], known: set[str], shadow: str | None = None) -> "Split":
+    def create(cls, weights: Mapping[str, float], known: set[str], shadow: str | None = None) -> TrafficSplit:
         if not weights:
             raise ConfigError("split: needs at least one agent with a positive weight")
         unknown = sorted(set(weights) - known)
@@ -68,7 +68,7 @@ def _unit_interval(text: str) -> float:
 class ABRouter:
     """Chooses an arm per request."""
 
-    def __init__(self, split: Split, known: set[str], rng: random.Random | None = None) -> None:
+    def __init__(self, split: TrafficSplit, known: set[str], rng: random.Random | None = None) -> None:
         self.split = split
         self.known = set(known)
         self._rng = rng or random.Random()

@@ -83,7 +83,7 @@ class FeedbackResponse(BaseModel):
     agent: str
 
 
-class AgentInfo(BaseModel):
+class AgentDescription(BaseModel):
     name: str
     kind: str = Field(description="'rl' for an exported policy, 'baseline' for a classical strategy")
     algorithm: str

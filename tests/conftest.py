@@ -1,13 +1,21 @@
-"""Shared fixtures: a tiny synthetic market (session-scoped), a small env config, and a writer of small CSV files.
+"""Shared fixtures and helpers: a tiny synthetic market (session-scoped), a small env config, small CSV files, fast
+training overrides, exported (untrained) agents, a local Ray instance, a Ray head started with `ray start`, and
+request bodies for the Serve app. No test module imports another; what two modules share lives here.
 
-Nothing here starts Ray. Hypothesis runs a modest number of examples without a deadline, so the whole suite stays
-fast on a 2-CPU laptop while the property tests still explore the input space.
+Hypothesis runs a modest number of examples without a deadline, so the whole suite stays fast on a 2-CPU laptop
+while the property tests still explore the input space.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -152,3 +160,128 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- exported agents -----------------------------------------------------------------------------------------------
+
+ASSETS = ["STOCK", "BOND", "GOLD", "CRYPTO"]
+
+
+def build_module(env, algo: str):
+    """A freshly initialised RLlib module for ``env`` (what training would produce, before learning)."""
+    from training.algorithms import algorithm_config_class
+
+    config = algorithm_config_class(algo)().rl_module(model_config={"fcnet_hiddens": [16]})
+    return config.get_rl_module_spec(env=env, inference_only=True).build()
+
+
+def export_agent(env, module_dir, models_dir, agent="ppo", mean_daily_log_growth=0.0004, algo="ppo"):
+    """Export the module saved at ``module_dir`` for ``env`` as ``models_dir/agent``; the agent folder."""
+    from policies.export import export_policy
+
+    return export_policy(
+        module_dir,
+        models_dir,
+        agent=agent,
+        algorithm=algo,
+        env_config=env.config,
+        market=env.market,
+        splits=env.splits,
+        validation={"mean_daily_log_growth": mean_daily_log_growth, "sharpe": 1.0},
+        source_checkpoint="runs/x/checkpoint",
+        seed=3,
+        resolved_config={"algo": algo},
+    )
+
+
+def export_untrained(env, algo: str, folder: Path, models_dir: Path, agent: str | None = None) -> Path:
+    """Build, save and export an untrained ``algo`` module for ``env``; the agent folder."""
+    agent = agent or algo
+    build_module(env, algo).save_to_path(str(folder / f"{agent}-module"))
+    return export_agent(env, folder / f"{agent}-module", models_dir, agent=agent, algo=algo)
+
+
+@pytest.fixture(scope="module")
+def models(tiny, small_config, tmp_path_factory):
+    """Two exported (untrained) agents on the tiny market: PPO (continuous) and DQN (discrete grid)."""
+    from envs.portfolio_env import PortfolioEnv
+
+    root = tmp_path_factory.mktemp("serve")
+    for algo, update in (("ppo", {"continuous_map": "softmax_delta", "softmax_scale": 1.0}), ("dqn", {"action_mode": "discrete"})):
+        export_untrained(PortfolioEnv(small_config.model_copy(update=update), market=tiny.market), algo, root, root / "models")
+    return root / "models"
+
+
+# -- the Serve app's requests --------------------------------------------------------------------------------------
+
+
+def body(tiny, day: int = 300, n: int = 30, weights=None, client_id=None) -> dict:
+    """An ``/allocate`` body: ``n`` closes of the tiny market up to ``day``."""
+    closes = tiny.market.closes[day - n + 1 : day + 1]
+    out = {"prices": {a: closes[:, k].tolist() for k, a in enumerate(ASSETS)}}
+    if weights is not None:
+        out["weights"] = dict(zip(ASSETS, weights))
+    if client_id is not None:
+        out["client_id"] = client_id
+    return out
+
+
+def allocate_many(app: str, payloads: list[dict], headers: dict | None = None, concurrency: int = 16) -> list:
+    """POST every payload to ``app``/allocate, ``concurrency`` at a time; the responses in order."""
+    import httpx
+
+    async def run() -> list[httpx.Response]:
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=app, timeout=30) as http:
+            async def one(payload):
+                async with limit:
+                    return await http.post("/allocate", json=payload, headers=headers)
+            return await asyncio.gather(*(one(p) for p in payloads))
+
+    return asyncio.run(run())
+
+
+# -- a Ray head started from the command line ----------------------------------------------------------------------
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture
+def head():
+    """A real local head (`ray start --head`, 2 CPUs, its own ports) whose job agent is ready; its dashboard URL."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    port, dashboard = free_port(), free_port()
+    started = subprocess.run(
+        [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+         "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        wait_for_job_agent(url)
+        yield url
+    finally:
+        # Serve first: in the high-throughput mode (inherited from the test session's environment) its HAProxy is a
+        # child process that `ray stop --force` would leave running, holding its ports.
+        subprocess.run([str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url], env=env, capture_output=True, timeout=120)
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def wait_for_job_agent(url: str, timeout_s: float = 90.0) -> None:
+    """Right after `ray start` the head's job agent may answer "No available agent": wait until a job runs."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            job = client.submit_job(entrypoint="true")
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, "the head's first job did not finish"
+        time.sleep(1)

@@ -1,4 +1,4 @@
-"""evaluation.backtest: strategies played through the env on identical dates, with the env's own costs."""
+"""backtesting.backtest: strategies played through the env on identical dates, with the env's own costs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backtesting.backtest import (
+    History,
+    PolicyStrategy,
+    evaluation_env,
+    metrics_table,
+    run_all,
+    run_backtest,
+    run_batched,
+)
+from backtesting.baselines import (
+    BaselinesConfig,
+    BuyAndHold,
+    EqualWeight,
+    make_baselines,
+)
+from core.constants import TRADING_DAYS_PER_YEAR
 from envs.config import DataConfig
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData
-from evaluation.backtest import History, PolicyStrategy, evaluation_env, metrics_table, run_all, run_backtest, run_batched
-from evaluation.baselines import BaselinesConfig, BuyAndHold, EqualWeight, make_baselines
+from envs.market import MarketData
 
 
 @dataclass

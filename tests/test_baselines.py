@@ -1,4 +1,4 @@
-"""evaluation.baselines: causal decisions, valid weights, the configured set, and the growth-optimal estimate."""
+"""backtesting.baselines: causal decisions, valid weights, the configured set, and the growth-optimal estimate."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.errors import ConfigError
-from envs.oracle import expected_log_growth, growth_optimal_weights, oracle_weights
-from envs.portfolio_env import PortfolioEnv
-from envs.synthetic import default_params, simulate
-from evaluation.backtest import History
-from evaluation.baselines import (
+from backtesting.backtest import History
+from backtesting.baselines import (
     BaselinesConfig,
     BuyAndHold,
     GrowthOptimal,
@@ -23,6 +19,10 @@ from evaluation.baselines import (
     make_baselines,
     make_oracles,
 )
+from core.errors import ConfigError
+from envs.oracle import expected_log_growth, growth_optimal_weights, oracle_weights
+from envs.portfolio_env import PortfolioEnv
+from envs.synthetic import default_params, simulate
 
 ALL_BASELINES = ("equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity", "growth_optimal")
 

@@ -1,13 +1,14 @@
-"""envs.config and envs.errors: configs are validated once, at the edge, with errors naming the field."""
+"""envs.config and core.errors: configs are validated once, at the edge, with errors naming the field."""
 
 from __future__ import annotations
 
 import pydantic
 import pytest
 
-from envs.config import DataConfig, EnvConfig, load_yaml, parse_config
-from envs.errors import ConfigError, DataError
-from evaluation.baselines import BaselinesConfig
+from backtesting.baselines import BaselinesConfig
+from core.config import load_yaml, parse_config
+from core.errors import ConfigError, DataError
+from envs.config import DataConfig, EnvConfig
 
 
 def test_project_errors_are_value_errors():

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.constants import TRADING_DAYS_PER_YEAR
+from core.errors import DataError
 from envs.config import DataConfig
-from envs.data import main, summarize
+from envs.data import main, market_summary
 from envs.fetch import frame_from_download
+from envs.market import MarketData, load_csv
 from envs.sources import CASH, load_market, with_cash
-from envs.errors import DataError
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData, load_csv
 
 # -- CLI ---------------------------------------------------------------------------------------------------------
 
@@ -65,7 +66,7 @@ def test_validate_rejects_splits_that_do_not_fit_the_file(write_csv, tmp_path, c
     config = tmp_path / "env.yaml"
     config.write_text(TINY_WINDOW.replace("train_end: 0.4", "train_end: '2030-01-02'"))
 
-    assert main(["validate", str(write_csv()), "--extra", "rf", "--env-config", str(config)]) == 1
+    assert main(["validate", str(write_csv()), "--extra", "rf", "--env-config", str(config)]) == 2  # a config error
     assert "2030-01-02" in capsys.readouterr().err
 
 
@@ -115,7 +116,7 @@ def test_fetch_on_an_offline_machine_says_so_in_one_line(tmp_path, monkeypatch, 
 def test_summary_reports_annualised_log_return_and_volatility(write_csv):
     market = load_csv(write_csv(), extra_columns=["rf"])
 
-    summary = summarize(market)
+    summary = market_summary(market)
 
     spy = np.log(market.closes[:, 0])
     log_returns = np.diff(spy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import demo
+from tests.conftest import export_untrained
 
 STRATEGIES = (
     "equal_weight",
@@ -21,12 +22,8 @@ def export_untrained_agent(models):
     """An exported (untrained) PPO agent on the built-in market: the demo's agent table without minutes of training."""
     from envs.config import load_env_config
     from envs.portfolio_env import PortfolioEnv
-    from tests.test_export import build_module, export
-
     env = PortfolioEnv(load_env_config())  # every demo agent shares configs/env.yaml and its built-in market
-    module = build_module(env, "ppo")
-    module.save_to_path(str(models.parent / "module"))
-    export(env, models.parent / "module", models, agent="ppo_untrained")
+    export_untrained(env, "ppo", models.parent, models, agent="ppo_untrained")
 
 
 def test_demo_reports_every_strategy_on_the_builtin_markets_test_split(repo_root, tmp_path, monkeypatch, capsys):

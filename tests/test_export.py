@@ -1,4 +1,5 @@
-"""training.export: the models/<agent>/ contract, atomic writes, hash verification, the registry; no Ray cluster."""
+"""policies (format, export, load): the models/<agent>/ contract, typed and versioned metadata with errors naming the
+file and field, atomic writes, hash verification, the registry; no Ray cluster."""
 
 from __future__ import annotations
 
@@ -8,17 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from envs.errors import DataError
+from core.errors import DataError
 from envs.portfolio_env import PortfolioEnv
-from training.export import content_hash, export_policy, load_policy, read_metadata, update_registry
-
-
-def build_module(env: PortfolioEnv, algo: str):
-    """A freshly initialised RLlib module for ``env`` (what training would produce, before learning)."""
-    from training.algorithms import _algorithm_config_class
-
-    config = _algorithm_config_class(algo)().rl_module(model_config={"fcnet_hiddens": [16]})
-    return config.get_rl_module_spec(env=env, inference_only=True).build()
+from policies.export import update_registry
+from policies.format import FORMAT_VERSION, content_hash, read_metadata
+from policies.load import load_policy
+from tests.conftest import build_module, export_agent
 
 
 @pytest.fixture
@@ -26,20 +22,7 @@ def env(tiny, small_config):
     return PortfolioEnv(small_config.model_copy(update={"continuous_map": "softmax_delta", "softmax_scale": 1.0}), market=tiny.market)
 
 
-def export(env, module_dir, models_dir, agent="ppo", log_growth=0.0004, algo="ppo"):
-    return export_policy(
-        module_dir,
-        models_dir,
-        agent=agent,
-        algorithm=algo,
-        env_config=env.config,
-        market=env.market,
-        splits=env.splits,
-        validation={"log_growth": log_growth, "sharpe": 1.0},
-        source_checkpoint="runs/x/checkpoint",
-        seed=3,
-        resolved_config={"algo": algo},
-    )
+export = export_agent
 
 
 @pytest.fixture
@@ -54,17 +37,72 @@ def test_export_writes_module_and_complete_metadata(env, saved_module, tmp_path)
     _, module_dir = saved_module
     agent_dir = export(env, module_dir, tmp_path / "models")
     meta = read_metadata(agent_dir)
-    for key in ("agent", "algorithm", "env_config", "observation", "assets", "data", "validation", "created_at",
-                "source_checkpoint", "content_hash", "reproducibility"):
-        assert key in meta, key
-    assert meta["assets"] == list(env.assets)
-    assert meta["observation"]["size"] == env.observation_space.shape[0]
-    assert len(meta["observation"]["names"]) == meta["observation"]["size"]
-    assert meta["data"]["train"]["first"] == str(env.market.dates[env.splits["train"].first])
-    assert meta["data"]["fingerprint"] == env.market.fingerprint()
-    assert set(meta["reproducibility"]) >= {"seed", "resolved_config", "git_commit", "versions"}
-    assert meta["content_hash"] == content_hash(agent_dir / "module")
+    assert meta.format_version == FORMAT_VERSION == 2
+    assert (meta.agent, meta.algorithm) == ("ppo", "ppo")
+    assert meta.env_config == env.config and meta.assets == list(env.assets)
+    assert meta.observation.size == env.observation_space.shape[0] == len(meta.observation.names)
+    assert meta.data.train.first == str(env.market.dates[env.splits["train"].first])
+    assert meta.data.fingerprint == env.market.fingerprint()
+    assert meta.reproducibility.seed == 3 and meta.reproducibility.versions["ray"] == "2.60.0"
+    assert meta.validation == {"mean_daily_log_growth": 0.0004, "sharpe": 1.0}
+    assert meta.content_hash == content_hash(agent_dir / "module")
+    assert meta.closes_needed == 21  # a 20-day volatility window, then the day itself
     assert sorted(p.name for p in agent_dir.iterdir()) == ["metadata.json", "module"]
+
+
+def rewrite(agent_dir, change) -> None:
+    path = agent_dir / "metadata.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+def test_metadata_that_is_not_json_names_the_file_and_where(env, saved_module, tmp_path):
+    agent_dir = export(env, saved_module[1], tmp_path / "models")
+    (agent_dir / "metadata.json").write_text('{"agent": "ppo", oops}')
+    with pytest.raises(DataError, match=r"metadata\.json: not valid JSON \(Expecting property name enclosed in double "
+                                        r"quotes at line 1, column 18\)"):
+        load_policy(agent_dir)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda raw: raw.pop("content_hash"), r"field 'content_hash': Field required"),
+        (lambda raw: raw["observation"].update(size="many"), r"field 'observation\.size': Input should be a valid integer"),
+        (lambda raw: raw["env_config"].update(cost_bps=-1), r"field 'env_config\.cost_bps': Input should be greater than or equal to 0"),
+        (lambda raw: raw.update(algorithm="td3"), r"field 'algorithm': Input should be 'dqn', 'sac' or 'ppo'"),
+        (lambda raw: raw.update(format_version=3), r"field 'format_version': Value error, version 3 is not one this code reads "
+                                                   r"\(1, 2\); re-export the model"),
+    ],
+)
+def test_a_wrong_field_in_metadata_is_named(env, saved_module, tmp_path, change, field):
+    agent_dir = export(env, saved_module[1], tmp_path / "models")
+    rewrite(agent_dir, change)
+    with pytest.raises(DataError, match=rf"{agent_dir / 'metadata.json'}: {field}"):
+        read_metadata(agent_dir)
+
+
+def test_version_1_metadata_is_read_with_its_log_growth_under_the_current_name(env, saved_module, tmp_path):
+    agent_dir = export(env, saved_module[1], tmp_path / "models")
+
+    def downgrade(raw):
+        raw["format_version"] = 1
+        raw["validation"] = {"log_growth": 0.0007, "sharpe": 0.5}
+
+    rewrite(agent_dir, downgrade)
+    meta = read_metadata(agent_dir)
+    assert meta.format_version == 2 and meta.validation == {"mean_daily_log_growth": 0.0007, "sharpe": 0.5}
+
+
+def test_the_registry_leaves_out_an_agent_whose_metadata_is_corrupt(env, saved_module, tmp_path, caplog):
+    models = tmp_path / "models"
+    export(env, saved_module[1], models, agent="broken")
+    (models / "broken" / "metadata.json").write_text("{")
+    export(env, saved_module[1], models, agent="ppo")
+    registry = json.loads((models / "registry.json").read_text())
+    assert set(registry["agents"]) == {"ppo"} and registry["best"] == "ppo"
+    assert "registry: leaving out broken" in caplog.text
 
 
 def test_loaded_policy_reproduces_the_modules_deterministic_weights(env, saved_module, tmp_path):
@@ -84,7 +122,7 @@ def test_loaded_policy_reproduces_the_modules_deterministic_weights(env, saved_m
 def test_policy_on_a_module_in_training_gives_the_inference_action_and_leaves_it_training(env, saved_module):
     import torch
 
-    from training.policy import Policy
+    from policies.policy import Policy
 
     module, _ = saved_module
     observations = np.stack([env.reset(seed=s)[0] for s in range(5)])
@@ -112,10 +150,10 @@ def test_a_crash_while_exporting_leaves_the_previous_model_and_no_partial_folder
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("training.export.file_hash", crash)
-    monkeypatch.setattr("training.export.content_hash", crash)
+    monkeypatch.setattr("policies.export.file_hash", crash)
+    monkeypatch.setattr("policies.export.content_hash", crash)
     with pytest.raises(OSError, match="disk full"):
-        export(env, saved_module[1], models, log_growth=0.9)
+        export(env, saved_module[1], models, mean_daily_log_growth=0.9)
     assert read_metadata(models / "ppo") == before
     assert sorted(p.name for p in models.iterdir()) == ["ppo", "registry.json"]
 
@@ -128,15 +166,15 @@ def test_a_folder_without_a_module_is_not_exported(env, tmp_path):
     assert not (tmp_path / "models" / "ppo").exists()
 
 
-def test_registry_names_the_agent_with_the_best_validation_log_growth(env, saved_module, tmp_path):
+def test_registry_names_the_agent_with_the_best_validation_mean_daily_log_growth(env, saved_module, tmp_path):
     models = tmp_path / "models"
-    export(env, saved_module[1], models, agent="ppo", log_growth=0.0002)
-    export(env, saved_module[1], models, agent="sac", log_growth=0.0005, algo="sac")
+    export(env, saved_module[1], models, agent="ppo", mean_daily_log_growth=0.0002)
+    export(env, saved_module[1], models, agent="sac", mean_daily_log_growth=0.0005, algo="sac")
     registry = json.loads((models / "registry.json").read_text())
     assert registry["best"] == "sac"
     assert set(registry["agents"]) == {"ppo", "sac"}
     shutil.rmtree(models / "sac")
-    assert update_registry(models)["best"] == "ppo"
+    assert update_registry(models).best == "ppo"
 
 
 def test_loading_a_folder_that_is_not_a_model_names_it(tmp_path):

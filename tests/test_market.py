@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envs.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError
 from envs.market import MarketData, load_csv, split_market, walk_forward_folds
 
 

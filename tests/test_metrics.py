@@ -1,4 +1,4 @@
-"""evaluation.metrics: each measure against values worked out by hand on tiny series."""
+"""backtesting.metrics: each measure against values worked out by hand on tiny series."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from evaluation import metrics
+from backtesting import metrics
 
 SQRT_252 = math.sqrt(252)
 

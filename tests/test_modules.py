@@ -1,13 +1,13 @@
-"""training.modules: the squashed Gaussian PPO draws from stays inside the action bounds and gives PPO what it needs."""
+"""policies.modules: the squashed Gaussian PPO draws from stays inside the action bounds and gives PPO what it needs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from envs.errors import ConfigError
+from core.errors import ConfigError
+from policies.modules import SquashedGaussian
 from training.config import resolve_train_config
-from training.modules import SquashedGaussian
 
 
 def _dist(loc, log_std) -> SquashedGaussian:
@@ -46,8 +46,8 @@ def test_squash_is_refused_for_algorithms_other_than_ppo():
 
 
 def test_the_shipped_ppo_config_trains_the_squashed_module():
+    from policies.modules import SquashedPPOModule
     from training.algorithms import build_algorithm_config
-    from training.modules import SquashedPPOModule
 
     config = resolve_train_config("ppo")
     assert config.model.squash

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import envs
+from core.errors import ConfigError
 from envs.config import EnvConfig
-from envs.errors import ConfigError
 from envs.features import compute_features
 from envs.portfolio_env import PortfolioEnv
 

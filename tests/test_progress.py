@@ -9,7 +9,7 @@ from training.progress import Throttle, duration, iteration_line
 
 def result(steps: int, seconds: float, g: float, best: float, iteration: int = 3) -> dict:
     return {"num_env_steps_sampled_lifetime": steps, "time_total_s": seconds, "training_iteration": iteration,
-            "validation": {"log_growth": g, "best_log_growth": best}}
+            "validation": {"mean_daily_log_growth": g, "best_mean_daily_log_growth": best}}
 
 
 def test_a_line_shows_steps_validation_best_rate_and_time_left():

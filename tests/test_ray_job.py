@@ -1,62 +1,17 @@
-"""Ray Jobs: a real local head (`ray start --head`), a short training run submitted with the Jobs SDK and
-`--working-dir`-style runtime env, and the exported policy it leaves behind. Starts and stops its own cluster."""
+"""A real local head (`ray start --head`, the `head` fixture): the README's cluster commands as written, a run that
+joins it and a job submitted to it, and the exported policies they leave behind."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.ray
-
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-@pytest.fixture
-def head():
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    port, dashboard = free_port(), free_port()
-    started = subprocess.run(
-        [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-         "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        wait_for_job_agent(url)
-        yield url
-    finally:
-        # Serve first: in the high-throughput mode (inherited from the test session's environment) its HAProxy is a
-        # child process that `ray stop --force` would leave running, holding its ports.
-        subprocess.run([str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url], env=env, capture_output=True, timeout=120)
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
-
-
-def wait_for_job_agent(url: str, timeout_s: float = 90.0) -> None:
-    """Right after `ray start` the head's job agent may answer "No available agent": wait until a job runs."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    client = JobSubmissionClient(url)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            job = client.submit_job(entrypoint="true")
-            break
-        except RuntimeError as exc:
-            if "No available agent" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-        assert time.monotonic() < deadline, "the head's first job did not finish"
-        time.sleep(1)
-
 
 README = (REPO_ROOT / "README.md").read_text()
 JOIN = "RAY_ADDRESS=auto .venv/bin/python -m training.train --algo ppo --timesteps 50000"

@@ -190,7 +190,7 @@ def test_serve_answers_the_curl_examples_and_stops_cleanly_on_sigterm(home):
 def test_tensorboard_shows_the_sweeps_validation_curve(home):
     port = free_port()
     board = start(home, TENSORBOARD, "--port", str(port), "--host", "127.0.0.1", log=home / "tensorboard.log")
-    tag = "ray/tune/validation/log_growth"
+    tag = "ray/tune/validation/mean_daily_log_growth"
     try:
         tags = wait_for(lambda: {r: t for r, t in (get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags") or {}).items()
                                  if tag in t}, "TensorBoard to load the event files", timeout_s=120)
@@ -199,7 +199,7 @@ def test_tensorboard_shows_the_sweeps_validation_curve(home):
     finally:
         stop(board)
     rows = trial_results(home, "ppo")[Path(run).name]
-    assert points[0][2] == pytest.approx(rows[0]["validation"]["log_growth"], rel=1e-5)
+    assert points[0][2] == pytest.approx(rows[0]["validation"]["mean_daily_log_growth"], rel=1e-5)
 
 
 def test_mlflow_ui_shows_every_trial_with_its_validation_metric(home):
@@ -212,10 +212,10 @@ def test_mlflow_ui_shows_every_trial_with_its_validation_metric(home):
         runs = httpx.post(f"{api}/runs/search", json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
                           timeout=10).json()["runs"]
         ppo = [r for r in runs if {"key": "algo", "value": "ppo"} in r["data"]["tags"]]
-        history = get_json(f"{api}/metrics/get-history", run_id=ppo[0]["info"]["run_id"], metric_key="validation/log_growth")
+        history = get_json(f"{api}/metrics/get-history", run_id=ppo[0]["info"]["run_id"], metric_key="validation/mean_daily_log_growth")
     finally:
         stop(ui)
     assert len(runs) == 6 and len(ppo) == 2  # 2 configurations x 3 algorithms, each trial logged once (resumes too)
     trial = {t["key"]: t["value"] for t in ppo[0]["data"]["tags"]}["trial_id"]
     rows = next(rows for rows in trial_results(home, "ppo").values() if rows and rows[0]["trial_id"] == trial)
-    assert history["metrics"][0]["value"] == pytest.approx(rows[0]["validation"]["log_growth"])
+    assert history["metrics"][0]["value"] == pytest.approx(rows[0]["validation"]["mean_daily_log_growth"])

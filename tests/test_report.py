@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtesting import metrics
 from envs.config import EnvConfig
 from envs.portfolio_env import PortfolioEnv
-from evaluation import metrics
-from evaluation.report import evaluate, main as report_main, write_report
-from tests.test_export import build_module, export
+from evaluation.report import evaluate, write_report
+from evaluation.report import main as report_main
+from tests.conftest import export_untrained
 
 STRATEGIES = {"equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity",
               "growth_optimal", "oracle_constant_mix", "oracle_regime_aware"}
@@ -28,11 +29,10 @@ def models(tiny_csv, tmp_path_factory):
     config = EnvConfig(data={"path": str(tiny_csv)}, window_days=10, vol_window_days=20, continuous_map="softmax_delta", softmax_scale=1.0)
     for agent, algo, update in (("ppo", "ppo", {}), ("dqn", "dqn", {"action_mode": "discrete"})):
         env = PortfolioEnv(config.model_copy(update=update))
-        build_module(env, algo).save_to_path(str(root / f"{agent}-module"))
-        export(env, root / f"{agent}-module", root / "models", agent=agent, algo=algo)
+        export_untrained(env, algo, root, root / "models", agent=agent)
     meta_path = root / "models" / "ppo" / "metadata.json"
     meta = json.loads(meta_path.read_text())
-    meta["sweep"] = {"name": "t", "n_trials": 6}
+    meta["sweep"] = {"name": "t", "trial_id": "t_00000", "n_trials": 6, "params": {}}
     meta_path.write_text(json.dumps(meta))
     return root / "models"
 
@@ -59,11 +59,11 @@ def test_report_writes_html_metrics_and_daily_returns(report):
 
 def test_every_strategy_is_backtested_on_identical_dates(report):
     result, paths = report
-    dates = result["results"]["equal_weight"].dates
-    assert all(np.array_equal(r.dates, dates) for r in result["results"].values())
+    dates = result.results["equal_weight"].dates
+    assert all(np.array_equal(r.dates, dates) for r in result.results.values())
     frame = pd.read_csv(paths["daily_returns"])
     assert set(frame.columns) == {"date"} | STRATEGIES | {"ppo", "dqn"}
-    assert frame["date"].iloc[0] == result["dates"][0] and len(frame) == result["days"]
+    assert frame["date"].iloc[0] == result.dates[0] and len(frame) == result.days
 
 
 def test_metrics_json_agrees_with_the_metrics_module(report):
@@ -99,8 +99,7 @@ def test_agents_trained_on_other_data_are_named_with_how_to_report_each_group(mo
     mixed = tmp_path / "models"
     shutil.copytree(models, mixed)
     env = PortfolioEnv(EnvConfig(window_days=10, vol_window_days=20))  # the built-in market
-    build_module(env, "ppo").save_to_path(str(tmp_path / "module"))
-    export(env, tmp_path / "module", mixed, agent="builtin_ppo")
+    export_untrained(env, "ppo", tmp_path, mixed, agent="builtin_ppo")
     capsys.readouterr()
 
     assert report_main(["--models", str(mixed), "--no-mlflow", "--out", str(tmp_path / "r")]) == 2
@@ -116,8 +115,22 @@ def test_agents_trained_on_other_data_are_named_with_how_to_report_each_group(mo
     assert "['td3'] not in" in capsys.readouterr().err
 
 
+def test_a_corrupt_metadata_file_is_named_and_the_report_exits_1_without_a_traceback(models, tmp_path, capsys):
+    broken = tmp_path / "models"
+    shutil.copytree(models, broken)
+    meta = json.loads((broken / "dqn" / "metadata.json").read_text())
+    del meta["observation"]["size"]
+    (broken / "dqn" / "metadata.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+
+    assert report_main(["--models", str(broken), "--no-mlflow", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {broken / 'dqn' / 'metadata.json'}: field 'observation.size': Field required\n"
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_names_a_folder_without_models(tmp_path, capsys):
-    assert report_main(["--models", str(tmp_path), "--no-mlflow"]) == 2
+    assert report_main(["--models", str(tmp_path), "--no-mlflow"]) == 1  # a data error (exit 2 is for usage and config)
     assert "no exported agents" in capsys.readouterr().err
 
 

@@ -7,14 +7,14 @@ import random
 import numpy as np
 import pytest
 
-from envs.errors import ConfigError
-from serving.router import ABRouter, ABStats, Split, StatsBuffer, UnknownAgent, compare
+from core.errors import ConfigError
+from serving.router import ABRouter, ABStats, StatsBuffer, TrafficSplit, UnknownAgent, compare
 
 KNOWN = {"ppo", "sac", "dqn", "equal_weight"}
 
 
 def router(weights, shadow=None, seed=0):
-    return ABRouter(Split.create(weights, KNOWN, shadow), KNOWN, random.Random(seed))
+    return ABRouter(TrafficSplit.create(weights, KNOWN, shadow), KNOWN, random.Random(seed))
 
 
 def test_split_ratio_matches_weights_within_statistical_tolerance():
@@ -59,7 +59,7 @@ def test_override_wins_and_unknown_override_is_refused():
 )
 def test_invalid_splits_are_config_errors(weights, shadow, message):
     with pytest.raises(ConfigError, match=message):
-        Split.create(weights, KNOWN, shadow)
+        TrafficSplit.create(weights, KNOWN, shadow)
 
 
 def test_zero_weight_arms_never_receive_traffic():

@@ -1,4 +1,4 @@
-"""training.runtime: the address check before ray.init, and the console filters (no Ray started here)."""
+"""core.runtime: the address check before ray.init, and the console filters (no Ray started here)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from envs.errors import ConfigError
-from training.runtime import check_ray_address, quiet_libraries, setup_console
+from core.errors import ConfigError
+from core.runtime import check_ray_address, quiet_libraries, setup_console
 
 
 @pytest.mark.parametrize("address", ["http://127.0.0.1:8265", "https://ray.example.com"])
@@ -32,8 +32,8 @@ def test_known_library_notices_are_dropped_and_other_warnings_kept(caplog):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         quiet_libraries()
-        warnings.warn("\x1b[33mWARN: Overriding environment rllib-single-agent-env-v0 already in registry.\x1b[0m")
-        warnings.warn("something else")
+        warnings.warn("\x1b[33mWARN: Overriding environment rllib-single-agent-env-v0 already in registry.\x1b[0m", stacklevel=1)
+        warnings.warn("something else", stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
 
 

@@ -12,33 +12,18 @@ import numpy as np
 import pytest
 
 from envs.features import latest_observation
-from envs.portfolio_env import PortfolioEnv
+from policies.load import load_policy
 from serving.schemas import AllocateResponse
-from tests.conftest import free_port
-from tests.test_export import build_module, export
-from training.export import load_policy
+from tests.conftest import ASSETS, allocate_many, body, free_port
 
 pytestmark = pytest.mark.ray
-
-ASSETS = ["STOCK", "BOND", "GOLD", "CRYPTO"]
-
-
-@pytest.fixture(scope="module")
-def models(tiny, small_config, tmp_path_factory):
-    """Two exported (untrained) agents on the tiny market: PPO (continuous) and DQN (discrete grid)."""
-    root = tmp_path_factory.mktemp("serve")
-    for algo, update in (("ppo", {"continuous_map": "softmax_delta", "softmax_scale": 1.0}), ("dqn", {"action_mode": "discrete"})):
-        env = PortfolioEnv(small_config.model_copy(update=update), market=tiny.market)
-        build_module(env, algo).save_to_path(str(root / f"{algo}-module"))
-        export(env, root / f"{algo}-module", root / "models", agent=algo, algo=algo)
-    return root / "models"
 
 
 @pytest.fixture(scope="module")
 def app(ray_local, models):
     from ray import serve
 
-    from serving.app import build_app
+    from serving.builder import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -51,28 +36,6 @@ def app(ray_local, models):
 def client(app):
     with httpx.Client(base_url=app, timeout=30) as http:
         yield http
-
-
-def body(tiny, day: int = 300, n: int = 30, weights=None, client_id=None) -> dict:
-    closes = tiny.market.closes[day - n + 1 : day + 1]
-    out = {"prices": {a: closes[:, k].tolist() for k, a in enumerate(ASSETS)}}
-    if weights is not None:
-        out["weights"] = dict(zip(ASSETS, weights))
-    if client_id is not None:
-        out["client_id"] = client_id
-    return out
-
-
-def allocate_many(app: str, payloads: list[dict], headers: dict | None = None, concurrency: int = 16) -> list[httpx.Response]:
-    async def run() -> list[httpx.Response]:
-        limit = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=app, timeout=30) as http:
-            async def one(payload):
-                async with limit:
-                    return await http.post("/allocate", json=payload, headers=headers)
-            return await asyncio.gather(*(one(p) for p in payloads))
-
-    return asyncio.run(run())
 
 
 def test_health_agents_and_docs(client):
@@ -245,7 +208,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(app):
 
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(case=op.as_strategy())
-        def check(case):
+        def check(case, op=op):  # bind this loop's operation
             response = case.call(base_url=app, timeout=30)
             calls.append(response.status_code)
             try:

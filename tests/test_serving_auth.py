@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.test_serving import body, models  # noqa: F401  (module fixture reused)
+from tests.conftest import body, free_port
 
 pytestmark = pytest.mark.ray
 
@@ -17,7 +16,7 @@ TOKEN = "s3cret-token"
 def secured(ray_local, models, monkeypatch_module):  # noqa: F811
     from ray import serve
 
-    from serving.app import build_app
+    from serving.builder import build_app
 
     monkeypatch_module.setenv("SERVE_API_TOKEN", TOKEN)
     port = free_port()

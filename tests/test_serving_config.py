@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envs.errors import ConfigError
-from serving.app import build_app
-from tests.test_serving import models  # noqa: F401  (fixture: two exported agents)
+from core.errors import ConfigError
+from serving.builder import build_app
 
 
 @pytest.mark.parametrize(
@@ -15,11 +14,13 @@ from tests.test_serving import models  # noqa: F401  (fixture: two exported agen
         ({"baselines": ["momentum"]}, r"baselines: unknown baseline 'momentum'"),
         ({"fallback": "td3"}, r"fallback: 'td3' is not deployed"),
         ({"split": {"ppo": 1.0, "td3": 1.0}}, r"td3"),
-        ({"ingress_replicas": 0}, r"ingress_replicas: 0 must be a whole number of at least 1"),
-        ({"ingress_replicas": "2"}, r"ingress_replicas: '2' must be"),
+        ({"ingress_replicas": 0}, r"app args: ingress_replicas: Input should be greater than or equal to 1"),
+        ({"ingress_replicas": "2"}, r"app args: ingress_replicas: Input should be a valid integer"),
+        ({"agent_num_cpu": 1}, r"app args: agent_num_cpu: Extra inputs are not permitted"),
+        ({"agent_num_cpus": 0}, r"app args: agent_num_cpus: Input should be greater than 0"),
     ],
 )
-def test_bad_app_settings_are_config_errors(models, args, message):  # noqa: F811
+def test_bad_app_settings_are_config_errors(models, args, message):
     with pytest.raises(ConfigError, match=message):
         build_app({"models_dir": str(models), **args})
 
@@ -27,3 +28,32 @@ def test_bad_app_settings_are_config_errors(models, args, message):  # noqa: F81
 def test_an_empty_models_dir_says_how_to_get_agents(tmp_path):
     with pytest.raises(ConfigError, match="no exported agents.*make demo"):
         build_app({"models_dir": str(tmp_path)})
+
+
+def test_serve_builds_the_app_from_typed_arguments(models):
+    """What `serve run configs/serve.yaml` does with the YAML's args: Serve validates them into AppArgs first."""
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    from serving.builder import AppArgs
+
+    app = call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(models), "split": {"ppo": 1.0}})
+    assert app is not None
+    with pytest.raises(Exception, match="ingress_replica"):
+        call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(models), "ingress_replica": 2})
+    assert AppArgs().baselines == ["equal_weight", "growth_optimal"]
+
+
+def test_an_agent_with_corrupt_metadata_is_named_and_the_cli_exits_1(models, tmp_path, capsys):
+    import shutil
+
+    from core.errors import DataError
+    from serving.app import main
+
+    broken = tmp_path / "models"
+    shutil.copytree(models, broken)
+    (broken / "ppo" / "metadata.json").write_text('{"agent": "ppo",')
+    with pytest.raises(DataError, match=rf"{broken / 'ppo' / 'metadata.json'}: not valid JSON"):
+        build_app({"models_dir": str(broken)})
+    assert main(["--models", str(broken), "--no-dashboard"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {broken / 'ppo' / 'metadata.json'}: not valid JSON") and "Traceback" not in err

@@ -14,9 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, free_port
-from tests.test_ray_job import head  # noqa: F401  (fixture: a real head with a dashboard)
-from tests.test_serving import body, models  # noqa: F401  (fixture: two exported agents)
+from tests.conftest import REPO_ROOT, body, free_port
 
 pytestmark = pytest.mark.ray
 

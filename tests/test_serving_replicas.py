@@ -8,8 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.test_serving import allocate_many, body, models  # noqa: F401  (models is a fixture)
+from tests.conftest import allocate_many, body, free_port
 
 pytestmark = pytest.mark.ray
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.ray
 def app(ray_local, models):  # noqa: F811
     from ray import serve
 
-    from serving.app import build_app
+    from serving.builder import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

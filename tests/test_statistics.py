@@ -1,4 +1,4 @@
-"""evaluation.statistics: bootstrap coverage, PSR/DSR behaviour, paired tests."""
+"""backtesting.statistics: bootstrap coverage, PSR/DSR behaviour, paired tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation import metrics, statistics
+from backtesting import metrics, statistics
 
 
 def test_block_bootstrap_sharpe_interval_covers_the_true_sharpe_near_the_nominal_rate():

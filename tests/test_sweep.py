@@ -74,19 +74,19 @@ def test_sweep_tracks_every_trial_and_exports_the_best_per_algorithm(tmp_path, t
         assert result["n_trials"] == 2
         # One sampled configuration, repeated over two seeds: reported as one row with mean and spread.
         assert len(result["configurations"]) == 1 and result["configurations"][0]["seeds"] == 2
-        assert result["configurations"][0]["std_validation_log_growth"] is not None
+        assert result["configurations"][0]["validation_std"] is not None
         assert (tmp_path / "models" / algo / "metadata.json").is_file()
         meta = json.loads((tmp_path / "models" / algo / "metadata.json").read_text())
         assert meta["sweep"]["n_trials"] == 2
-        assert meta["validation"]["log_growth"] == pytest.approx(result["best_trial"]["best_validation_log_growth"])
-    assert f"{summary['algos']['ppo']['configurations'][0]['mean_validation_log_growth']:+.6f}" in done.stdout
+        assert meta["validation"]["mean_daily_log_growth"] == pytest.approx(result["best_trial"]["best_validation"])
+    assert f"{summary['algos']['ppo']['configurations'][0]['validation_mean']:+.6f}" in done.stdout
 
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         runs = db.execute("select count(*) from runs").fetchone()[0]
         keys = {row[0] for row in db.execute("select distinct key from metrics")}
         artifacts = db.execute("select count(*) from tags where key = 'exported_to'").fetchone()[0]
     assert runs == 4
-    assert {"validation/log_growth", "validation/sharpe", "validation/max_drawdown", "validation/annual_turnover"} <= keys
+    assert {"validation/mean_daily_log_growth", "validation/sharpe", "validation/max_drawdown", "validation/annual_turnover"} <= keys
     assert artifacts == 2
     assert list((tmp_path / "sweeps" / "t" / "ppo").rglob("events.out.tfevents.*")), "no TensorBoard event files"
 
@@ -144,7 +144,8 @@ def test_sweeps_get_a_folder_each_named_after_config_data_and_time(tmp_path, tin
     --name is refused, and --resume takes no settings of its own."""
     import re
 
-    from training.sweep import main as sweep_main, new_plan
+    from training.sweep import main as sweep_main
+    from training.sweep import new_plan
 
     config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000}, num_samples=1, concurrent=1)
     args = argparse.Namespace(config=str(config), algos=None, num_samples=None, timesteps=None, data=None, name=None, models_dir=None)

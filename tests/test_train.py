@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from policies.load import load_policy
 from tests.conftest import fast_overrides
 from training.config import resolve_train_config
-from training.export import load_policy
 from training.train import train
 
 pytestmark = pytest.mark.ray
@@ -28,7 +28,7 @@ def test_short_run_exports_a_policy_that_loads_and_allocates(ppo_run):
     agent_dir = root / "models" / "ppo"
     policy, meta = load_policy(agent_dir)
     assert meta["algorithm"] == "ppo" and meta["assets"] == ["STOCK", "BOND", "GOLD", "CRYPTO"]
-    assert meta["validation"]["log_growth"] == pytest.approx(summary["best_validation"]["log_growth"])
+    assert meta["validation"]["mean_daily_log_growth"] == pytest.approx(summary["best_validation"]["mean_daily_log_growth"])
     assert meta["reproducibility"]["seed"] == 11
     assert meta["data"]["file_sha256"] is not None
     weights = policy.weights(np.concatenate([np.zeros(meta["observation"]["size"] - 4), np.full(4, 0.25)]).astype(np.float32))
@@ -47,7 +47,7 @@ def test_run_keeps_a_resumable_algorithm_checkpoint(ppo_run):
 
 def test_exported_validation_metrics_are_what_the_exported_policy_earns_on_validation(ppo_run):
     """The metadata is not a copy of a training-time number: replaying the export reproduces it."""
-    from evaluation.backtest import PolicyStrategy, run_backtest
+    from backtesting.backtest import PolicyStrategy, run_backtest
     from training.validation import validation_envs
 
     config, _, root = ppo_run
@@ -55,7 +55,7 @@ def test_exported_validation_metrics_are_what_the_exported_policy_earns_on_valid
     envs = validation_envs(meta["env_config"])  # the configs train on the synthetic law: its validation paths
     assert len(envs) == meta["env_config"]["validation_paths"] > 1
     growth = [run_backtest(PolicyStrategy("ppo", policy.weights), env).log_growth.mean() for env in envs]
-    assert np.mean(growth) == pytest.approx(meta["validation"]["log_growth"], rel=1e-6)
+    assert np.mean(growth) == pytest.approx(meta["validation"]["mean_daily_log_growth"], rel=1e-6)
 
 
 def test_same_seed_same_data_same_config_gives_the_same_validation_metrics(ppo_run, tiny_csv, tmp_path):

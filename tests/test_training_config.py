@@ -1,15 +1,15 @@
-"""training.config / algorithms / sweep preflight: every bad input fails with a clear message before Ray starts."""
+"""training.config / algorithms / sweep checks: every bad input fails with a clear message before Ray starts."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from envs.errors import ConfigError
+from core.errors import ConfigError
 from training.algorithms import build_algorithm_config
-from training.config import resolve_train_config
-from training.sweep_config import SweepConfig, check_sweep as sweep_preflight
-from training.train import main as train_main, preflight
+from training.config import check_training, resolve_train_config
+from training.sweep_config import SweepConfig, check_sweep
+from training.train import main as train_main
 
 
 def assert_ray_not_started():
@@ -82,7 +82,7 @@ def test_gpu_config_on_a_machine_without_gpus_fails_before_ray():
         pytest.skip("this machine has a GPU")
     config = resolve_train_config("ppo", overrides={"resources": {"num_gpus_per_learner": 1}})
     with pytest.raises(ConfigError, match=r"num_gpus_per_learner.*no(ne)?"):
-        preflight(config)
+        check_training(config)
     assert_ray_not_started()
 
 
@@ -93,7 +93,7 @@ def test_gpu_sweep_profile_parses_and_fails_cleanly_without_gpus(repo_root):
     assert sweep.resources.num_gpus_per_learner >= 1
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"GPU"):
-            sweep_preflight(sweep, ["ppo"], None)
+            check_sweep(sweep, ["ppo"], None)
     assert_ray_not_started()
 
 
@@ -115,10 +115,10 @@ def test_search_spaces_that_cannot_be_sampled_are_rejected(domain, message):
 def test_sampled_configuration_that_rllib_would_reject_fails_in_preflight():
     sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"not_a_param": {"choice": [1, 2]}}}}})
     with pytest.raises(ConfigError, match=r"search_space\.ppo.*not_a_param"):
-        sweep_preflight(sweep, ["ppo"], None)
+        check_sweep(sweep, ["ppo"], None)
     sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"env.cost_bps": {"choice": [-5]}}}}})
     with pytest.raises(ConfigError, match=r"search_space\.ppo.*cost_bps"):
-        sweep_preflight(sweep, ["ppo"], None)
+        check_sweep(sweep, ["ppo"], None)
     assert_ray_not_started()
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backtesting.backtest import evaluation_env
 from envs.synthetic import default_params, simulate
-from evaluation.backtest import evaluation_env
 from training.validation import validation_envs
 
 LAW = {"window_days": 0, "vol_window_days": 20, "train_paths": "auto", "validation_paths": 3, "data": {"synthetic_years": 6}}

@@ -11,12 +11,12 @@ from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
+from core.errors import ConfigError
 from envs import ENV_ID
-from envs.errors import ConfigError
 from training.config import TrainConfig
 
 
-def _algorithm_config_class(algo: str) -> type[AlgorithmConfig]:
+def algorithm_config_class(algo: str) -> type[AlgorithmConfig]:
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -51,7 +51,7 @@ def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, p
     """
     from training.validation import ValidationCallback, with_run_dir
 
-    config_class = _algorithm_config_class(config.algo)
+    config_class = algorithm_config_class(config.algo)
     _check_hyperparameters(config_class, config.hyperparameters)
     res = config.resources
     algo_config = (
@@ -77,7 +77,7 @@ def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, p
     if config.model.squash:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-        from training.modules import SquashedPPOModule
+        from policies.modules import SquashedPPOModule
 
         algo_config = algo_config.rl_module(rl_module_spec=RLModuleSpec(module_class=SquashedPPOModule))
     if config.algo in ("dqn", "sac"):

@@ -6,22 +6,26 @@ section < command-line overrides (``--data``). The result is validated once into
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from envs.config import CONFIG_DIR, ENV_YAML, EnvConfig, FrozenConfig, load_yaml, parse_config
-from envs.errors import ConfigError
+from backtesting.backtest import evaluation_env
+from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
+from core.errors import ConfigError
+from envs.config import ENV_YAML, EnvConfig
+from envs.portfolio_env import PortfolioEnv
 
 ALGORITHMS = ("dqn", "sac", "ppo")
-VALIDATION_METRIC = "validation/log_growth"  # mean daily log growth net of costs on the validation split
+VALIDATION_METRIC = "validation/mean_daily_log_growth"  # mean daily log growth net of costs on the validation split
 
 
 class ModelConfig(FrozenConfig):
     hidden: tuple[int, ...] = (64, 64)
     activation: Literal["relu", "tanh", "silu"] = "tanh"
-    squash: bool = Field(default=False, description="PPO, continuous actions: tanh-squashed Gaussian (training.modules)")
+    squash: bool = Field(default=False, description="PPO, continuous actions: tanh-squashed Gaussian (policies.modules)")
 
 
 class ResourcesConfig(FrozenConfig):
@@ -54,7 +58,7 @@ class TrainConfig(FrozenConfig):
         return env
 
     @model_validator(mode="after")
-    def _action_mode_fits_algo(self) -> "TrainConfig":
+    def _action_mode_fits_algo(self) -> TrainConfig:
         wanted = "discrete" if self.algo == "dqn" else "continuous"
         if self.env.action_mode != wanted:
             raise ValueError(f"env.action_mode: {self.algo.upper()} needs '{wanted}' actions, got '{self.env.action_mode}'")
@@ -101,3 +105,18 @@ def env_overrides(data: str | None = None) -> dict[str, Any]:
             raise ConfigError(f"--data: {data}: no such file")
         overrides["env"] = {"data": {"path": str(Path(data).resolve())}}
     return overrides
+
+
+def check_training(config: TrainConfig) -> PortfolioEnv:
+    """Check data, env and resources before any Ray work; returns a train-split env (for its market and splits)."""
+    if config.resources.num_gpus_per_learner > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"resources.num_gpus_per_learner: {config.resources.num_gpus_per_learner} GPU(s) requested but this "
+                "machine has none (torch.cuda.is_available() is False); use a CPU config such as configs/sweep.yaml"
+            )
+    env = PortfolioEnv(config.env)
+    evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
+    return env

@@ -60,7 +60,7 @@ def iteration_line(label: str, result: dict[str, Any], total_steps: int) -> str:
     rate = steps / elapsed if elapsed > 0 else float("nan")
     left = (total_steps - steps) / rate if rate > 0 and steps < total_steps else 0.0
     val = result.get("validation") or {}
-    g, best = val.get("log_growth", float("nan")), val.get("best_log_growth", float("nan"))
+    g, best = val.get("mean_daily_log_growth", float("nan")), val.get("best_mean_daily_log_growth", float("nan"))
     width = len(f"{total_steps:,}")
     return (
         f"{label} iter {int(result.get('training_iteration', 0)):>3}  steps {steps:>{width},}/{total_steps:,}  "
@@ -83,7 +83,7 @@ class ProgressCallback(Callback):
         return f"{self.algo} {trial.trial_id} ({number}/{self.n_trials})"
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
-        best = (result.get("validation") or {}).get("best_log_growth")
+        best = (result.get("validation") or {}).get("best_mean_daily_log_growth")
         if best is not None:
             self._best[trial.trial_id] = best
         final = int(result.get(STEPS, 0)) >= self.total_steps

@@ -20,30 +20,38 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
-from envs.config import load_yaml, parse_config
-from envs.errors import ConfigError, DataError
+from core.cli import fail
+from core.config import load_yaml, parse_config
+from core.errors import ConfigError, DataError
+from core.runtime import init_ray, setup_console
+from core.tracking import mlflow_uri
+from envs import register_rllib
 from envs.sources import data_tag, describe_data
 from training.config import ALGORITHMS, VALIDATION_METRIC, TrainConfig
 from training.progress import STEPS, ProgressCallback
-from training.runtime import init_ray, setup_console
 from training.sweep_config import SweepConfig, check_sweep
-from training.sweep_state import LOG, SweepPlan, find_sweep, read_plan, read_summary, sweep_name, write_plan, write_summary
-from training.tracking import mlflow_uri
+from training.sweep_results import export_best, results_table, summarize_trials
+from training.sweep_state import (
+    LOG,
+    AlgoSummary,
+    SweepPlan,
+    find_sweep,
+    read_plan,
+    read_summary,
+    sweep_name,
+    write_plan,
+    write_summary,
+)
 
 log = logging.getLogger("training.sweep")  # not __name__: run as a script, that is "__main__"
-
-BEST_METRIC = "validation/best_log_growth"
-
 
 def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path) -> dict[str, Any]:
     from ray import tune
@@ -68,12 +76,12 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from training.algorithms import _algorithm_config_class
+    from training.algorithms import algorithm_config_class
     from training.tracking import CuratedMLflowLoggerCallback
 
     sweep, base = plan.sweep, plan.bases[algo]
     experiment_dir = folder / algo
-    trainable = _algorithm_config_class(algo)().algo_class
+    trainable = algorithm_config_class(algo)().algo_class
     # The param space holds a class (the validation callback), which Tune stores by reference: pass it on restore too.
     space = param_space(base, sweep, algo, folder / "best_modules" / algo)
     if tune.Tuner.can_restore(str(experiment_dir)):
@@ -124,125 +132,6 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
         ),
     )
     return tuner.fit()
-
-
-def _config_key(config: dict[str, Any], search_keys: Sequence[str]) -> tuple:
-    values = []
-    for key in search_keys:
-        value = config["env_config"].get(key[4:]) if key.startswith("env.") else config.get(key)
-        values.append(json.dumps(value, sort_keys=True, default=str))
-    return tuple(values)
-
-
-def summarize(result_grid: Any, sweep: SweepConfig, algo: str) -> dict[str, Any]:
-    """Per-configuration mean and spread over seeds, and the best trial, for one algorithm."""
-    search_keys = list(sweep.algos[algo].search_space)
-    groups: dict[tuple, dict[str, Any]] = {}
-    trials = []
-    for result in result_grid:
-        if result.error or not result.metrics:
-            trials.append({"trial_dir": Path(result.path).name, "error": str(result.error)[:300]})
-            continue
-        metrics = result.metrics
-        best = metrics.get("validation", {}).get("best_log_growth", metrics.get(BEST_METRIC))
-        entry = {
-            "trial_id": metrics["trial_id"],
-            "trial_dir": Path(result.path).name,
-            "seed": result.config.get("seed"),
-            "params": {k: (result.config["env_config"].get(k[4:]) if k.startswith("env.") else result.config.get(k)) for k in search_keys},
-            "best_validation_log_growth": best,
-            "env_steps": metrics.get(STEPS),
-            "seconds": metrics.get("time_total_s"),
-            "iterations": metrics.get("training_iteration"),
-        }
-        trials.append(entry)
-        group = groups.setdefault(_config_key(result.config, search_keys), {"params": entry["params"], "values": [], "trials": []})
-        group["values"].append(best)
-        group["trials"].append(entry["trial_id"])
-    configurations = []
-    for group in groups.values():
-        values = np.asarray(group["values"], dtype=float)
-        configurations.append(
-            {
-                "params": group["params"],
-                "seeds": len(values),
-                "mean_validation_log_growth": float(values.mean()),
-                "std_validation_log_growth": float(values.std(ddof=1)) if len(values) > 1 else None,
-                "trials": group["trials"],
-            }
-        )
-    configurations.sort(key=lambda c: c["mean_validation_log_growth"], reverse=True)
-    ok = [t for t in trials if "error" not in t]
-    best_trial = max(ok, key=lambda t: t["best_validation_log_growth"]) if ok else None
-    return {"algo": algo, "n_trials": len(trials), "configurations": configurations, "trials": trials, "best_trial": best_trial}
-
-
-def export_best(summary: dict[str, Any], plan: SweepPlan, folder: Path, algo: str) -> str | None:
-    """Export the best trial's best module to ``models/<algo>`` and log it to that trial's MLflow run."""
-    from envs.portfolio_env import PortfolioEnv
-    from training.export import export_policy
-    from training.validation import BEST_MODULE_DIR, BEST_RECORD
-
-    best = summary["best_trial"]
-    if best is None:
-        return None
-    sweep, base = plan.sweep, plan.bases[algo]
-    trial_dir = folder / "best_modules" / algo / best["trial_dir"]
-    record = json.loads((trial_dir / BEST_RECORD).read_text())
-    env_config = base.env.model_copy(update={k[4:]: v for k, v in best["params"].items() if k.startswith("env.")})
-    env = PortfolioEnv(env_config)
-    resolved = base.model_dump(mode="json")
-    resolved["hyperparameters"] = base.hyperparameters | {k: v for k, v in best["params"].items() if not k.startswith("env.")}
-    resolved["env"] = env_config.model_dump(mode="json")
-    resolved["seed"] = best["seed"]
-    agent_dir = export_policy(
-        trial_dir / BEST_MODULE_DIR,
-        sweep.models_dir,
-        agent=algo,
-        algorithm=algo,
-        env_config=env_config,
-        market=env.market,
-        splits=env.splits,
-        validation={k: v for k, v in record.items() if isinstance(v, (int, float))},
-        source_checkpoint=str(trial_dir),
-        seed=best["seed"],
-        resolved_config=resolved,
-        extra={
-            "sweep": {"name": plan.name, "trial_id": best["trial_id"], "n_trials": summary["n_trials"], "params": best["params"]},
-            "training": {
-                "env_steps": best["env_steps"],
-                "seconds": best["seconds"],
-                "env_steps_per_second": round(best["env_steps"] / best["seconds"], 1) if best["seconds"] else None,
-            },
-        },
-    )
-    _log_artifact(sweep, best["trial_id"], agent_dir)
-    return str(Path(agent_dir).resolve())
-
-
-def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri))
-    experiment = client.get_experiment_by_name(sweep.mlflow.experiment)
-    if experiment is None:
-        return
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
-    if runs:
-        client.log_artifacts(runs[0].info.run_id, str(agent_dir), artifact_path="policy")
-        client.set_tag(runs[0].info.run_id, "exported_to", str(agent_dir))
-
-
-def results_table(summary: dict[str, Any]) -> str:
-    """One algorithm's configurations (mean and spread of best validation log growth over seeds) and best trial."""
-    lines = [f"\n{summary['algo'].upper()}: {summary['n_trials']} trials", f"  {'mean val log growth':>20} {'std':>10} {'seeds':>5}  params"]
-    for c in summary["configurations"]:
-        std = "-" if c["std_validation_log_growth"] is None else f"{c['std_validation_log_growth']:.6f}"
-        lines.append(f"  {c['mean_validation_log_growth']:>+20.6f} {std:>10} {c['seeds']:>5}  {json.dumps(c['params'], default=str)}")
-    best = summary["best_trial"]
-    if best:
-        lines.append(f"  best trial {best['trial_id']} (seed {best['seed']}): {best['best_validation_log_growth']:+.6f} per day")
-    return "\n".join(lines)
 
 
 def new_plan(args: argparse.Namespace) -> SweepPlan:
@@ -301,18 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan = new_plan(args)
             folder = write_plan(plan)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     setup_console(folder / LOG)
     previous = read_summary(folder)
-    summaries: dict[str, Any] = dict(previous.get("algos") or {})
-    seconds_before = float(previous.get("seconds") or 0.0)
+    summaries: dict[str, AlgoSummary] = dict(previous.algos) if previous else {}
+    seconds_before = previous.seconds if previous else 0.0
     log.info(f"sweep {plan.name}: {', '.join(a.upper() for a in plan.algos)} on {plan.data_label}; results in {folder}")
     try:
         init_ray(plan.sweep.num_cpus, dashboard=not args.no_dashboard)
+        register_rllib()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     for algo in plan.algos:
         spec = plan.sweep.algos[algo]
         if algo in summaries:
@@ -320,19 +208,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         log.info(f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
                  f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each")
-        summary = summarize(run_algo(plan, folder, algo), plan.sweep, algo)
-        summary["exported"] = export_best(summary, plan, folder, algo)
+        summary = summarize_trials(run_algo(plan, folder, algo), plan.sweep, algo)
+        summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
         summaries[algo] = summary
         print(results_table(summary), flush=True)
         write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
-    exported = {a: s["exported"] for a, s in summaries.items() if s.get("exported")}
+    exported = {a: s.exported for a, s in summaries.items() if s.exported}
     print(f"\nexported models: {', '.join(exported.values()) or 'none'}" + (
         f" (registry {Path(plan.sweep.models_dir).resolve() / 'registry.json'})" if exported else ""))
     print(f"sweep summary: {out}\nfull log: {folder / LOG}", flush=True)
     print(f"learning curves: .venv/bin/tensorboard --logdir {folder}   trials: .venv/bin/mlflow ui --backend-store-uri "
           f"{mlflow_uri(plan.sweep.mlflow.tracking_uri)}", flush=True)
-    failed = [a for a in plan.algos if not summaries[a].get("best_trial")]
+    failed = [a for a in plan.algos if summaries[a].best_trial is None]
     if failed:
         log.warning(f"no trial of {', '.join(failed)} finished; see {folder / LOG} and the trials' error.txt files")
     return 1 if failed else 0

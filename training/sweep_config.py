@@ -1,21 +1,28 @@
 """The sweep YAML (``configs/sweep.yaml``) as typed config, and the checks that run before Ray starts.
 
 One ``SweepConfig`` per file: budgets per algorithm, search spaces (``Domain``), ASHA, MLflow and per-trial
-resources. ``preflight`` resolves every algorithm's base ``TrainConfig`` and samples each search space a few times,
+resources. ``check_sweep`` resolves every algorithm's base ``TrainConfig`` and samples each search space a few times,
 so a bad space or a value RLlib would reject fails in seconds, before any trial.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from envs.config import FrozenConfig, parse_config
-from envs.errors import ConfigError
-from training.config import ResourcesConfig, TrainConfig, env_overrides, resolve_train_config
+from core.config import FrozenConfig, parse_config
+from core.errors import ConfigError
+from training.config import (
+    ResourcesConfig,
+    TrainConfig,
+    check_training,
+    env_overrides,
+    resolve_train_config,
+)
 
 
 class Domain(FrozenConfig):
@@ -28,7 +35,7 @@ class Domain(FrozenConfig):
     grid: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Domain":
+    def _one_kind(self) -> Domain:
         kinds = [k for k in ("choice", "uniform", "loguniform", "randint", "grid") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(f"give exactly one of choice, uniform, loguniform, randint, grid (got {kinds or 'none'})")
@@ -136,8 +143,6 @@ def check_search_space(sweep: SweepConfig, algo: str, base: TrainConfig, rng: np
 
 def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> dict[str, TrainConfig]:
     """Resolve and check every algorithm's base config and search space; no Ray work."""
-    from training.train import preflight as train_preflight
-
     missing = [a for a in algos if a not in sweep.algos]
     if missing:
         raise ConfigError(f"--algos: {missing} not configured in the sweep YAML (has {sorted(sweep.algos)})")
@@ -146,7 +151,7 @@ def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> d
     bases = {}
     for algo in algos:
         base = trial_train_config(sweep, algo, overrides)
-        train_preflight(base)
+        check_training(base)
         check_search_space(sweep, algo, base, rng)
         bases[algo] = base
     return bases

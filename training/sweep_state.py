@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
-from envs.errors import ConfigError
+from core.errors import ConfigError
+from core.records import Record
 from training.config import TrainConfig
 from training.sweep_config import SweepConfig
 
@@ -29,10 +30,8 @@ SUMMARY = "summary.json"
 LOG = "sweep.log"
 
 
-class SweepPlan(BaseModel):
+class SweepPlan(Record):
     """``sweep.json``: everything a resumed sweep needs, fixed when the sweep starts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     created_at: str
@@ -42,6 +41,49 @@ class SweepPlan(BaseModel):
     algos: list[str]
     sweep: SweepConfig
     bases: dict[str, TrainConfig]
+
+
+class TrialSummary(Record):
+    trial_dir: str
+    trial_id: str | None = None
+    seed: int | None = None
+    params: dict[str, Any] = {}
+    best_validation: float | None = Field(default=None, description="the trial's best validation mean daily log growth")
+    env_steps: int | None = None
+    seconds: float | None = None
+    iterations: int | None = None
+    error: str | None = None
+
+
+class ConfigurationSummary(Record):
+    """One sampled configuration over its seeds."""
+
+    params: dict[str, Any]
+    seeds: int
+    validation_mean: float = Field(description="mean over seeds of each trial's best validation mean daily log growth")
+    validation_std: float | None = Field(description="their standard deviation (ddof 1); null for one seed")
+    trials: list[str]
+
+
+class AlgoSummary(Record):
+    algo: str
+    n_trials: int
+    configurations: list[ConfigurationSummary]
+    trials: list[TrialSummary]
+    best_trial: TrialSummary | None
+    exported: str | None = None
+
+
+class SweepSummary(Record):
+    """``summary.json``."""
+
+    name: str
+    data: str
+    complete: bool = Field(description="every planned algorithm is summarised")
+    seconds: float
+    models_dir: str
+    exported: dict[str, str | None]
+    algos: dict[str, AlgoSummary]
 
 
 def sweep_name(prefix: str, data_tag: str, now: dt.datetime | None = None) -> str:
@@ -90,23 +132,18 @@ def find_sweep(storage_path: str | Path, which: str) -> Path:
     return storage / which
 
 
-def read_summary(folder: Path) -> dict[str, Any]:
+def read_summary(folder: Path) -> SweepSummary | None:
     path = folder / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return SweepSummary.model_validate_json(path.read_text()) if path.is_file() else None
 
 
-def write_summary(folder: Path, plan: SweepPlan, algos: dict[str, Any], seconds: float) -> Path:
+def write_summary(folder: Path, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float) -> Path:
     """``summary.json`` for the algorithms finished so far; ``complete`` once every planned one is."""
-    summary = {
-        "name": plan.name,
-        "data": plan.data_label,
-        "complete": all(a in algos for a in plan.algos),
-        "seconds": round(seconds, 1),
-        "models_dir": str(Path(plan.sweep.models_dir).resolve()),
-        "exported": {algo: s.get("exported") for algo, s in algos.items()},
-        "algos": algos,
-    }
-    _write_json(folder / SUMMARY, summary)
+    summary = SweepSummary(
+        name=plan.name, data=plan.data_label, complete=all(a in algos for a in plan.algos), seconds=round(seconds, 1),
+        models_dir=str(Path(plan.sweep.models_dir).resolve()), exported={a: s.exported for a, s in algos.items()}, algos=algos,
+    )
+    _write_json(folder / SUMMARY, summary.model_dump(mode="json"))
     return folder / SUMMARY
 
 

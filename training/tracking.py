@@ -8,8 +8,8 @@ subclass keeps its run management and logs a curated set with one ``log_batch`` 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.utils import flatten_dict
@@ -25,16 +25,6 @@ METRIC_PREFIXES = (
 )
 PARAM_KEYS = ("seed", "gamma", "lr", "actor_lr", "critic_lr", "alpha_lr", "train_batch_size_per_learner", "minibatch_size",
               "num_epochs", "entropy_coeff", "lambda", "tau", "target_network_update_freq", "n_step", "double_q", "dueling")
-
-
-def mlflow_uri(uri: str) -> str:
-    """Make a relative ``sqlite:///path`` absolute (Tune trials run in other working directories)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        path = Path(uri[len(prefix) :]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
-    return uri
 
 
 def select_metrics(result: dict[str, Any], prefixes: Iterable[str] = METRIC_PREFIXES) -> dict[str, float]:

@@ -14,33 +14,18 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from envs.errors import ConfigError, DataError
-from envs.portfolio_env import PortfolioEnv
-from training.config import ALGORITHMS, TrainConfig, env_overrides, resolve_train_config
+from core.cli import fail
+from core.errors import ConfigError, DataError
+from core.runtime import init_ray, setup_console
+from envs import register_rllib
+from training.config import ALGORITHMS, TrainConfig, check_training, env_overrides, resolve_train_config
 from training.progress import Throttle, iteration_line
-from training.runtime import init_ray, setup_console
 
 log = logging.getLogger("training.train")  # not __name__: run as a script, that is "__main__"
-
-
-def preflight(config: TrainConfig) -> PortfolioEnv:
-    """Check data, env and resources before any Ray work; returns a train-split env (for its market and splits)."""
-    if config.resources.num_gpus_per_learner > 0:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"resources.num_gpus_per_learner: {config.resources.num_gpus_per_learner} GPU(s) requested but this "
-                "machine has none (torch.cuda.is_available() is False); use a CPU config such as configs/sweep.yaml"
-            )
-    from evaluation.backtest import evaluation_env
-
-    env = PortfolioEnv(config.env)
-    evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
-    return env
 
 
 def train(
@@ -48,16 +33,17 @@ def train(
 ) -> dict[str, Any]:
     """Train, checkpoint and export one agent; returns the summary. Progress and warnings also go to ``train.log``
     in the run folder."""
+    from policies.export import export_policy
     from training.algorithms import build_algorithm_config
-    from training.export import export_policy
     from training.validation import BEST_MODULE_DIR, BEST_RECORD
 
-    env = preflight(config)
+    env = check_training(config)
     run_dir = runs_dir / f"{agent}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     algo_config = build_algorithm_config(config, run_dir=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_console(run_dir / "train.log")
     init_ray(num_cpus, dashboard=dashboard)
+    register_rllib()
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=1))
     episodes = (
         f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode"
@@ -141,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dashboard=not args.no_dashboard,
         )
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(json.dumps(summary, indent=1))
     return 0
 

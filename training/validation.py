@@ -1,7 +1,7 @@
 """Validation inside training: after every iteration, play the current policy deterministically over the whole
 validation split (costs on; or over ``validation_paths`` fresh paths of a synthetic market's law when training draws
 from that law) and add its financial metrics to the result, where Tune, MLflow and TensorBoard see
-them as ``validation/<metric>``. The best module so far (by ``validation/log_growth``) is saved beside the run,
+them as ``validation/<metric>``. The best module so far (by ``validation/mean_daily_log_growth``) is saved beside the run,
 so model selection uses validation data only and the test split is never touched.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from evaluation.backtest import evaluation_env, path_env, run_batched
-from training.policy import Policy
+from backtesting.backtest import evaluation_env, path_env, run_batched
+from policies.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ VALIDATION_SEED_KEY = 0x7A11D  # seeds of validation paths: SeedSequence([synthe
 def _metrics(result) -> dict[str, float]:
     row = result.metrics()
     return {
-        "log_growth": row["mean_daily_log_growth"],
+        "mean_daily_log_growth": row["mean_daily_log_growth"],
         "annual_return": row["annual_return"],
         "sharpe": row["sharpe"],
         "max_drawdown": row["max_drawdown"],
@@ -123,7 +123,7 @@ class ValidationCallback(RLlibCallback):
             record = self._dir / BEST_RECORD
             # A resumed trial keeps its best so far instead of overwriting it with a worse module.
             if record.is_file():
-                self._best = json.loads(record.read_text())["log_growth"]
+                self._best = json.loads(record.read_text())["mean_daily_log_growth"]
         return self._dir
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs: Any) -> None:
@@ -131,9 +131,9 @@ class ValidationCallback(RLlibCallback):
         run_dir = self._run_dir(algorithm)
         module = algorithm.get_module()
         metrics = validate_all(Policy(module, self._envs[0].action_map), self._envs)
-        improved = metrics["log_growth"] > self._best
+        improved = metrics["mean_daily_log_growth"] > self._best
         if improved:
-            self._best = metrics["log_growth"]
+            self._best = metrics["mean_daily_log_growth"]
             run_dir.mkdir(parents=True, exist_ok=True)
             tmp = run_dir / f".{BEST_MODULE_DIR}.tmp"
             module.save_to_path(str(tmp.resolve()))
@@ -143,7 +143,7 @@ class ValidationCallback(RLlibCallback):
             tmp.rename(target)
             record = {**metrics, "training_iteration": result.get("training_iteration"), "env_steps": result.get("num_env_steps_sampled_lifetime")}
             (run_dir / BEST_RECORD).write_text(json.dumps(record, indent=1))
-        result["validation"] = {**metrics, "best_log_growth": self._best, "seconds": time.perf_counter() - started}
+        result["validation"] = {**metrics, "best_mean_daily_log_growth": self._best, "seconds": time.perf_counter() - started}
 
 
 def with_run_dir(run_dir: str | Path, *, per_trial: bool = False) -> type[ValidationCallback]:

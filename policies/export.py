@@ -1,13 +1,6 @@
-"""The exported-policy format (``models/<agent>/``) and its registry: written atomically, loaded without Ray.
-
-    models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint)
-    models/<agent>/metadata.json    agent, algorithm, env config, observation spec, assets, data ranges,
-                                    validation metrics, created_at, source checkpoint, content hash, and the
-                                    reproducibility record (seed, data hash, resolved config, git commit, versions)
-    models/registry.json            every agent's headline numbers and the best one by the validation metric
-
-A model folder is assembled under a temporary name and renamed into place, so a crash never leaves half a model
-where a loader would find it.
+"""Writing the exported-policy format (``policies.format``): a model folder is assembled under a temporary name
+and renamed into place, so a crash never leaves half a model where a loader would find it; ``models/registry.json``
+is rewritten from the agents' metadata after every export.
 """
 
 from __future__ import annotations
@@ -26,28 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import ActionMap
-from envs.config import EnvConfig, parse_config
-from envs.errors import DataError
+from core.errors import DataError
+from envs.config import EnvConfig
 from envs.features import feature_names, observation_size
 from envs.market import MarketData, Split
-from training.policy import Policy
+from policies.format import (
+    FORMAT_VERSION,
+    METADATA,
+    MODULE_DIR,
+    REGISTRY,
+    SELECTION_METRIC,
+    ModelMetadata,
+    Registry,
+    agent_dirs,
+    content_hash,
+    read_metadata,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-MODULE_DIR = "module"
-METADATA = "metadata.json"
-REGISTRY = "registry.json"
-
-
-def content_hash(module_dir: Path) -> str:
-    """SHA-256 over every file of the module folder (relative path and bytes, in sorted order)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(module_dir).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(module_dir)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def file_hash(path: str | Path) -> str:
@@ -115,11 +104,11 @@ def export_policy(
         shutil.copytree(module_source, staging / MODULE_DIR)
         extras = tuple(env_config.data.extra_columns) if env_config.observe_extras else ()
         data_path = env_config.data.path
-        metadata = {
+        metadata = ModelMetadata.model_validate({
             "format_version": FORMAT_VERSION,
             "agent": agent,
             "algorithm": algorithm,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "assets": list(market.assets),
             "env_config": env_config.model_dump(mode="json"),
             "observation": {
@@ -148,8 +137,8 @@ def export_policy(
                 "versions": library_versions(),
             },
             **(extra or {}),
-        }
-        (staging / METADATA).write_text(json.dumps(metadata, indent=1, default=str))
+        })
+        (staging / METADATA).write_text(json.dumps(metadata.model_dump(mode="json"), indent=1))
         target = models_dir / agent
         retired = models_dir / f".{agent}.{uuid.uuid4().hex[:8]}.old"
         if target.exists():
@@ -164,55 +153,22 @@ def export_policy(
     return target
 
 
-def agent_dirs(models_dir: str | Path) -> list[Path]:
-    """Exported agents under ``models_dir`` (folders with ``metadata.json``; in-progress ``.tmp``/``.old`` excluded)."""
-    return sorted(p.parent for p in Path(models_dir).glob(f"*/{METADATA}") if not p.parent.name.startswith("."))
-
-
-def read_metadata(agent_dir: str | Path) -> dict[str, Any]:
-    path = Path(agent_dir) / METADATA
-    if not path.is_file():
-        raise DataError(f"{agent_dir}: not an exported policy (no {METADATA})")
-    return json.loads(path.read_text())
-
-
-def load_policy(agent_dir: str | Path, *, verify: bool = True) -> tuple[Policy, dict[str, Any]]:
-    """Load an exported policy (no Ray cluster needed) and its metadata.
-
-    :raises DataError: missing files, or a module whose content hash does not match its metadata.
-    """
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    agent_dir = Path(agent_dir).resolve()
-    metadata = read_metadata(agent_dir)
-    module_dir = agent_dir / MODULE_DIR
-    if verify and content_hash(module_dir) != metadata["content_hash"]:
-        raise DataError(f"{agent_dir}: module files do not match the content hash in {METADATA}")
-    module = RLModule.from_checkpoint(str(module_dir))
-    module.eval()
-    env_config = parse_config(EnvConfig, metadata["env_config"], where=f"{agent_dir}/{METADATA}: env_config")
-    return Policy(module, ActionMap.from_config(env_config, len(metadata["assets"]))), metadata
-
-
-def update_registry(models_dir: str | Path, metric: str = "log_growth") -> dict[str, Any]:
-    """Rewrite ``models/registry.json`` from the agents' metadata; the best agent has the highest validation metric."""
+def update_registry(models_dir: str | Path, metric: str = SELECTION_METRIC) -> Registry:
+    """Rewrite ``models/registry.json`` from the agents' metadata; the best agent has the highest validation
+    ``metric``. An agent whose metadata cannot be read is left out, with a warning naming the problem."""
     models_dir = Path(models_dir)
     agents = {}
     for agent_dir in agent_dirs(models_dir):
-        meta = read_metadata(agent_dir)
-        agents[meta["agent"]] = {
-            "algorithm": meta["algorithm"],
-            "content_hash": meta["content_hash"],
-            "created_at": meta["created_at"],
-            "validation": meta["validation"],
-        }
-    scored = {name: a["validation"].get(metric) for name, a in agents.items() if a["validation"].get(metric) is not None}
-    registry = {
-        "metric": f"validation/{metric}",
-        "best": max(scored, key=scored.get) if scored else None,
-        "agents": agents,
-    }
+        try:
+            meta = read_metadata(agent_dir)
+        except DataError as exc:
+            log.warning("registry: leaving out %s (%s)", agent_dir.name, exc)
+            continue
+        agents[meta.agent] = {"algorithm": meta.algorithm, "content_hash": meta.content_hash,
+                              "created_at": meta.created_at, "validation": meta.validation}
+    scored = {name: a["validation"][metric] for name, a in agents.items() if metric in a["validation"]}
+    registry = Registry(metric=f"validation/{metric}", best=max(scored, key=scored.get) if scored else None, agents=agents)
     tmp = models_dir / f".{REGISTRY}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(registry, indent=1))
+    tmp.write_text(json.dumps(registry.model_dump(mode="json"), indent=1))
     tmp.replace(models_dir / REGISTRY)
     return registry

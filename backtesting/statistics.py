@@ -4,13 +4,13 @@ comparisons. Pure functions of daily return series (``(N,)``)."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
 
-from envs.market import TRADING_DAYS_PER_YEAR as A
-from evaluation import metrics
+from backtesting import metrics
+from core.constants import TRADING_DAYS_PER_YEAR as A
 
 EULER_GAMMA = 0.5772156649015329
 

@@ -7,16 +7,19 @@ book (equal weights, wealth 1); ``run_all`` checks the dates match.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from envs.config import EnvConfig, parse_config
-from envs.market import TRADING_DAYS_PER_YEAR, MarketData
+from backtesting import metrics
+from core.config import parse_config
+from core.constants import TRADING_DAYS_PER_YEAR
+from envs.config import EnvConfig
+from envs.market import MarketData
 from envs.portfolio_env import PortfolioEnv
-from evaluation import metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from envs.market import TRADING_DAYS_PER_YEAR as A
+from core.constants import TRADING_DAYS_PER_YEAR as A
 
 
 def _as_returns(returns: np.ndarray) -> np.ndarray:

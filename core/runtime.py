@@ -1,6 +1,7 @@
 """Starting or joining Ray for the project's commands, and a console that shows the project's lines, not notices.
 
-``init_ray`` is what ``training.train``, ``training.sweep``, the demo and ``serving.app`` call. With ``RAY_ADDRESS``
+``init_ray`` is what ``training.train``, ``training.sweep``, the demo and ``serving.app`` call (training registers
+the env itself, ``envs.register_rllib``). With ``RAY_ADDRESS``
 set it joins that cluster; otherwise it starts a local instance with the dashboard on (``dashboard=False`` turns it
 off) and prints one line with the dashboard's address and where Ray keeps its logs.
 
@@ -20,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from envs.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def check_ray_address(address: str | None) -> None:
 
 
 def init_ray(num_cpus: int | None = None, *, dashboard: bool = True, **ray_kwargs: Any) -> dict[str, Any]:
-    """Start (or join) Ray and register the env; returns ``{"address", "dashboard", "logs"}`` (values may be None).
+    """Start (or join) Ray; returns ``{"address", "dashboard", "logs"}`` (values may be None).
 
     :param num_cpus: CPUs of a local instance (ignored when joining a cluster); default all.
     :param dashboard: run the dashboard with a local instance (on 127.0.0.1, port 8265 or the next free one).
@@ -130,8 +131,6 @@ def init_ray(num_cpus: int | None = None, *, dashboard: bool = True, **ray_kwarg
     :raises ConfigError: ``RAY_ADDRESS`` holds an HTTP address.
     """
     import ray
-
-    from envs import register_rllib
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     quiet_libraries()
@@ -155,5 +154,4 @@ def init_ray(num_cpus: int | None = None, *, dashboard: bool = True, **ray_kwarg
         where = f"cluster at {address}" if address else f"local instance, {int(ray.cluster_resources().get('CPU', 0))} CPUs"
         board = info["dashboard"] or "off"
         log.info(f"Ray: {where}; dashboard {board}; Ray's own logs in {info['logs']}")
-    register_rllib()
     return info

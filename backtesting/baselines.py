@@ -1,8 +1,8 @@
 """Classical baselines. Each decides from prices up to the decision day only, and trades under the same costs.
 
-Interface (shared with RL policies wrapped by ``evaluation.backtest.PolicyStrategy``): a strategy has a ``name``,
+Interface (shared with RL policies wrapped by ``backtesting.backtest.PolicyStrategy``): a strategy has a ``name``,
 a ``rebalance_every_days`` schedule and ``weights(history) -> (K,) np.ndarray`` where ``history`` is an
-``evaluation.backtest.History`` (closes up to and including day ``t``, weights held, the env's observation).
+``backtesting.backtest.History`` (closes up to and including day ``t``, weights held, the env's observation).
 
 Estimated baselines fit on the last ``lookback_days`` daily returns. Mean-variance, minimum variance and risk parity
 use skfolio (``MeanRisk``, ``RiskBudgeting``); the growth-optimal mix uses the same solver as the oracle
@@ -11,19 +11,20 @@ use skfolio (``MeanRisk``, ``RiskBudgeting``); the growth-optimal mix uses the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field
 
-from envs.config import FrozenConfig
-from envs.errors import ConfigError
+from core.config import FrozenConfig
+from core.errors import ConfigError
 from envs.oracle import growth_optimal_weights
 from envs.synthetic import MarketParams
 
 if TYPE_CHECKING:
-    from evaluation.backtest import History
+    from backtesting.backtest import History
 
 
 class BaselinesConfig(FrozenConfig):
@@ -46,7 +47,7 @@ class Baseline:
     name: str
     rebalance_every_days: int = 21
 
-    def weights(self, history: "History") -> np.ndarray:  # pragma: no cover - abstract
+    def weights(self, history: History) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -54,7 +55,7 @@ class Baseline:
 class EqualWeight(Baseline):
     """``1/K`` in every asset, rebalanced on schedule."""
 
-    def weights(self, history: "History") -> np.ndarray:
+    def weights(self, history: History) -> np.ndarray:
         n_assets = history.closes.shape[1]
         return np.full(n_assets, 1.0 / n_assets)
 
@@ -63,7 +64,7 @@ class EqualWeight(Baseline):
 class BuyAndHold(Baseline):
     """Equal weights bought at the start (the env's initial book), then never traded."""
 
-    def weights(self, history: "History") -> np.ndarray:
+    def weights(self, history: History) -> np.ndarray:
         return np.array(history.held, dtype=np.float64)
 
 
@@ -73,7 +74,7 @@ class FixedMix(Baseline):
 
     target: np.ndarray | None = None
 
-    def weights(self, history: "History") -> np.ndarray:
+    def weights(self, history: History) -> np.ndarray:
         return self.target.copy()
 
 
@@ -81,14 +82,14 @@ class FixedMix(Baseline):
 class _Estimated(Baseline):
     lookback_days: int = 252
 
-    def returns_window(self, history: "History") -> np.ndarray | None:
+    def returns_window(self, history: History) -> np.ndarray | None:
         """``(L, K)`` simple daily returns of the last ``lookback_days`` days; ``None`` if fewer than ``2K + 2``."""
         closes = history.closes[-(self.lookback_days + 1) :]
         if closes.shape[0] < 2 * closes.shape[1] + 3:
             return None
         return closes[1:] / closes[:-1] - 1.0
 
-    def weights(self, history: "History") -> np.ndarray:
+    def weights(self, history: History) -> np.ndarray:
         returns = self.returns_window(history)
         if returns is None:  # not enough history yet: hold equal weights, as a practitioner would
             return np.full(history.closes.shape[1], 1.0 / history.closes.shape[1])
@@ -151,7 +152,7 @@ class RegimeOracle(Baseline):
     regime_weights: np.ndarray | None = None  # (R, K)
     regime_path: np.ndarray | None = None  # (T,)
 
-    def weights(self, history: "History") -> np.ndarray:
+    def weights(self, history: History) -> np.ndarray:
         return self.regime_weights[self.regime_path[history.closes.shape[0] - 1]].copy()
 
 

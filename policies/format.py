@@ -1,0 +1,182 @@
+"""The exported-policy format, version 2 (docs/architecture.md, "Exported model"):
+
+    models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint)
+    models/<agent>/metadata.json    ``ModelMetadata``: agent, algorithm, env config, observation and action specs,
+                                    assets, data ranges and hashes, validation metrics, content hash, reproducibility
+    models/registry.json            ``Registry``: every agent's headline numbers and the best one by validation
+
+``read_metadata`` is the one reader: every problem with a ``metadata.json`` (missing, not JSON, a missing or wrong
+field, a format version this code does not read) is one ``DataError`` naming the file and the field. Version 1 (the
+same fields, with the mean daily log growth under ``validation.log_growth``) is read and upgraded in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from core.errors import DataError
+from core.records import Record
+from envs.config import EnvConfig
+from envs.features import warmup_days
+
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MODULE_DIR = "module"
+METADATA = "metadata.json"
+REGISTRY = "registry.json"
+SELECTION_METRIC = "mean_daily_log_growth"  # the validation metric that selects modules and ranks the registry
+
+
+class SplitRange(Record):
+    first: str
+    last: str
+    days: int = Field(ge=1)
+
+
+class DataRecord(Record):
+    source: str = Field(description="the CSV's path, or the built-in market's name")
+    fingerprint: str = Field(description="SHA-256 of dates, closes and asset names (envs.market.MarketData.fingerprint)")
+    file_sha256: str | None = Field(description="SHA-256 of the CSV file; null for the built-in market")
+    train: SplitRange
+    validation: SplitRange
+
+
+class ObservationSpec(Record):
+    size: int = Field(ge=1)
+    window_days: int = Field(ge=0)
+    vol_window_days: int = Field(ge=2)
+    log_volatility: bool = False
+    extras: list[str]
+    names: list[str]
+
+
+class ActionSpec(Record):
+    mode: Literal["continuous", "discrete"]
+    map: str
+    grid_steps: int = Field(ge=1)
+
+
+class Reproducibility(Record):
+    seed: int
+    resolved_config: dict[str, Any] = Field(description="the TrainConfig the module was trained with, as JSON")
+    git_commit: str | None
+    versions: dict[str, str]
+
+
+class SweepRecord(Record):
+    name: str
+    trial_id: str
+    n_trials: int = Field(ge=1, description="trials behind this agent (for the deflated Sharpe ratio)")
+    params: dict[str, Any]
+
+
+class TrainingRecord(Record):
+    env_steps: int = Field(ge=0)
+    seconds: float | None
+    env_steps_per_second: float | None
+
+
+class ModelMetadata(Record):
+    """``models/<agent>/metadata.json``."""
+
+    format_version: int
+    agent: str = Field(min_length=1)
+    algorithm: Literal["dqn", "sac", "ppo"]
+    created_at: str
+    assets: list[str] = Field(min_length=1)
+    env_config: EnvConfig
+    observation: ObservationSpec
+    action: ActionSpec
+    data: DataRecord
+    validation: dict[str, float] = Field(description=f"validation metrics of the exported module ({SELECTION_METRIC}, ...)")
+    source_checkpoint: str
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 over the module folder's files")
+    reproducibility: Reproducibility
+    sweep: SweepRecord | None = None
+    training: TrainingRecord | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("format_version") == 1:
+            validation = dict(raw.get("validation") or {})
+            if "log_growth" in validation:
+                validation[SELECTION_METRIC] = validation.pop("log_growth")
+            raw = {**raw, "format_version": FORMAT_VERSION, "validation": validation}
+        return raw
+
+    @field_validator("format_version")
+    @classmethod
+    def _readable(cls, version: int) -> int:
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"version {version} is not one this code reads ({', '.join(map(str, READABLE_VERSIONS))}); "
+                             "re-export the model with this version, or upgrade rlportfolio")
+        return version
+
+    @property
+    def closes_needed(self) -> int:
+        """Closes per asset the agent needs to decide once: its feature warm-up plus the day itself."""
+        return warmup_days(self.observation.window_days, self.observation.vol_window_days) + 1
+
+    @property
+    def model_version(self) -> str:
+        return self.content_hash[:12]
+
+
+class RegistryEntry(Record):
+    algorithm: str
+    content_hash: str
+    created_at: str
+    validation: dict[str, float]
+
+
+class Registry(Record):
+    """``models/registry.json``: every agent's headline numbers; ``best`` has the highest ``metric``."""
+
+    metric: str
+    best: str | None
+    agents: dict[str, RegistryEntry]
+
+
+def agent_dirs(models_dir: str | Path) -> list[Path]:
+    """Exported agents under ``models_dir`` (folders with ``metadata.json``; in-progress ``.tmp``/``.old`` excluded)."""
+    return sorted(p.parent for p in Path(models_dir).glob(f"*/{METADATA}") if not p.parent.name.startswith("."))
+
+
+def read_metadata(agent_dir: str | Path) -> ModelMetadata:
+    """The agent folder's ``metadata.json``, checked.
+
+    :raises DataError: naming the file, and the field where one is wrong.
+    """
+    path = Path(agent_dir) / METADATA
+    if not path.is_file():
+        raise DataError(f"{agent_dir}: not an exported policy (no {METADATA})")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    try:
+        return ModelMetadata.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}" for err in exc.errors()
+        )
+        raise DataError(f"{path}: {problems}") from None
+
+
+def content_hash(module_dir: Path) -> str:
+    """SHA-256 over every file of the module folder (relative path and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(module_dir).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(module_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

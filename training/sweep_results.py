@@ -1,0 +1,131 @@
+"""What a finished Tune experiment of a sweep yields: its trials summarised per configuration over seeds
+(``AlgoSummary``), the best trial's module exported, and the table printed for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.tracking import mlflow_uri
+from training.progress import STEPS
+from training.sweep_config import SweepConfig
+from training.sweep_state import (
+    AlgoSummary,
+    ConfigurationSummary,
+    SweepPlan,
+    TrialSummary,
+)
+
+
+def _config_key(config: dict[str, Any], search_keys: Sequence[str]) -> tuple:
+    values = []
+    for key in search_keys:
+        value = config["env_config"].get(key[4:]) if key.startswith("env.") else config.get(key)
+        values.append(json.dumps(value, sort_keys=True, default=str))
+    return tuple(values)
+
+
+def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSummary:
+    """Per-configuration mean and spread over seeds, and the best trial, for one algorithm."""
+    search_keys = list(sweep.algos[algo].search_space)
+    groups: dict[tuple, dict[str, Any]] = {}
+    trials = []
+    for result in result_grid:
+        if result.error or not result.metrics:
+            trials.append(TrialSummary(trial_dir=Path(result.path).name, error=str(result.error)[:300]))
+            continue
+        metrics = result.metrics
+        params = {k: (result.config["env_config"].get(k[4:]) if k.startswith("env.") else result.config.get(k)) for k in search_keys}
+        trial = TrialSummary(
+            trial_dir=Path(result.path).name, trial_id=metrics["trial_id"], seed=result.config.get("seed"), params=params,
+            best_validation=metrics.get("validation", {}).get("best_mean_daily_log_growth"), env_steps=metrics.get(STEPS),
+            seconds=metrics.get("time_total_s"), iterations=metrics.get("training_iteration"),
+        )
+        trials.append(trial)
+        group = groups.setdefault(_config_key(result.config, search_keys), {"params": params, "values": [], "trials": []})
+        group["values"].append(trial.best_validation)
+        group["trials"].append(trial.trial_id)
+    configurations = []
+    for group in groups.values():
+        values = np.asarray(group["values"], dtype=float)
+        configurations.append(ConfigurationSummary(
+            params=group["params"], seeds=len(values), validation_mean=float(values.mean()),
+            validation_std=float(values.std(ddof=1)) if len(values) > 1 else None, trials=group["trials"],
+        ))
+    configurations.sort(key=lambda c: c.validation_mean, reverse=True)
+    ok = [t for t in trials if t.error is None and t.best_validation is not None]
+    best_trial = max(ok, key=lambda t: t.best_validation) if ok else None
+    return AlgoSummary(algo=algo, n_trials=len(trials), configurations=configurations, trials=trials, best_trial=best_trial)
+
+
+def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) -> str | None:
+    """Export the best trial's best module to ``<models_dir>/<algo>`` and log it to that trial's MLflow run; the
+    exported folder's absolute path."""
+    from envs.portfolio_env import PortfolioEnv
+    from policies.export import export_policy
+    from training.validation import BEST_MODULE_DIR, BEST_RECORD
+
+    best = summary.best_trial
+    if best is None:
+        return None
+    sweep, base = plan.sweep, plan.bases[algo]
+    trial_dir = folder / "best_modules" / algo / best.trial_dir
+    record = json.loads((trial_dir / BEST_RECORD).read_text())
+    env_config = base.env.model_copy(update={k[4:]: v for k, v in best.params.items() if k.startswith("env.")})
+    env = PortfolioEnv(env_config)
+    resolved = base.model_dump(mode="json")
+    resolved["hyperparameters"] = base.hyperparameters | {k: v for k, v in best.params.items() if not k.startswith("env.")}
+    resolved["env"] = env_config.model_dump(mode="json")
+    resolved["seed"] = best.seed
+    agent_dir = export_policy(
+        trial_dir / BEST_MODULE_DIR,
+        sweep.models_dir,
+        agent=algo,
+        algorithm=algo,
+        env_config=env_config,
+        market=env.market,
+        splits=env.splits,
+        validation={k: v for k, v in record.items() if isinstance(v, (int, float))},
+        source_checkpoint=str(trial_dir),
+        seed=best.seed,
+        resolved_config=resolved,
+        extra={
+            "sweep": {"name": plan.name, "trial_id": best.trial_id, "n_trials": summary.n_trials, "params": best.params},
+            "training": {
+                "env_steps": best.env_steps,
+                "seconds": best.seconds,
+                "env_steps_per_second": round(best.env_steps / best.seconds, 1) if best.seconds else None,
+            },
+        },
+    )
+    _log_artifact(sweep, best.trial_id, agent_dir)
+    return str(Path(agent_dir).resolve())
+
+
+def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri))
+    experiment = client.get_experiment_by_name(sweep.mlflow.experiment)
+    if experiment is None:
+        return
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
+    if runs:
+        client.log_artifacts(runs[0].info.run_id, str(agent_dir), artifact_path="policy")
+        client.set_tag(runs[0].info.run_id, "exported_to", str(agent_dir))
+
+
+def results_table(summary: AlgoSummary) -> str:
+    """One algorithm's configurations (mean and spread of best validation log growth over seeds) and best trial."""
+    lines = [f"\n{summary.algo.upper()}: {summary.n_trials} trials", f"  {'mean val log growth':>20} {'std':>10} {'seeds':>5}  params"]
+    for c in summary.configurations:
+        std = "-" if c.validation_std is None else f"{c.validation_std:.6f}"
+        lines.append(f"  {c.validation_mean:>+20.6f} {std:>10} {c.seeds:>5}  {json.dumps(c.params, default=str)}")
+    best = summary.best_trial
+    if best:
+        lines.append(f"  best trial {best.trial_id} (seed {best.seed}): {best.best_validation:+.6f} per day")
+    return "\n".join(lines)
