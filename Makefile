@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo bench clean
+.PHONY: setup lint test demo bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP)
 
-test: setup
+# Lint, format and the one-way layering (docs/architecture.md) before the tests: a new back-edge fails here.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest
 
 demo: setup

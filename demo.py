@@ -50,17 +50,27 @@ def print_table(title: str, table: pd.DataFrame) -> None:
 def print_market(env_config, env) -> None:
     """A few lines on the built-in market, its splits and its true law's oracles."""
     market, splits = env.market, env.splits
-    print(f"\n{describe_data(env_config.data)}: {', '.join(market.assets)}; {market.n_days:,} days "
-          f"{market.dates[0]} .. {market.dates[-1]}")
-    print("splits: " + ", ".join(f"{name} {market.dates[s.first]} .. {market.dates[s.last]} ({s.n_days:,} days)"
-                                 for name, s in splits.items() if name != "all"))
+    print(
+        f"\n{describe_data(env_config.data)}: {', '.join(market.assets)}; {market.n_days:,} days "
+        f"{market.dates[0]} .. {market.dates[-1]}"
+    )
+    print(
+        "splits: "
+        + ", ".join(
+            f"{name} {market.dates[s.first]} .. {market.dates[s.last]} ({s.n_days:,} days)"
+            for name, s in splits.items()
+            if name != "all"
+        )
+    )
     truth = market_truth(env_config.data)
     if truth is not None:
         oracle = oracle_report(truth[0])
         mix = ", ".join(f"{a} {w:.0%}" for a, w in oracle["constant_mix"]["weights"].items() if w > 0.005)
-        print(f"true law, expected daily log growth before costs: equal weight {oracle['equal_weight_daily_log_growth']:.6f}, "
-              f"oracle constant mix {oracle['constant_mix']['daily_log_growth']:.6f} ({mix}), regime-aware oracle "
-              f"{oracle['regime_aware_daily_log_growth']:.6f}")
+        print(
+            f"true law, expected daily log growth before costs: equal weight {oracle['equal_weight_daily_log_growth']:.6f}, "
+            f"oracle constant mix {oracle['constant_mix']['daily_log_growth']:.6f} ({mix}), regime-aware oracle "
+            f"{oracle['regime_aware_daily_log_growth']:.6f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env_config = load_env_config()
         baselines_config = parse_config(
-            BaselinesConfig, load_yaml("configs/evaluation.yaml").get("baselines"), where="configs/evaluation.yaml: baselines"
+            BaselinesConfig,
+            load_yaml("configs/evaluation.yaml").get("baselines"),
+            where="configs/evaluation.yaml: baselines",
         )
         step("1/5 the data: the built-in synthetic market (configs/env.yaml, data.path: null)")
         env = evaluation_env(env_config, "test")
@@ -89,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     step("2/5 classical baselines and oracles on the test split (costs on)")
     params, regime_path = market_truth(env_config.data)
-    strategies = make_baselines(env.assets, baselines_config) + make_oracles(params, regime_path, baselines_config.rebalance_every_days)
+    strategies = make_baselines(env.assets, baselines_config) + make_oracles(
+        params, regime_path, baselines_config.rebalance_every_days
+    )
     baseline_results = run_all(strategies, env)
     dates = next(iter(baseline_results.values())).dates
     print_table(
@@ -119,13 +133,20 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc)
     if report.dates != (str(dates[0]), str(dates[-1])):
         raise RuntimeError("the agents were tested on other days than the baselines above")
-    print_table(f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report.table)
+    print_table(
+        f"Agents (selected on validation only) vs baselines, test split {dates[0]} .. {dates[-1]}:", report.table
+    )
     print(
         "\nOne test window is one draw of a noisy path: compare agents to the oracles over many fresh paths with "
         "`.venv/bin/python benchmarks/policy_quality.py`."
     )
     paths = write_report(report, Path(args.report))
-    log_to_mlflow(report, Path(args.report), os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"), "rlportfolio-reports")
+    log_to_mlflow(
+        report,
+        Path(args.report),
+        os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"),
+        "rlportfolio-reports",
+    )
     print(f"\nReport: {paths['html'].resolve()}")
 
     if not args.skip_serving:
@@ -137,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def ab_table(stats: dict) -> str:
     """``/ab/stats`` in a few lines: one row per arm, one per comparison."""
-    lines = [f"{'arm':<16}{'requests':>9}{'errors':>7}{'p50 ms':>8}{'p95 ms':>8}{'feedback':>9}{'mean return':>13}{'std':>9}"]
+    lines = [
+        f"{'arm':<16}{'requests':>9}{'errors':>7}{'p50 ms':>8}{'p95 ms':>8}{'feedback':>9}{'mean return':>13}{'std':>9}"
+    ]
     for name, arm in stats["arms"].items():
         latency = arm.get("latency_ms") or {}
         mean = arm.get("mean_return")
@@ -164,7 +187,11 @@ def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: boo
     from serving.lifecycle import shutdown_serve, use_throughput_mode
 
     registry = json.loads((Path(models) / "registry.json").read_text())
-    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9), reverse=True)
+    ranked = sorted(
+        registry["agents"],
+        key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9),
+        reverse=True,
+    )
     split = {name: 0.5 for name in ranked[:2]} if len(ranked) > 1 else {ranked[0]: 1.0}
     use_throughput_mode()
     init_ray(dashboard=dashboard)
@@ -181,14 +208,18 @@ def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: boo
             realised = float(weights @ (closes[day + 1] / closes[day]) - 1.0)
             client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": realised})
         stats = client.get("/ab/stats").json()
-    print(f"\nA/B statistics after {requests} requests (split {', '.join(f'{n} {w:.0%}' for n, w in split.items())}; "
-          f"the whole record: GET /ab/stats):")
+    print(
+        f"\nA/B statistics after {requests} requests (split {', '.join(f'{n} {w:.0%}' for n, w in split.items())}; "
+        f"the whole record: GET /ab/stats):"
+    )
     print(ab_table(stats))
     shutdown_serve()
     ray.shutdown()
     split_arg = ",".join(f"{n}={w}" for n, w in split.items())
-    print(f"\nTo keep serving: .venv/bin/python -m serving.app --models {models} --split {split_arg} --port {port}"
-          f"   (API docs at http://127.0.0.1:{port}/docs)")
+    print(
+        f"\nTo keep serving: .venv/bin/python -m serving.app --models {models} --split {split_arg} --port {port}"
+        f"   (API docs at http://127.0.0.1:{port}/docs)"
+    )
 
 
 if __name__ == "__main__":

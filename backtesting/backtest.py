@@ -84,10 +84,14 @@ class BacktestResult:
         return metrics.summary(self.returns, self.turnover, self.costs, self.rf_daily)
 
 
-def evaluation_env(env_config: EnvConfig | Mapping[str, Any], split: str, market: MarketData | None = None) -> PortfolioEnv:
+def evaluation_env(
+    env_config: EnvConfig | Mapping[str, Any], split: str, market: MarketData | None = None
+) -> PortfolioEnv:
     """A deterministic env that walks the whole ``split`` once (no random start, no truncation)."""
     config = parse_config(EnvConfig, env_config, where="env_config")
-    config = config.model_copy(update={"split": split, "random_start": False, "episode_days": None, "train_paths": "split"})
+    config = config.model_copy(
+        update={"split": split, "random_start": False, "episode_days": None, "train_paths": "split"}
+    )
     return PortfolioEnv(config, market=market)
 
 
@@ -97,7 +101,9 @@ def path_env(env_config: EnvConfig | Mapping[str, Any], market: MarketData) -> P
     The config's split boundaries, which may be dates of another data set, are replaced: ``all`` ignores them.
     """
     config = parse_config(EnvConfig, env_config, where="env_config")
-    config = config.model_copy(update={"data": config.data.model_copy(update={"train_end": 0.5, "validation_end": 0.75})})
+    config = config.model_copy(
+        update={"data": config.data.model_copy(update={"train_end": 0.5, "validation_end": 0.75})}
+    )
     return evaluation_env(config, "all", market=market)
 
 
@@ -121,7 +127,12 @@ class _Tape:
     def step(self, env: PortfolioEnv, i: int, target: np.ndarray) -> tuple[np.ndarray, bool]:
         """Trade ``env`` to ``target`` on step ``i`` and record the day: the next observation, and whether the split ended."""
         observation, _, terminated, _, info = env.step_weights(target)
-        self.returns[i], self.turnover[i], self.costs[i], self.wealth[i] = info["net_return"], info["turnover"], info["cost"], info["wealth"]
+        self.returns[i], self.turnover[i], self.costs[i], self.wealth[i] = (
+            info["net_return"],
+            info["turnover"],
+            info["cost"],
+            info["wealth"],
+        )
         self.weights[i] = target
         return observation, terminated
 
@@ -130,7 +141,9 @@ class _Tape:
             raise RuntimeError(f"backtest of '{name}' ended before the split did")
         split = env.split
         rf_column = env.config.data.rf_column
-        rf_daily = env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
+        rf_daily = (
+            env.market.extras[rf_column][split.first - 1 : split.last] / TRADING_DAYS_PER_YEAR if rf_column else 0.0
+        )
         return BacktestResult(
             name=name,
             dates=env.market.dates[split.first : split.last + 1],
@@ -159,7 +172,9 @@ def run_backtest(strategy: Strategy, env: PortfolioEnv) -> BacktestResult:
     return tape.result(strategy.name, env, terminated)
 
 
-def run_batched(name: str, weights_batch: Callable[[np.ndarray], np.ndarray], envs: Sequence[PortfolioEnv]) -> list[BacktestResult]:
+def run_batched(
+    name: str, weights_batch: Callable[[np.ndarray], np.ndarray], envs: Sequence[PortfolioEnv]
+) -> list[BacktestResult]:
     """Play a batch policy over several envs of equal length in lockstep: one call per day for all of them.
 
     ``run_backtest`` asks a strategy for one env's weights at a time; validating an RL policy over many paths that

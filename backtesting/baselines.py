@@ -31,12 +31,22 @@ class BaselinesConfig(FrozenConfig):
     """Shared settings of the classical baselines (``configs/evaluation.yaml``, section ``baselines``)."""
 
     lookback_days: int = Field(default=252, ge=20, description="estimation window of the estimated baselines")
-    rebalance_every_days: int = Field(default=21, ge=1, description="trading schedule of every baseline but buy-and-hold")
+    rebalance_every_days: int = Field(
+        default=21, ge=1, description="trading schedule of every baseline but buy-and-hold"
+    )
     fixed_mix: dict[str, float] | None = Field(
         default=None, description="asset -> weight of the fixed mix; default 60% first asset, 40% second"
     )
     include: tuple[str, ...] = Field(
-        default=("equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity", "growth_optimal")
+        default=(
+            "equal_weight",
+            "buy_and_hold",
+            "fixed_mix",
+            "min_variance",
+            "mean_variance",
+            "risk_parity",
+            "growth_optimal",
+        )
     )
 
 

@@ -87,7 +87,10 @@ def total_cost(costs: np.ndarray) -> float:
 
 
 def summary(
-    returns: np.ndarray, turnover: np.ndarray | None = None, costs: np.ndarray | None = None, rf_daily: float | np.ndarray = 0.0
+    returns: np.ndarray,
+    turnover: np.ndarray | None = None,
+    costs: np.ndarray | None = None,
+    rf_daily: float | np.ndarray = 0.0,
 ) -> dict[str, float]:
     """The metrics table row of one strategy."""
     row = {

@@ -110,4 +110,10 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     se = math.sqrt(max(long_run, 0.0) / n)
     t = d.mean() / se if se > 0 else float("nan")
     p = float(2.0 * stats.t.sf(abs(t), df=n - 1)) if math.isfinite(t) else float("nan")
-    return {"mean_daily_difference": float(d.mean()), "annualised_difference": float(d.mean() * A), "t_statistic": float(t), "p_value": p, "lags": lags}
+    return {
+        "mean_daily_difference": float(d.mean()),
+        "annualised_difference": float(d.mean() * A),
+        "t_statistic": float(t),
+        "p_value": p,
+        "lags": lags,
+    }

@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "benchmark": "env_throughput",
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "processor": platform.machine(),
+                },
                 "assets": 4,
                 "window_days": 20,
                 "results": results,

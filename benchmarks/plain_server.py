@@ -31,10 +31,18 @@ def make_app(agent_dir: str) -> FastAPI:
         if set(body.prices) != set(assets):
             raise HTTPException(422, "prices: wrong assets")
         closes = np.column_stack([np.asarray(body.prices[a]) for a in assets])
-        held = np.full(len(assets), 1.0 / len(assets)) if body.weights is None else np.asarray([body.weights[a] for a in assets])
+        held = (
+            np.full(len(assets), 1.0 / len(assets))
+            if body.weights is None
+            else np.asarray([body.weights[a] for a in assets])
+        )
         weights = agent.weights_batch([closes], [held])[0]
-        return AllocateResponse(weights=dict(zip(assets, weights.tolist())), agent=agent.info.name,
-                                model_version=agent.info.model_version, request_id=uuid.uuid4().hex)
+        return AllocateResponse(
+            weights=dict(zip(assets, weights.tolist())),
+            agent=agent.info.name,
+            model_version=agent.info.model_version,
+            request_id=uuid.uuid4().hex,
+        )
 
     return app
 

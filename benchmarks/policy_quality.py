@@ -41,14 +41,20 @@ def main(argv: list[str] | None = None) -> int:
 
     exported = agent_dirs(args.models)
     if not exported:
-        print(f"error: no exported agents under {args.models}/ (run make demo or python -m training.sweep)", file=sys.stderr)
+        print(
+            f"error: no exported agents under {args.models}/ (run make demo or python -m training.sweep)",
+            file=sys.stderr,
+        )
         return 1
     agents = {d.name: load_policy(d) for d in exported}
     started = time.perf_counter()
     reference = next(iter(agents.values()))[1].env_config
     params = market_law(reference.data)
     if params is None:
-        print(f"error: agents were trained on {reference.data.path}, which has no .params.json: not a synthetic market", file=sys.stderr)
+        print(
+            f"error: agents were trained on {reference.data.path}, which has no .params.json: not a synthetic market",
+            file=sys.stderr,
+        )
         return 1
 
     growth: dict[str, list[float]] = {}
@@ -70,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     gap = g["oracle_constant_mix"] - g["equal_weight"]
 
     def stats(values: np.ndarray) -> dict:
-        return {"mean_daily_log_growth": float(values.mean()), "stderr": float(values.std(ddof=1) / np.sqrt(len(values)))}
+        return {
+            "mean_daily_log_growth": float(values.mean()),
+            "stderr": float(values.std(ddof=1) / np.sqrt(len(values))),
+        }
 
     report = {
         "benchmark": "policy_quality",

@@ -39,7 +39,9 @@ class FloorIngress:
     async def allocate(self, body: AllocateRequest) -> AllocateResponse:
         assets = sorted(body.prices)
         weights = await self.echo.allocate.remote(assets)
-        return AllocateResponse(weights=dict(zip(assets, weights)), agent="echo", model_version="floor", request_id=uuid.uuid4().hex)
+        return AllocateResponse(
+            weights=dict(zip(assets, weights)), agent="echo", model_version="floor", request_id=uuid.uuid4().hex
+        )
 
 
 def main() -> int:

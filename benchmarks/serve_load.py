@@ -43,13 +43,22 @@ def payloads(models: Path, agent: str, n: int) -> list[dict]:
     needed = meta.closes_needed
     days = np.random.default_rng(0).integers(needed, market.n_days, size=n)
     return [
-        {"prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)}, "client_id": f"c{i % 100}"}
+        {
+            "prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)},
+            "client_id": f"c{i % 100}",
+        }
         for i, d in enumerate(days)
     ]
 
 
-PROCESS_GROUPS = (("ingress", "Ingress"), ("agents", ":agent-"), ("stats_store", ":StatsStore"), ("echo", ":Echo"),
-                  ("haproxy", "haproxy"), ("server", "plain_server.py"))
+PROCESS_GROUPS = (
+    ("ingress", "Ingress"),
+    ("agents", ":agent-"),
+    ("stats_store", ":StatsStore"),
+    ("echo", ":Echo"),
+    ("haproxy", "haproxy"),
+    ("server", "plain_server.py"),
+)
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -61,7 +70,9 @@ def cpu_seconds() -> dict[str, float]:
                 fields, command = stat.read().rsplit(")", 1)[1].split(), cmdline.read().decode(errors="replace")
         except OSError:  # gone meanwhile
             continue
-        group = "client" if int(pid) == os.getpid() else next((g for g, key in PROCESS_GROUPS if key in command), "other")
+        group = (
+            "client" if int(pid) == os.getpid() else next((g for g, key in PROCESS_GROUPS if key in command), "other")
+        )
         groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return groups
 
@@ -71,7 +82,10 @@ async def drive(url: str, bodies: list[dict], concurrency: int) -> dict:
     errors = 0
     queue = iter(bodies)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as client:
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as client:
+
         async def worker() -> None:
             nonlocal errors
             for body in queue:
@@ -156,35 +170,77 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = Path(args.models)
     registry = json.loads((models / "registry.json").read_text())
-    ranked = sorted(registry["agents"], key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9), reverse=True)
+    ranked = sorted(
+        registry["agents"],
+        key=lambda n: registry["agents"][n]["validation"].get("mean_daily_log_growth", -1e9),
+        reverse=True,
+    )
     split = ",".join(f"{n}=0.5" for n in ranked[:2])
     bodies = payloads(models, ranked[0], args.requests)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
-    report = {"benchmark": "serve_load", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "split": split, "ingress_replicas": args.ingress_replicas, "requests_per_level": args.requests}
-    plain = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "plain_server.py"), "--agent", str(models / ranked[0]), "--port", "8100"],
-                             env=env, cwd=ROOT)
+    report = {
+        "benchmark": "serve_load",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "split": split,
+        "ingress_replicas": args.ingress_replicas,
+        "requests_per_level": args.requests,
+    }
+    plain = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "plain_server.py"),
+            "--agent",
+            str(models / ranked[0]),
+            "--port",
+            "8100",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     try:
         wait_ready("http://127.0.0.1:8100", "/docs")
-        report["plain_fastapi"], report["plain_fastapi_warmup_errors"] = run_levels("http://127.0.0.1:8100", bodies, args.concurrency)
+        report["plain_fastapi"], report["plain_fastapi_warmup_errors"] = run_levels(
+            "http://127.0.0.1:8100", bodies, args.concurrency
+        )
     finally:
         plain.terminate()
         plain.wait(timeout=30)
 
     for key, command, ready in (
         ("serve_floor", [str(ROOT / "benchmarks" / "serve_floor.py")], "/docs"),
-        ("serve_ab", ["-m", "serving.app", "--models", str(models), "--split", split, "--ingress-replicas", str(args.ingress_replicas)], "/health"),
+        (
+            "serve_ab",
+            [
+                "-m",
+                "serving.app",
+                "--models",
+                str(models),
+                "--split",
+                split,
+                "--ingress-replicas",
+                str(args.ingress_replicas),
+            ],
+            "/health",
+        ),
     ):
-        server = subprocess.Popen([sys.executable, *command, "--port", "8000"], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, *command, "--port", "8000"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_ready("http://127.0.0.1:8000", ready, timeout_s=180)
             report[key], report[f"{key}_warmup_errors"] = run_levels("http://127.0.0.1:8000", bodies, args.concurrency)
         finally:
             server.terminate()
             server.wait(timeout=60)
-            subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120)
+            subprocess.run(
+                [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120
+            )
 
     top = max(args.concurrency)
     plain_top = next(r for r in report["plain_fastapi"] if r["concurrency"] == top)["requests_per_s"]

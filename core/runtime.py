@@ -142,8 +142,12 @@ def init_ray(num_cpus: int | None = None, *, dashboard: bool = True, **ray_kwarg
             context = ray.init(log_to_driver=False, logging_level=logging.WARNING)
         else:
             context = ray.init(
-                num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False,
-                logging_level=logging.WARNING, **ray_kwargs,
+                num_cpus=num_cpus,
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                **ray_kwargs,
             )
         session = context.address_info.get("session_dir")
         info = {
@@ -151,7 +155,9 @@ def init_ray(num_cpus: int | None = None, *, dashboard: bool = True, **ray_kwarg
             "dashboard": f"http://{context.dashboard_url}" if context.dashboard_url else None,
             "logs": str(Path(session) / "logs") if session else None,
         }
-        where = f"cluster at {address}" if address else f"local instance, {int(ray.cluster_resources().get('CPU', 0))} CPUs"
+        where = (
+            f"cluster at {address}" if address else f"local instance, {int(ray.cluster_resources().get('CPU', 0))} CPUs"
+        )
         board = info["dashboard"] or "off"
         log.info(f"Ray: {where}; dashboard {board}; Ray's own logs in {info['logs']}")
     return info

@@ -67,8 +67,6 @@ def clip_weights(action: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-
-
 class ActionMap:
     """Action -> weights for one env configuration; the env, validation, export and serving all use this.
 
@@ -80,8 +78,14 @@ class ActionMap:
     """
 
     def __init__(
-        self, mode: str, n_assets: int, grid_steps: int = 4, continuous_map: str = "softmax", softmax_scale: float = 3.0,
-        discrete_hold: bool = False, trade_rate: float = 1.0,
+        self,
+        mode: str,
+        n_assets: int,
+        grid_steps: int = 4,
+        continuous_map: str = "softmax",
+        softmax_scale: float = 3.0,
+        discrete_hold: bool = False,
+        trade_rate: float = 1.0,
     ) -> None:
         self.mode = mode
         self.n_assets = n_assets
@@ -101,8 +105,13 @@ class ActionMap:
     def from_config(cls, config, n_assets: int) -> ActionMap:
         """From an ``envs.config.EnvConfig``."""
         return cls(
-            config.action_mode, n_assets, config.grid_steps, config.continuous_map, config.softmax_scale,
-            config.discrete_hold, config.trade_rate,
+            config.action_mode,
+            n_assets,
+            config.grid_steps,
+            config.continuous_map,
+            config.softmax_scale,
+            config.discrete_hold,
+            config.trade_rate,
         )
 
     def space(self):

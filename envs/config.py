@@ -54,16 +54,22 @@ class EnvConfig(FrozenConfig):
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
     action_mode: Literal["continuous", "discrete"] = "continuous"
     continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"
-    softmax_scale: float = Field(default=3.0, gt=0.0, description="logits (or their change) = scale * action, action in [-1, 1]")
+    softmax_scale: float = Field(
+        default=3.0, gt=0.0, description="logits (or their change) = scale * action, action in [-1, 1]"
+    )
     grid_steps: int = Field(default=4, ge=1, le=100, description="discrete weights are multiples of 1/grid_steps")
     trade_rate: float = Field(
-        default=1.0, gt=0.0, le=1.0,
+        default=1.0,
+        gt=0.0,
+        le=1.0,
         description="trade this fraction of the way from the weights held to the action's target (partial adjustment)",
     )
     discrete_hold: bool = Field(default=False, description="discrete: action 0 keeps the weights held (no trade)")
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
     reward: Literal["log_growth", "excess_log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
-    reward_scale: float = Field(default=100.0, gt=0.0, description="reward multiplier (log growth in percent by default)")
+    reward_scale: float = Field(
+        default=100.0, gt=0.0, description="reward multiplier (log growth in percent by default)"
+    )
     risk_aversion: float = Field(default=1.0, ge=0.0, description="mean_variance: reward = R - risk_aversion/2 * R^2")
     sharpe_eta: float = Field(default=0.01, gt=0.0, lt=1.0, description="differential_sharpe: moment adaptation rate")
     episode_days: int | None = Field(default=252, ge=1, description="steps per episode; null = the whole split")
@@ -76,7 +82,9 @@ class EnvConfig(FrozenConfig):
     )
 
     validation_paths: int = Field(
-        default=0, ge=0, le=1000,
+        default=0,
+        ge=0,
+        le=1000,
         description="with training on a synthetic law: validate on this many fresh paths of the law (each as long as "
         "the validation split, from seeds kept for validation) instead of the one validation split; 0 = the split",
     )
@@ -84,7 +92,9 @@ class EnvConfig(FrozenConfig):
     @model_validator(mode="after")
     def _law_paths_have_a_length(self) -> EnvConfig:
         if self.train_paths != "split" and self.episode_days is None:
-            raise ValueError(f"train_paths '{self.train_paths}' draws paths of episode_days days: episode_days cannot be null")
+            raise ValueError(
+                f"train_paths '{self.train_paths}' draws paths of episode_days days: episode_days cannot be null"
+            )
         return self
 
     @field_validator("data", mode="before")

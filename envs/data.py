@@ -26,8 +26,9 @@ from core.constants import TRADING_DAYS_PER_YEAR
 from core.errors import ConfigError, DataError
 from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, with_data
 from envs.features import warmup_days
-from envs.market import MarketData, split_market
+from envs.market import MarketData
 from envs.sources import load_market
+from envs.splits import split_market
 from envs.synthetic import write_synthetic
 
 
@@ -64,7 +65,9 @@ def validate(path: str, config: EnvConfig) -> dict:
     config = with_data(config, path)
     market = load_market(config.data, min_rows=min_rows(config))
     warmup = warmup_days(config.window_days, config.vol_window_days)
-    splits = split_market(market, train_end=config.data.train_end, validation_end=config.data.validation_end, warmup_days=warmup)
+    splits = split_market(
+        market, train_end=config.data.train_end, validation_end=config.data.validation_end, warmup_days=warmup
+    )
     summary = market_summary(market)
     summary["warmup_days"] = warmup
     summary["splits"] = {
@@ -80,9 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("validate", help="check a price CSV as training would and print a summary as JSON")
     check.add_argument("csv")
-    check.add_argument("--extra", nargs="*", default=None, help="extra (non-price) columns, e.g. rf (default: the env config's)")
-    check.add_argument("--ffill-limit", type=int, default=None, help="most consecutive missing prices filled (default: the env config's)")
-    check.add_argument("--env-config", default=str(ENV_YAML), help="env YAML whose feature window and splits the file must fit")
+    check.add_argument(
+        "--extra", nargs="*", default=None, help="extra (non-price) columns, e.g. rf (default: the env config's)"
+    )
+    check.add_argument(
+        "--ffill-limit",
+        type=int,
+        default=None,
+        help="most consecutive missing prices filled (default: the env config's)",
+    )
+    check.add_argument(
+        "--env-config", default=str(ENV_YAML), help="env YAML whose feature window and splits the file must fit"
+    )
     synth = commands.add_parser("synth", help="write a synthetic regime-switching market and its true parameters")
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=7)
@@ -110,14 +122,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data["rf_column"] = None
             if args.ffill_limit is not None:
                 data["ffill_limit"] = args.ffill_limit
-            config = config.model_copy(update={"data": parse_config(DataConfig, config.data.model_dump() | data, where="validate")})
+            config = config.model_copy(
+                update={"data": parse_config(DataConfig, config.data.model_dump() | data, where="validate")}
+            )
             print(json.dumps(validate(args.csv, config), indent=2))
         elif args.command == "synth":
             market, record = write_synthetic(
                 args.out, seed=args.seed, years=args.years, n_assets=args.assets, n_regimes=args.regimes
             )
             oracle = record["oracle"]["constant_mix"]
-            print(json.dumps({"csv": args.out, "rows": market.n_days, "assets": list(market.assets), "oracle": oracle}, indent=2))
+            print(
+                json.dumps(
+                    {"csv": args.out, "rows": market.n_days, "assets": list(market.assets), "oracle": oracle}, indent=2
+                )
+            )
         else:
             from envs.fetch import fetch
             from envs.market import load_csv

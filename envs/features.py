@@ -26,7 +26,11 @@ def warmup_days(window_days: int, vol_window_days: int) -> int:
 
 
 def compute_features(
-    closes: np.ndarray, window_days: int, vol_window_days: int, extras: np.ndarray | None = None, log_volatility: bool = False
+    closes: np.ndarray,
+    window_days: int,
+    vol_window_days: int,
+    extras: np.ndarray | None = None,
+    log_volatility: bool = False,
 ) -> np.ndarray:
     """Feature rows for every day.
 

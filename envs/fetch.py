@@ -57,7 +57,9 @@ def frame_from_download(frame: pd.DataFrame) -> pd.DataFrame:
     closes = closes.iloc[int(complete.argmax()) :]
     out = closes.copy()
     out.columns = [str(c) for c in out.columns]
-    out.index = pd.to_datetime(out.index).tz_localize(None) if getattr(out.index, "tz", None) else pd.to_datetime(out.index)
+    out.index = (
+        pd.to_datetime(out.index).tz_localize(None) if getattr(out.index, "tz", None) else pd.to_datetime(out.index)
+    )
     out.insert(0, "date", out.index.strftime("%Y-%m-%d"))
     return out.reset_index(drop=True)
 

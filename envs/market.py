@@ -1,6 +1,6 @@
-"""Market data: the wide CSV contract, strict validation, date splits and walk-forward folds.
+"""Market data: the wide CSV contract and its strict validation (splits by date are ``envs.splits``).
 
-CSV format (DESIGN.md): a ``date`` column (ISO dates, strictly increasing, unique) and one column of positive
+CSV format (docs/architecture.md, "Market data"): a ``date`` column (ISO dates, strictly increasing, unique) and one column of positive
 close prices per asset. Optional extra columns (a risk-free rate ``rf`` in annual decimals, VIX, ...) are named
 explicitly by the caller; every other column is an asset.
 """
@@ -19,8 +19,6 @@ import pandas as pd
 from core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ class MarketData:
         return frame
 
     def to_csv(self, path: str | Path) -> None:
-        """Write the DESIGN.md wide CSV format."""
+        """Write the wide CSV format (docs/architecture.md, "Market data")."""
         self.to_frame().to_csv(path, index=False, float_format="%.8g")
 
 
@@ -123,13 +121,17 @@ def load_csv(
         raise DataError(f"{path}: duplicate column(s) {duplicated}")
     for name in extra_columns:
         if name not in raw.columns:
-            raise DataError(f"{path}: configured extra column '{name}' is not in the file (columns are {list(raw.columns)})")
+            raise DataError(
+                f"{path}: configured extra column '{name}' is not in the file (columns are {list(raw.columns)})"
+            )
     if assets is None:
         assets = [c for c in raw.columns if c != "date" and c not in extra_columns]
     else:
         for name in assets:
             if name not in raw.columns:
-                raise DataError(f"{path}: configured asset column '{name}' is not in the file (columns are {list(raw.columns)})")
+                raise DataError(
+                    f"{path}: configured asset column '{name}' is not in the file (columns are {list(raw.columns)})"
+                )
     if not assets:
         raise DataError(f"{path}: no asset columns (need 'date' plus at least one price column)")
     if len(raw) < min_rows:
@@ -160,7 +162,9 @@ def _parse_dates(path: Path, column: pd.Series) -> np.ndarray:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{path}: row {_line(row)}, column 'date': '{stripped.iloc[row]}' is not an ISO date (YYYY-MM-DD)")
+        raise DataError(
+            f"{path}: row {_line(row)}, column 'date': '{stripped.iloc[row]}' is not an ISO date (YYYY-MM-DD)"
+        )
     dates = parsed.to_numpy().astype("datetime64[D]")
     steps = np.diff(dates.astype(np.int64))
     if steps.size and (steps <= 0).any():
@@ -203,7 +207,9 @@ def _forward_fill(path: Path, values: np.ndarray, name: str, ffill_limit: int) -
     if not missing.any():
         return values
     if missing[0]:
-        raise DataError(f"{path}: row {_line(0)}, column '{name}': missing value on the first day (nothing to fill from)")
+        raise DataError(
+            f"{path}: row {_line(0)}, column '{name}': missing value on the first day (nothing to fill from)"
+        )
     # Length of each run of consecutive missing values, checked against the limit.
     run = 0
     for row in range(len(values)):
@@ -217,101 +223,3 @@ def _forward_fill(path: Path, values: np.ndarray, name: str, ffill_limit: int) -
     filled = pd.Series(values).ffill().to_numpy()
     log.warning("%s: column '%s': forward-filled %d missing value(s)", path, name, int(missing.sum()))
     return filled
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Splits. A split is a contiguous range of *return days*: the return from day t-1 to day t belongs to the split
-# that contains day t. Every daily return therefore belongs to exactly one split, and the decision for that return
-# is taken at the close of t-1 using prices up to t-1 only (which may lie in the previous split: that is history,
-# not leakage).
-
-
-@dataclass(frozen=True)
-class Split:
-    """Return days ``first .. last`` (inclusive indices into ``MarketData.dates``) of one named split."""
-
-    name: str
-    first: int
-    last: int
-
-    @property
-    def n_days(self) -> int:
-        return self.last - self.first + 1
-
-
-def split_market(
-    market: MarketData,
-    *,
-    train_end: str | float = 0.7,
-    validation_end: str | float = 0.85,
-    warmup_days: int = 0,
-) -> dict[str, Split]:
-    """Train / validation / test split by date, plus ``all`` (every return day, for data never used in training).
-
-    :param train_end: last train day, as an ISO date or a fraction of the usable days.
-    :param validation_end: last validation day, same form. Test runs to the end of the data.
-    :param warmup_days: days reserved at the start for the feature window; the first return day is
-        ``warmup_days + 1`` so that the first decision already has a full window.
-    :raises ConfigError: when a split would be empty or the boundaries are out of order.
-    """
-    first = warmup_days + 1
-    last = market.n_days - 1
-    if first > last:
-        raise DataError(f"{market.source}: {market.n_days} days leave no trading days after a {warmup_days}-day warm-up")
-
-    def boundary(value: str | float, what: str) -> int:
-        if isinstance(value, str):
-            return market.date_index(value)
-        if not 0.0 < float(value) < 1.0:
-            raise ConfigError(f"{what}: fraction {value} must lie strictly between 0 and 1")
-        return first - 1 + int(round(float(value) * (last - first + 1)))
-
-    train_last = boundary(train_end, "train_end")
-    validation_last = boundary(validation_end, "validation_end")
-    if not first <= train_last < validation_last < last:
-        raise ConfigError(
-            f"{market.source}: splits need warm-up < train_end < validation_end < last day; got train_end "
-            f"{train_end!r} (train ends {market.dates[min(max(train_last, 0), last)]}), validation_end {validation_end!r} "
-            f"(validation ends {market.dates[min(max(validation_last, 0), last)]}), data {market.dates[0]} .. "
-            f"{market.dates[-1]} with {warmup_days} warm-up days"
-        )
-    return {
-        "train": Split("train", first, train_last),
-        "validation": Split("validation", train_last + 1, validation_last),
-        "test": Split("test", validation_last + 1, last),
-        # Every return day: for data no model was fitted or selected on, e.g. fresh synthetic paths.
-        "all": Split("all", first, last),
-    }
-
-
-def walk_forward_folds(
-    market: MarketData, *, n_folds: int, warmup_days: int = 0, min_train_days: int = 504, validation_days: int = 126
-) -> list[dict[str, Split]]:
-    """Expanding-window walk-forward folds: fold ``k`` trains on everything before its validation and test windows.
-
-    The test windows of consecutive folds are adjacent and do not overlap, so their out-of-sample series stitch
-    into one. Returns ``n_folds`` dicts with ``train``, ``validation`` and ``test`` splits.
-    """
-    if n_folds < 1:
-        raise ConfigError(f"n_folds: {n_folds} must be at least 1")
-    first = warmup_days + 1
-    last = market.n_days - 1
-    usable = last - first + 1 - min_train_days - validation_days
-    test_days = usable // n_folds
-    if test_days < 20:
-        raise DataError(
-            f"{market.source}: {market.n_days} days are too few for {n_folds} walk-forward folds with "
-            f"{min_train_days} train and {validation_days} validation days (each test fold would have {test_days} days)"
-        )
-    folds = []
-    for k in range(n_folds):
-        test_first = first + min_train_days + validation_days + k * test_days
-        test_last = last if k == n_folds - 1 else test_first + test_days - 1
-        folds.append(
-            {
-                "train": Split("train", first, test_first - validation_days - 1),
-                "validation": Split("validation", test_first - validation_days, test_first - 1),
-                "test": Split("test", test_first, test_last),
-            }
-        )
-    return folds

@@ -87,7 +87,9 @@ def oracle_report(params: MarketParams) -> dict:
             "weights": dict(zip(params.assets, np.round(weights, 6).tolist())),
             "daily_log_growth": constant_mix_growth(weights, params),
         },
-        "regime_aware_daily_log_growth": float(sum(pi[r] * per_regime[n]["daily_log_growth"] for r, n in enumerate(params.regimes))),
+        "regime_aware_daily_log_growth": float(
+            sum(pi[r] * per_regime[n]["daily_log_growth"] for r, n in enumerate(params.regimes))
+        ),
         "equal_weight_daily_log_growth": constant_mix_growth(equal, params),
         "per_regime": per_regime,
         "note": "daily log growth before trading costs; second-order (Merton) approximation",

@@ -1,24 +1,5 @@
-"""``PortfolioEnv``: daily long-only allocation over K assets with proportional trading costs.
-
-Gymnasium id ``rlportfolio/Portfolio-v0`` (``gymnasium.make(ENV_ID, config={...})``); RLlib name the same
-(``envs.registration.register_rllib()``). The config is an ``envs.config.EnvConfig`` or a dict of its fields.
-
-**Timing.** At the close of decision day ``t`` the agent sees features built from closes ``0..t`` only, picks
-target weights, pays the cost of trading to them, and earns the price relatives ``close[t+1] / close[t]``. The
-observation at ``t`` can never depend on a price after ``t`` (tested by perturbing later prices).
-
-| Observation | ``Box(-inf, inf, (W*K + K + E + K,), float32)``; layout in ``envs.features`` (percent log returns of the last ``W`` days, rolling volatility in percent per day, extras, current weights) |
-|---|---|
-| Action, continuous | ``Box(-1, 1, (K,), float32)``; weights = ``softmax(softmax_scale * a)``, ``softmax(log(held) + softmax_scale * a)`` (``softmax_delta``: zero action = hold) or ``clip(a, 0, 1)/sum`` |
-| Action, discrete | ``Discrete(C(grid_steps + K - 1, K - 1))``; index into the simplex grid (4 assets, 25% steps: 35 actions); with ``discrete_hold``, one more: action 0 keeps the weights held |
-| Trading | the action's target is reached at once, or only ``trade_rate`` of the way from the weights held (partial adjustment) |
-| Reward | ``reward_scale`` x one of: ``log_growth`` (default; ``log((1 - cost) * gross)``), ``excess_log_growth`` (that minus the log growth of equal weight rebalanced daily without costs: the same optimal policy, less noise: at the built-in market's growth-optimal mix its daily standard deviation is 1.2% against 2.8%), ``differential_sharpe`` (Moody & Saffell 2001), ``mean_variance`` (``R - risk_aversion/2 * R^2``, ``R`` the net simple return) |
-| Start | wealth 1, equal weights, at a uniformly random decision day of the split (``random_start``) or its first day; with ``train_paths`` ``law`` (or ``auto`` on a synthetic market) the train split is replaced by a fresh ``episode_days`` path of the market's true law each episode |
-| End | ``terminated`` when the split's last return has been earned; ``truncated`` after ``episode_days`` steps |
-| Info | ``wealth``, ``weights`` (held after the day's drift), ``target_weights``, ``turnover``, ``cost`` (fraction of wealth), ``log_growth`` (net), ``net_return``, ``day`` (index into the market's dates) |
-
-Costs: ``cost_bps`` (default 10) per unit of turnover ``sum |w_new - w_held|``, charged by ``envs.accounting``.
-Step cost: O(1) numpy on preallocated buffers; the returned observation is a fresh copy (RLlib keeps references).
+"""``PortfolioEnv``: daily long-only allocation over K assets with proportional trading costs. Its specification is
+the class docstring (Gymnasium's headings); docs/architecture.md ("Environment") summarises the contract.
 """
 
 from __future__ import annotations
@@ -36,19 +17,94 @@ from envs.accounting import rebalance
 from envs.actions import ActionMap
 from envs.config import EnvConfig
 from envs.features import compute_features, observation_size, warmup_days
-from envs.market import MarketData, Split, split_market
+from envs.market import MarketData
 from envs.sources import load_market, market_law
+from envs.splits import Split, split_market
 from envs.synthetic import MarketParams, law_path
 
 ENV_ID = "rlportfolio/Portfolio-v0"
 
 
 class PortfolioEnv(gym.Env):
-    """Long-only daily portfolio allocation; see the module docstring for the full specification."""
+    """Long-only daily portfolio allocation over K assets, with proportional trading costs.
+
+    ## Description
+
+    One step is one trading day. At the close of decision day ``t`` the agent sees features built from closes
+    ``0..t`` only, picks target weights, pays the cost of trading to them and earns the price relatives
+    ``close[t+1] / close[t]``. The observation at ``t`` never depends on a price after ``t`` (tested by perturbing
+    every later price). Costs are ``cost_bps`` (default 10) per unit of turnover ``sum |w_new - w_held|``, charged
+    by ``envs.accounting``; wealth compounds the net return. Gymnasium id and RLlib name ``rlportfolio/Portfolio-v0``
+    (``import envs`` registers it; ``envs.register_rllib()`` for RLlib).
+
+    ## Action Space
+
+    | ``action_mode`` | space | weights |
+    |---|---|---|
+    | ``continuous`` | ``Box(-1, 1, (K,), float32)`` | ``softmax(softmax_scale * a)``; ``softmax_delta``: ``softmax(log(held) + softmax_scale * a)`` (the zero action holds); ``clip``: ``clip(a, 0, 1) / sum`` |
+    | ``discrete`` | ``Discrete(C(grid_steps + K - 1, K - 1))`` | an index into the simplex grid of multiples of ``1 / grid_steps`` (4 assets at 25%: 35 actions); with ``discrete_hold`` one more, action 0, keeps the weights held |
+
+    The target is reached at once, or only ``trade_rate`` of the way from the weights held (partial adjustment).
+
+    ## Observation Space
+
+    ``Box(-inf, inf, (W*K + K + E + K,), float32)``, in this order (``envs.features``, the one feature function the
+    env, validation, backtests and the server share): the last ``W = window_days`` daily log returns per asset in
+    percent, each asset's rolling volatility over ``vol_window_days`` in percent per day (its log with
+    ``log_volatility``), the ``E`` extra columns at ``t`` (``observe_extras``), and the weights held.
+
+    ## Rewards
+
+    ``reward_scale`` (default 100) times one of: ``log_growth`` (the day's net log growth ``log((1 - cost) * gross)``,
+    default), ``excess_log_growth`` (that minus the log growth of equal weight rebalanced daily without costs: the same
+    optimal policy with less noise), ``differential_sharpe`` (Moody & Saffell 2001) or ``mean_variance``
+    (``R - risk_aversion / 2 * R^2``, ``R`` the net simple return).
+
+    ## Starting State
+
+    Wealth 1 and equal weights, at a uniformly random decision day of the split (``random_start``) or its first day.
+    With ``train_paths: law`` (or ``auto`` on a synthetic market) each training episode plays a fresh ``episode_days``
+    path of the market's true law instead of the train split.
+
+    ## Episode End
+
+    ``terminated`` when the split's last return has been earned (a further step raises); ``truncated`` after
+    ``episode_days`` steps (default 252; ``None`` for the whole split).
+
+    ## Info
+
+    ``reset``: ``wealth``, ``weights``, ``day``. ``step``: ``wealth``, ``weights`` (held after the day's drift),
+    ``target_weights``, ``turnover``, ``cost`` (a fraction of wealth), ``log_growth`` (net), ``net_return`` and
+    ``day`` (the index into the market's dates).
+
+    ## Arguments
+
+    ``config``: an ``envs.config.EnvConfig`` or a dict of its fields (every field documented there: the data and
+    its splits, ``split``, the feature windows, the action map, ``cost_bps``, the reward, the episode length);
+    ``market``: a ``MarketData`` to use instead of loading ``config.data`` (tests, walk-forward folds).
+
+    >>> import gymnasium as gym
+    >>> import numpy as np
+    >>> import envs  # registers rlportfolio/Portfolio-v0
+    >>> env = gym.make("rlportfolio/Portfolio-v0", config={"cost_bps": 10})  # the built-in 4-asset market
+    >>> observation, info = env.reset(seed=0)
+    >>> observation.shape, env.action_space
+    ((88,), Box(-1.0, 1.0, (4,), float32))
+    >>> _, reward, terminated, truncated, info = env.step(np.zeros(4, dtype=np.float32))  # softmax(0): equal weights
+    >>> info["target_weights"], info["turnover"], round(info["wealth"], 6)
+    (array([0.25, 0.25, 0.25, 0.25]), 0.0, 0.976176)
+    >>> _, _, _, _, info = env.step(np.array([1, -1, -1, -1], dtype=np.float32))  # into the first asset: costs
+    >>> round(info["turnover"], 4), round(info["cost"], 6)
+    (1.4788, 0.001479)
+
+    Each step is O(1) numpy on preallocated buffers; the returned observation is a fresh copy (RLlib keeps references).
+    """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *, market: MarketData | None = None) -> None:
+    def __init__(
+        self, config: EnvConfig | Mapping[str, Any] | None = None, *, market: MarketData | None = None
+    ) -> None:
         """
         :param config: an ``EnvConfig`` or its fields as a dict (RLlib passes its ``env_config`` here).
         :param market: use this market instead of loading ``config.data`` (tests, walk-forward folds).
@@ -187,7 +243,9 @@ class PortfolioEnv(gym.Env):
         where = "env_config.train_paths: 'law'"
         problem = None
         if law is None:
-            problem = f"{where} needs a synthetic market (built-in, or a CSV with its .params.json); {cfg.data.path} has none"
+            problem = (
+                f"{where} needs a synthetic market (built-in, or a CSV with its .params.json); {cfg.data.path} has none"
+            )
         elif cfg.data.cash or cfg.observe_extras or tuple(law.assets) != self.assets:
             problem = f"{where} simulates the law's assets {list(law.assets)} only: no cash, no extras, no asset subset"
         elif warmup + cfg.episode_days + 1 > self.market.n_days:

@@ -26,7 +26,9 @@ def load_market(config: DataConfig, *, min_rows: int = 2) -> MarketData:
     Cached per process (keyed by the file's modification time), so many envs in one worker parse the file once.
     """
     if config.path is None:
-        market = _builtin(config.synthetic_seed, config.synthetic_years, config.synthetic_assets, config.synthetic_regimes)
+        market = _builtin(
+            config.synthetic_seed, config.synthetic_years, config.synthetic_assets, config.synthetic_regimes
+        )
     else:
         path = Path(config.path).expanduser().resolve()
         if not path.is_file():
@@ -42,7 +44,9 @@ def load_market(config: DataConfig, *, min_rows: int = 2) -> MarketData:
 def market_law(config: DataConfig) -> MarketParams | None:
     """The true law behind the data: the built-in market's, or a synthetic CSV's ``.params.json``; ``None`` for real data."""
     if config.path is None:
-        return default_params(n_assets=config.synthetic_assets, n_regimes=config.synthetic_regimes, seed=config.synthetic_seed)
+        return default_params(
+            n_assets=config.synthetic_assets, n_regimes=config.synthetic_regimes, seed=config.synthetic_seed
+        )
     known = load_params(Path(config.path).expanduser())
     return None if known is None else known[0]
 
@@ -74,7 +78,6 @@ def with_cash(market: MarketData, rf_column: str | None) -> MarketData:
     )
 
 
-
 def describe_data(config: DataConfig) -> str:
     """One line naming the data: the CSV's path, or the built-in market's parameters."""
     if config.path is None:
@@ -98,7 +101,9 @@ def market_truth(config: DataConfig) -> tuple[MarketParams, np.ndarray] | None:
     ``.params.json``; ``None`` for real data."""
     if config.path is None:
         _, params, regimes = default_market(
-            seed=config.synthetic_seed, years=config.synthetic_years, n_assets=config.synthetic_assets,
+            seed=config.synthetic_seed,
+            years=config.synthetic_years,
+            n_assets=config.synthetic_assets,
             n_regimes=config.synthetic_regimes,
         )
         return params, regimes

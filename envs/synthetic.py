@@ -105,10 +105,11 @@ def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> Mark
     rng = np.random.default_rng(seed)
     base = np.arange(n_assets) % len(_ARCHETYPES)
     names = tuple(
-        _ARCHETYPES[b] if i < len(_ARCHETYPES) else f"{_ARCHETYPES[b]}{i // len(_ARCHETYPES) + 1}" for i, b in enumerate(base)
+        _ARCHETYPES[b] if i < len(_ARCHETYPES) else f"{_ARCHETYPES[b]}{i // len(_ARCHETYPES) + 1}"
+        for i, b in enumerate(base)
     )
     jitter = np.ones(n_assets)
-    jitter[len(_ARCHETYPES):] = rng.uniform(0.7, 1.3, size=max(n_assets - len(_ARCHETYPES), 0))
+    jitter[len(_ARCHETYPES) :] = rng.uniform(0.7, 1.3, size=max(n_assets - len(_ARCHETYPES), 0))
     drift = _ANNUAL_DRIFT[:n_regimes][:, base] * jitter
     vol = _ANNUAL_VOL[:n_regimes][:, base] * jitter
     mu = drift / TRADING_DAYS_PER_YEAR
@@ -130,7 +131,9 @@ def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> Mark
     return MarketParams(assets=names, regimes=_REGIMES[:n_regimes], transition=transition, mu=mu, cov=cov)
 
 
-def simulate_closes(params: MarketParams, n_days: int, rng: np.random.Generator, initial_price: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+def simulate_closes(
+    params: MarketParams, n_days: int, rng: np.random.Generator, initial_price: float = 100.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(n_days, K)`` closes and the ``(n_days,)`` regime path drawn with ``rng`` (no dates: the fast path for envs)."""
     n_regimes, n_assets = params.mu.shape
     regimes = np.empty(n_days, dtype=np.int64)
@@ -168,14 +171,18 @@ def simulate(
     return market, regimes
 
 
-def default_market(seed: int = 7, years: float = 25.0, n_assets: int = 4, n_regimes: int = 3) -> tuple[MarketData, MarketParams, np.ndarray]:
+def default_market(
+    seed: int = 7, years: float = 25.0, n_assets: int = 4, n_regimes: int = 3
+) -> tuple[MarketData, MarketParams, np.ndarray]:
     """The built-in default data set: ``years`` of the default market law, deterministic per ``seed``."""
     params = default_params(n_assets=n_assets, n_regimes=n_regimes, seed=seed)
     market, regimes = simulate(params, n_days=int(round(years * TRADING_DAYS_PER_YEAR)) + 1, seed=seed)
     return market, params, regimes
 
 
-def write_synthetic(path: str | Path, *, seed: int, years: float, n_assets: int, n_regimes: int) -> tuple[MarketData, dict]:
+def write_synthetic(
+    path: str | Path, *, seed: int, years: float, n_assets: int, n_regimes: int
+) -> tuple[MarketData, dict]:
     """Write ``path`` (CSV) and ``path.params.json`` (true law, regime path, oracle)."""
     from envs.oracle import (
         oracle_report,  # the oracle is a consumer of params; import here keeps modules one-way

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from evaluation.report import Report
 
 TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("evaluation", "templates"), autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined
+    loader=jinja2.PackageLoader("evaluation", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
 )
 
 
@@ -28,9 +30,20 @@ def _b64(png: bytes) -> str:
 def _with_intervals(table: pd.DataFrame, intervals: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
     rows = table.copy()
     if all("sharpe_ci95" in intervals[n] for n in rows.index):
-        rows.insert(min(3, len(rows.columns)), "sharpe 95% CI", [f"[{intervals[n]['sharpe_ci95'][0]:.2f}, {intervals[n]['sharpe_ci95'][1]:.2f}]" for n in rows.index])
+        rows.insert(
+            min(3, len(rows.columns)),
+            "sharpe 95% CI",
+            [f"[{intervals[n]['sharpe_ci95'][0]:.2f}, {intervals[n]['sharpe_ci95'][1]:.2f}]" for n in rows.index],
+        )
     if all("annual_return_ci95" in intervals[n] for n in rows.index):
-        rows.insert(1, "annual return 95% CI", [f"[{intervals[n]['annual_return_ci95'][0]:.1%}, {intervals[n]['annual_return_ci95'][1]:.1%}]" for n in rows.index])
+        rows.insert(
+            1,
+            "annual return 95% CI",
+            [
+                f"[{intervals[n]['annual_return_ci95'][0]:.1%}, {intervals[n]['annual_return_ci95'][1]:.1%}]"
+                for n in rows.index
+            ],
+        )
     return rows
 
 
@@ -38,8 +51,17 @@ def render_html(report: Report) -> str:
     results, agents = report.results, set(report.agents)
     names = list(results)
     matrix = pd.DataFrame(
-        [["" if a == b else f"{report.pairwise[a][b]['annualised_difference']:+.1%} (p={report.pairwise[a][b]['p_value']:.2f})" for b in names] for a in names],
-        index=names, columns=names,
+        [
+            [
+                ""
+                if a == b
+                else f"{report.pairwise[a][b]['annualised_difference']:+.1%} (p={report.pairwise[a][b]['p_value']:.2f})"
+                for b in names
+            ]
+            for a in names
+        ],
+        index=names,
+        columns=names,
     )
     walk_forward = None
     if report.walk_forward is not None:
@@ -48,7 +70,9 @@ def render_html(report: Report) -> str:
             "n_folds": len(wf.folds),
             "timesteps": wf.timesteps,
             "folds": pd.DataFrame(wf.folds).to_html(index=False, border=0),
-            "table": _with_intervals(metrics_table(wf.results), wf.intervals).to_html(float_format=lambda v: f"{v:.4f}", border=0),
+            "table": _with_intervals(metrics_table(wf.results), wf.intervals).to_html(
+                float_format=lambda v: f"{v:.4f}", border=0
+            ),
             "equity": _b64(plots.equity_curves(wf.results, agents)),
         }
     figures = [
@@ -58,9 +82,15 @@ def render_html(report: Report) -> str:
         ("Turnover", plots.turnover_bars(results)),
     ] + [(f"Weights: {name}", plots.weights_area(results[name])) for name in report.agents]
     return TEMPLATES.get_template("report.html").render(
-        split=report.split, first=report.dates[0], last=report.dates[1], days=report.days, source=report.source,
+        split=report.split,
+        first=report.dates[0],
+        last=report.dates[1],
+        days=report.days,
+        source=report.source,
         cost_bps=f"{report.cost_bps:g}",
-        summary=_with_intervals(report.table, report.intervals).to_html(float_format=lambda v: f"{v:.4f}", classes="summary", border=0),
+        summary=_with_intervals(report.table, report.intervals).to_html(
+            float_format=lambda v: f"{v:.4f}", classes="summary", border=0
+        ),
         skill=pd.DataFrame(report.skill).T.to_html(float_format=lambda v: f"{v:.3f}", border=0),
         n_trials=report.skill[report.agents[0]]["n_trials"] if report.agents else 0,
         matrix=matrix.to_html(border=0),

@@ -72,10 +72,21 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """``metrics.json``: the same numbers for machines."""
         return {
-            "split": self.split, "dates": list(self.dates), "days": self.days, "cost_bps": self.cost_bps, "source": self.source,
-            "agents": self.agents, "agent_meta": self.agent_meta, "metrics": self.table.to_dict(orient="index"),
-            "intervals": self.intervals, "skill": self.skill, "pairwise": self.pairwise, "efficiency": self.efficiency,
-            "walk_forward": None if self.walk_forward is None else {
+            "split": self.split,
+            "dates": list(self.dates),
+            "days": self.days,
+            "cost_bps": self.cost_bps,
+            "source": self.source,
+            "agents": self.agents,
+            "agent_meta": self.agent_meta,
+            "metrics": self.table.to_dict(orient="index"),
+            "intervals": self.intervals,
+            "skill": self.skill,
+            "pairwise": self.pairwise,
+            "efficiency": self.efficiency,
+            "walk_forward": None
+            if self.walk_forward is None
+            else {
                 "folds": self.walk_forward.folds,
                 "timesteps": self.walk_forward.timesteps,
                 "metrics": metrics_table(self.walk_forward.results).to_dict(orient="index"),
@@ -91,7 +102,9 @@ class Report:
         return frame
 
 
-def load_agents(models_dir: Path, data: str | None, names: Sequence[str] | None = None) -> list[tuple[str, Policy, ModelMetadata, EnvConfig]]:
+def load_agents(
+    models_dir: Path, data: str | None, names: Sequence[str] | None = None
+) -> list[tuple[str, Policy, ModelMetadata, EnvConfig]]:
     """``(name, policy, metadata, env config)`` of the exported agents in ``models_dir`` (only ``names``, if given),
     with ``data`` replacing the CSV they were trained on when given."""
 
@@ -131,8 +144,13 @@ def check_comparable(agents: Sequence[tuple[str, Policy, ModelMetadata, EnvConfi
 
 
 def evaluate(
-    models_dir: Path, *, data: str | None = None, split: str = "test", baselines: BaselinesConfig | None = None,
-    bootstrap_resamples: int = 1000, agents: Sequence[str] | None = None,
+    models_dir: Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    baselines: BaselinesConfig | None = None,
+    bootstrap_resamples: int = 1000,
+    agents: Sequence[str] | None = None,
 ) -> Report:
     """Backtest agents and baselines on the same days and compute every statistic of the report."""
     agents = load_agents(models_dir, data, agents)
@@ -144,7 +162,9 @@ def evaluate(
     env = evaluation_env(reference, split)
     baselines = baselines or BaselinesConfig()
     if "equal_weight" not in baselines.include:
-        raise ConfigError("baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)")
+        raise ConfigError(
+            "baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)"
+        )
     strategies = make_baselines(env.assets, baselines)
     truth = market_truth(reference.data)
     if truth is not None:
@@ -167,14 +187,21 @@ def evaluate(
     equal_weight_sharpe = table.loc["equal_weight", "sharpe"]
     skill = {
         name: {
-            "psr_vs_equal_weight": statistics.probabilistic_sharpe_ratio(results[name].returns - results[name].rf_daily, equal_weight_sharpe),
-            "deflated_sharpe": statistics.deflated_sharpe_ratio(results[name].returns - results[name].rf_daily, n_trials),
+            "psr_vs_equal_weight": statistics.probabilistic_sharpe_ratio(
+                results[name].returns - results[name].rf_daily, equal_weight_sharpe
+            ),
+            "deflated_sharpe": statistics.deflated_sharpe_ratio(
+                results[name].returns - results[name].rf_daily, n_trials
+            ),
             "n_trials": n_trials,
         }
         for name in agent_names
     }
     names = list(results)
-    pairwise = {a: {b: statistics.paired_comparison(results[a].returns, results[b].returns) for b in names if b != a} for a in names}
+    pairwise = {
+        a: {b: statistics.paired_comparison(results[a].returns, results[b].returns) for b in names if b != a}
+        for a in names
+    }
     efficiency = None
     if truth is not None:
         g = {name: float(r.log_growth.mean()) for name, r in results.items()}
@@ -182,11 +209,24 @@ def evaluate(
         # Undefined when the oracle did not beat equal weight on this window: the ratio would flip sign.
         efficiency = {name: (g[name] - g["equal_weight"]) / gap if gap > 0 else None for name in agent_names}
     return Report(
-        results=results, agents=agent_names, table=table, intervals=intervals, skill=skill, pairwise=pairwise,
-        efficiency=efficiency, split=split, dates=(str(dates[0]), str(dates[-1])), days=int(dates.size),
-        cost_bps=reference.cost_bps, source=env.market.source,
+        results=results,
+        agents=agent_names,
+        table=table,
+        intervals=intervals,
+        skill=skill,
+        pairwise=pairwise,
+        efficiency=efficiency,
+        split=split,
+        dates=(str(dates[0]), str(dates[-1])),
+        days=int(dates.size),
+        cost_bps=reference.cost_bps,
+        source=env.market.source,
         agent_meta={
-            name: {"algorithm": meta.algorithm, "content_hash": meta.content_hash, "sweep": meta.sweep and meta.sweep.model_dump()}
+            name: {
+                "algorithm": meta.algorithm,
+                "content_hash": meta.content_hash,
+                "sweep": meta.sweep and meta.sweep.model_dump(),
+            }
             for name, _, meta, _ in agents
         },
     )
@@ -208,8 +248,15 @@ def log_to_mlflow(report: Report, out: Path, tracking_uri: str, experiment: str)
     mlflow.set_tracking_uri(mlflow_uri(tracking_uri))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"report-{out.name}") as run:
-        mlflow.log_params({"split": report.split, "first_date": report.dates[0], "last_date": report.dates[1],
-                           "cost_bps": report.cost_bps, "agents": ",".join(report.agents)})
+        mlflow.log_params(
+            {
+                "split": report.split,
+                "first_date": report.dates[0],
+                "last_date": report.dates[1],
+                "cost_bps": report.cost_bps,
+                "agents": ",".join(report.agents),
+            }
+        )
         for name, row in report.table.iterrows():
             mlflow.log_metrics({f"{name}/{key}": float(value) for key, value in row.items() if np.isfinite(value)})
         mlflow.log_artifacts(str(out))
@@ -237,12 +284,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = load_yaml(args.config).get("baselines") if Path(args.config).is_file() else None
         baselines = parse_config(BaselinesConfig, raw, where=f"{args.config}: baselines")
         names = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
-        report = evaluate(Path(args.models), data=args.data, split=args.split, baselines=baselines,
-                          bootstrap_resamples=args.bootstrap, agents=names)
+        report = evaluate(
+            Path(args.models),
+            data=args.data,
+            split=args.split,
+            baselines=baselines,
+            bootstrap_resamples=args.bootstrap,
+            agents=names,
+        )
         if args.walk_forward:
-            wf = walk_forward(Path(args.models), n_folds=args.walk_forward, timesteps=args.walk_forward_timesteps,
-                              runs_dir=out / "walk_forward", data=args.data, baselines=baselines, agents=report.agents,
-                              bootstrap_resamples=args.bootstrap)
+            wf = walk_forward(
+                Path(args.models),
+                n_folds=args.walk_forward,
+                timesteps=args.walk_forward_timesteps,
+                runs_dir=out / "walk_forward",
+                data=args.data,
+                baselines=baselines,
+                agents=report.agents,
+                bootstrap_resamples=args.bootstrap,
+            )
             report = dataclasses.replace(report, walk_forward=wf)
     except (ConfigError, DataError) as exc:
         return fail(exc)

@@ -22,16 +22,22 @@ from backtesting.baselines import BaselinesConfig, make_baselines
 from core.config import parse_config
 from core.errors import DataError
 from envs.config import with_data
-from envs.market import walk_forward_folds
 from envs.sources import load_market
+from envs.splits import walk_forward_folds
 
 log = logging.getLogger(__name__)
 
 
 def _cut(result: BacktestResult, days: int) -> BacktestResult:
     return BacktestResult(
-        name=result.name, dates=result.dates[:days], returns=result.returns[:days], weights=result.weights[:days],
-        turnover=result.turnover[:days], costs=result.costs[:days], wealth=result.wealth[:days], assets=result.assets,
+        name=result.name,
+        dates=result.dates[:days],
+        returns=result.returns[:days],
+        weights=result.weights[:days],
+        turnover=result.turnover[:days],
+        costs=result.costs[:days],
+        wealth=result.wealth[:days],
+        assets=result.assets,
         rf_daily=result.rf_daily if np.isscalar(result.rf_daily) else result.rf_daily[:days],
     )
 
@@ -39,10 +45,17 @@ def _cut(result: BacktestResult, days: int) -> BacktestResult:
 def _stitch(parts: list[BacktestResult]) -> BacktestResult:
     returns = np.concatenate([p.returns for p in parts])
     return BacktestResult(
-        name=parts[0].name, dates=np.concatenate([p.dates for p in parts]), returns=returns,
-        weights=np.concatenate([p.weights for p in parts]), turnover=np.concatenate([p.turnover for p in parts]),
-        costs=np.concatenate([p.costs for p in parts]), wealth=np.cumprod(1.0 + returns), assets=parts[0].assets,
-        rf_daily=0.0 if all(np.isscalar(p.rf_daily) for p in parts) else np.concatenate([np.broadcast_to(p.rf_daily, p.returns.shape) for p in parts]),
+        name=parts[0].name,
+        dates=np.concatenate([p.dates for p in parts]),
+        returns=returns,
+        weights=np.concatenate([p.weights for p in parts]),
+        turnover=np.concatenate([p.turnover for p in parts]),
+        costs=np.concatenate([p.costs for p in parts]),
+        wealth=np.cumprod(1.0 + returns),
+        assets=parts[0].assets,
+        rf_daily=0.0
+        if all(np.isscalar(p.rf_daily) for p in parts)
+        else np.concatenate([np.broadcast_to(p.rf_daily, p.returns.shape) for p in parts]),
     )
 
 
@@ -58,9 +71,17 @@ class WalkForward:
 
 
 def walk_forward(
-    models_dir: Path, *, n_folds: int, timesteps: int, runs_dir: Path, data: str | None = None,
-    min_train_days: int = 1008, validation_days: int = 252, baselines: BaselinesConfig | None = None,
-    agents: Sequence[str] | None = None, bootstrap_resamples: int = 1000,
+    models_dir: Path,
+    *,
+    n_folds: int,
+    timesteps: int,
+    runs_dir: Path,
+    data: str | None = None,
+    min_train_days: int = 1008,
+    validation_days: int = 252,
+    baselines: BaselinesConfig | None = None,
+    agents: Sequence[str] | None = None,
+    bootstrap_resamples: int = 1000,
 ) -> WalkForward:
     """Retrain, select and test every agent (or only ``agents``) on ``n_folds`` folds; returns stitched results and
     per-fold dates."""
@@ -74,22 +95,42 @@ def walk_forward(
     reference = with_data(next(iter(metas.values())).env_config, data)
     market = load_market(reference.data)
     warmup = max(m.closes_needed - 1 for m in metas.values())
-    folds = walk_forward_folds(market, n_folds=n_folds, warmup_days=warmup, min_train_days=min_train_days, validation_days=validation_days)
+    folds = walk_forward_folds(
+        market, n_folds=n_folds, warmup_days=warmup, min_train_days=min_train_days, validation_days=validation_days
+    )
     pieces: dict[str, list[BacktestResult]] = {}
     fold_dates = []
     for k, fold in enumerate(folds):
-        bounds = {"train_end": str(market.dates[fold["train"].last]), "validation_end": str(market.dates[fold["validation"].last])}
+        bounds = {
+            "train_end": str(market.dates[fold["train"].last]),
+            "validation_end": str(market.dates[fold["validation"].last]),
+        }
         test = fold["test"]
-        fold_dates.append({"fold": k, "train_end": bounds["train_end"], "validation_end": bounds["validation_end"],
-                           "test_first": str(market.dates[test.first]), "test_last": str(market.dates[test.last])})
-        log.info("walk-forward fold %d/%d: train to %s, test %s .. %s", k + 1, n_folds, bounds["train_end"],
-                 fold_dates[-1]["test_first"], fold_dates[-1]["test_last"])
+        fold_dates.append(
+            {
+                "fold": k,
+                "train_end": bounds["train_end"],
+                "validation_end": bounds["validation_end"],
+                "test_first": str(market.dates[test.first]),
+                "test_last": str(market.dates[test.last]),
+            }
+        )
+        log.info(
+            "walk-forward fold %d/%d: train to %s, test %s .. %s",
+            k + 1,
+            n_folds,
+            bounds["train_end"],
+            fold_dates[-1]["test_first"],
+            fold_dates[-1]["test_last"],
+        )
         fold_models = runs_dir / f"fold{k}" / "models"
         for name, meta in metas.items():
             resolved = dict(meta.reproducibility.resolved_config)
             env_config = meta.env_config
             data_config = reference.data.model_copy(update=bounds)
-            resolved["env"] = env_config.model_copy(update={"data": data_config, "split": "train"}).model_dump(mode="json")
+            resolved["env"] = env_config.model_copy(update={"data": data_config, "split": "train"}).model_dump(
+                mode="json"
+            )
             resolved["timesteps"] = timesteps
             config = parse_config(TrainConfig, resolved, where=f"{name}: resolved_config")
             train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models)
@@ -105,5 +146,8 @@ def walk_forward(
         for name, result in run_all(make_baselines(env.assets, baselines), env).items():
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
     results = {name: _stitch(parts) for name, parts in pieces.items()}
-    intervals = {name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=bootstrap_resamples))} for name, r in results.items()}
+    intervals = {
+        name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=bootstrap_resamples))}
+        for name, r in results.items()
+    }
     return WalkForward(results=results, folds=fold_dates, agents=list(metas), timesteps=timesteps, intervals=intervals)

@@ -22,7 +22,8 @@ import numpy as np
 from core.errors import DataError
 from envs.config import EnvConfig
 from envs.features import feature_names, observation_size
-from envs.market import MarketData, Split
+from envs.market import MarketData
+from envs.splits import Split
 from policies.format import (
     FORMAT_VERSION,
     METADATA,
@@ -49,7 +50,9 @@ def file_hash(path: str | Path) -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -104,40 +107,46 @@ def export_policy(
         shutil.copytree(module_source, staging / MODULE_DIR)
         extras = tuple(env_config.data.extra_columns) if env_config.observe_extras else ()
         data_path = env_config.data.path
-        metadata = ModelMetadata.model_validate({
-            "format_version": FORMAT_VERSION,
-            "agent": agent,
-            "algorithm": algorithm,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "assets": list(market.assets),
-            "env_config": env_config.model_dump(mode="json"),
-            "observation": {
-                "size": observation_size(market.n_assets, env_config.window_days, len(extras)),
-                "window_days": env_config.window_days,
-                "vol_window_days": env_config.vol_window_days,
-                "log_volatility": env_config.log_volatility,
-                "extras": list(extras),
-                "names": feature_names(market.assets, env_config.window_days, extras, env_config.log_volatility),
-            },
-            "action": {"mode": env_config.action_mode, "map": env_config.continuous_map, "grid_steps": env_config.grid_steps},
-            "data": {
-                "source": market.source,
-                "fingerprint": market.fingerprint(),
-                "file_sha256": file_hash(data_path) if data_path else None,
-                "train": _split_record(market, splits["train"]),
-                "validation": _split_record(market, splits["validation"]),
-            },
-            "validation": validation,
-            "source_checkpoint": str(source_checkpoint),
-            "content_hash": content_hash(staging / MODULE_DIR),
-            "reproducibility": {
-                "seed": seed,
-                "resolved_config": resolved_config,
-                "git_commit": git_commit(),
-                "versions": library_versions(),
-            },
-            **(extra or {}),
-        })
+        metadata = ModelMetadata.model_validate(
+            {
+                "format_version": FORMAT_VERSION,
+                "agent": agent,
+                "algorithm": algorithm,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "assets": list(market.assets),
+                "env_config": env_config.model_dump(mode="json"),
+                "observation": {
+                    "size": observation_size(market.n_assets, env_config.window_days, len(extras)),
+                    "window_days": env_config.window_days,
+                    "vol_window_days": env_config.vol_window_days,
+                    "log_volatility": env_config.log_volatility,
+                    "extras": list(extras),
+                    "names": feature_names(market.assets, env_config.window_days, extras, env_config.log_volatility),
+                },
+                "action": {
+                    "mode": env_config.action_mode,
+                    "map": env_config.continuous_map,
+                    "grid_steps": env_config.grid_steps,
+                },
+                "data": {
+                    "source": market.source,
+                    "fingerprint": market.fingerprint(),
+                    "file_sha256": file_hash(data_path) if data_path else None,
+                    "train": _split_record(market, splits["train"]),
+                    "validation": _split_record(market, splits["validation"]),
+                },
+                "validation": validation,
+                "source_checkpoint": str(source_checkpoint),
+                "content_hash": content_hash(staging / MODULE_DIR),
+                "reproducibility": {
+                    "seed": seed,
+                    "resolved_config": resolved_config,
+                    "git_commit": git_commit(),
+                    "versions": library_versions(),
+                },
+                **(extra or {}),
+            }
+        )
         (staging / METADATA).write_text(json.dumps(metadata.model_dump(mode="json"), indent=1))
         target = models_dir / agent
         retired = models_dir / f".{agent}.{uuid.uuid4().hex[:8]}.old"
@@ -164,10 +173,16 @@ def update_registry(models_dir: str | Path, metric: str = SELECTION_METRIC) -> R
         except DataError as exc:
             log.warning("registry: leaving out %s (%s)", agent_dir.name, exc)
             continue
-        agents[meta.agent] = {"algorithm": meta.algorithm, "content_hash": meta.content_hash,
-                              "created_at": meta.created_at, "validation": meta.validation}
+        agents[meta.agent] = {
+            "algorithm": meta.algorithm,
+            "content_hash": meta.content_hash,
+            "created_at": meta.created_at,
+            "validation": meta.validation,
+        }
     scored = {name: a["validation"][metric] for name, a in agents.items() if metric in a["validation"]}
-    registry = Registry(metric=f"validation/{metric}", best=max(scored, key=scored.get) if scored else None, agents=agents)
+    registry = Registry(
+        metric=f"validation/{metric}", best=max(scored, key=scored.get) if scored else None, agents=agents
+    )
     tmp = models_dir / f".{REGISTRY}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(registry.model_dump(mode="json"), indent=1))
     tmp.replace(models_dir / REGISTRY)

@@ -40,7 +40,9 @@ class SplitRange(Record):
 
 class DataRecord(Record):
     source: str = Field(description="the CSV's path, or the built-in market's name")
-    fingerprint: str = Field(description="SHA-256 of dates, closes and asset names (envs.market.MarketData.fingerprint)")
+    fingerprint: str = Field(
+        description="SHA-256 of dates, closes and asset names (envs.market.MarketData.fingerprint)"
+    )
     file_sha256: str | None = Field(description="SHA-256 of the CSV file; null for the built-in market")
     train: SplitRange
     validation: SplitRange
@@ -93,7 +95,9 @@ class ModelMetadata(Record):
     observation: ObservationSpec
     action: ActionSpec
     data: DataRecord
-    validation: dict[str, float] = Field(description=f"validation metrics of the exported module ({SELECTION_METRIC}, ...)")
+    validation: dict[str, float] = Field(
+        description=f"validation metrics of the exported module ({SELECTION_METRIC}, ...)"
+    )
     source_checkpoint: str
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 over the module folder's files")
     reproducibility: Reproducibility
@@ -114,8 +118,10 @@ class ModelMetadata(Record):
     @classmethod
     def _readable(cls, version: int) -> int:
         if version not in READABLE_VERSIONS:
-            raise ValueError(f"version {version} is not one this code reads ({', '.join(map(str, READABLE_VERSIONS))}); "
-                             "re-export the model with this version, or upgrade rlportfolio")
+            raise ValueError(
+                f"version {version} is not one this code reads ({', '.join(map(str, READABLE_VERSIONS))}); "
+                "re-export the model with this version, or upgrade rlportfolio"
+            )
         return version
 
     @property

@@ -58,4 +58,6 @@ class Policy:
         observations = np.asarray(observations, dtype=np.float32)
         n_assets = self.action_map.n_assets
         held = observations[:, -n_assets:].astype(np.float64)
-        return np.stack([np.array(self.action_map(a, h), dtype=np.float64) for a, h in zip(self.actions(observations), held)])
+        return np.stack(
+            [np.array(self.action_map(a, h), dtype=np.float64) for a, h in zip(self.actions(observations), held)]
+        )

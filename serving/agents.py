@@ -38,7 +38,9 @@ def policy_info(agent_dir: str | Path) -> AgentInfo:
 
     meta = read_metadata(agent_dir)
     if meta.observation.extras:
-        raise ConfigError(f"{agent_dir}: agents that observe extra columns ({meta.observation.extras}) cannot be served from prices alone")
+        raise ConfigError(
+            f"{agent_dir}: agents that observe extra columns ({meta.observation.extras}) cannot be served from prices alone"
+        )
     return AgentInfo(
         name=Path(agent_dir).name,
         kind="rl",
@@ -79,7 +81,10 @@ class PolicyAgent:
         return action, np.array(self.policy.action_map(action, held), dtype=np.float64)
 
 
-BASELINES = {"equal_weight": lambda: EqualWeight("equal_weight", 1), "growth_optimal": lambda: GrowthOptimal("growth_optimal", 1, 252)}
+BASELINES = {
+    "equal_weight": lambda: EqualWeight("equal_weight", 1),
+    "growth_optimal": lambda: GrowthOptimal("growth_optimal", 1, 252),
+}
 
 
 def baseline_closes_needed(name: str, agents_need: int) -> int:
@@ -97,8 +102,15 @@ class BaselineAgent:
             raise ValueError(f"unknown baseline '{name}'; choose from {sorted(BASELINES)}")
         self.strategy = BASELINES[name]()
         self.info = AgentInfo(
-            name=name, kind="baseline", algorithm=name, model_version="baseline", content_hash=None,
-            assets=tuple(assets), closes_needed=baseline_closes_needed(name, agents_need), observation_size=None, validation=None,
+            name=name,
+            kind="baseline",
+            algorithm=name,
+            model_version="baseline",
+            content_hash=None,
+            assets=tuple(assets),
+            closes_needed=baseline_closes_needed(name, agents_need),
+            observation_size=None,
+            validation=None,
         )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
@@ -106,4 +118,6 @@ class BaselineAgent:
         return np.stack([self.strategy.weights(History(c, h, empty)) for c, h in zip(closes, held)])
 
     def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
-        raise ValueError(f"'{self.info.name}' is a classical baseline: it allocates from prices (/allocate), not observations")
+        raise ValueError(
+            f"'{self.info.name}' is a classical baseline: it allocates from prices (/allocate), not observations"
+        )

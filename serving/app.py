@@ -50,15 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus scrape port of the local Ray node")
-    parser.add_argument("--ingress-replicas", type=int, default=1, help="FastAPI ingress replicas (A/B statistics are shared)")
-    parser.add_argument("--access-log", action="store_true", help="Serve's per-request access log in every replica (slower)")
+    parser.add_argument(
+        "--ingress-replicas", type=int, default=1, help="FastAPI ingress replicas (A/B statistics are shared)"
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="Serve's per-request access log in every replica (slower)"
+    )
     parser.add_argument("--no-block", action="store_true", help="deploy and return (the app keeps running in Ray)")
-    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard")
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard"
+    )
     args = parser.parse_args(argv)
     setup_console()
     try:
-        app = build_app(AppArgs(models_dir=args.models, split=parse_split(args.split), shadow=args.shadow,
-                                ingress_replicas=args.ingress_replicas, access_log=args.access_log))
+        app = build_app(
+            AppArgs(
+                models_dir=args.models,
+                split=parse_split(args.split),
+                shadow=args.shadow,
+                ingress_replicas=args.ingress_replicas,
+                access_log=args.access_log,
+            )
+        )
         if not os.environ.get("RAY_ADDRESS"):
             use_throughput_mode()  # inherited by every Ray process this instance starts
         # On a cluster its own settings apply: start it with THROUGHPUT_ENV to get the fast path.

@@ -28,13 +28,21 @@ class AppArgs(FrozenConfig):
     """The application's arguments (``configs/serve.yaml``: ``applications[].args``)."""
 
     models_dir: str = Field(default="models", description="folder of exported agents (models/<agent>/metadata.json)")
-    split: dict[str, float] | None = Field(default=None, description="agent -> traffic weight; default equal over the RL agents")
+    split: dict[str, float] | None = Field(
+        default=None, description="agent -> traffic weight; default equal over the RL agents"
+    )
     shadow: str | None = Field(default=None, description="agent evaluated on every request but never returned")
-    baselines: list[str] = Field(default=["equal_weight", "growth_optimal"], description="classical baselines, routable like agents")
+    baselines: list[str] = Field(
+        default=["equal_weight", "growth_optimal"], description="classical baselines, routable like agents"
+    )
     fallback: str = Field(default="equal_weight", description="the last-resort arm when the routed ones fail")
     agent_num_cpus: float = Field(default=0.25, gt=0, description="CPUs per agent replica (fractional on a laptop)")
-    agent_autoscaling: dict[str, Any] | None = Field(default=None, description="a Serve autoscaling_config for agent deployments")
-    ingress_replicas: int = Field(default=1, ge=1, strict=True, description="FastAPI ingress replicas; they share one StatsStore")
+    agent_autoscaling: dict[str, Any] | None = Field(
+        default=None, description="a Serve autoscaling_config for agent deployments"
+    )
+    ingress_replicas: int = Field(
+        default=1, ge=1, strict=True, description="FastAPI ingress replicas; they share one StatsStore"
+    )
     token_env: str = Field(default="SERVE_API_TOKEN", description="environment variable holding the bearer token")
     access_log: bool = Field(default=False, description="Serve's per-request access log in every replica (costly)")
 
@@ -50,7 +58,9 @@ def replica_logging(access_log: bool = False) -> dict[str, Any]:
 def discover(models_dir: str | Path) -> dict[str, Path]:
     found = {d.name: d.resolve() for d in agent_dirs(models_dir)}
     if not found:
-        raise ConfigError(f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo")
+        raise ConfigError(
+            f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo"
+        )
     return found
 
 
@@ -65,7 +75,9 @@ def build_app(args: AppArgs) -> serve.Application:
     infos = {name: policy_info(path) for name, path in agents.items()}
     assets = {i.assets for i in infos.values()}
     if len(assets) != 1:
-        raise ConfigError(f"{models_dir}: agents trade different assets ({sorted(assets)}); serve them in separate apps")
+        raise ConfigError(
+            f"{models_dir}: agents trade different assets ({sorted(assets)}); serve them in separate apps"
+        )
     asset_list = next(iter(assets))
     closes_needed = max(i.closes_needed for i in infos.values())
     for name in args.baselines:
@@ -86,13 +98,18 @@ def build_app(args: AppArgs) -> serve.Application:
         options["autoscaling_config"] = args.agent_autoscaling
     handles = {}
     for name, info in infos.items():
-        spec = {"kind": "rl", "path": str(agents[name])} if info.kind == "rl" else {
-            "kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": info.closes_needed}
+        spec = (
+            {"kind": "rl", "path": str(agents[name])}
+            if info.kind == "rl"
+            else {"kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": info.closes_needed}
+        )
         handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
     token = os.environ.get(args.token_env)
     token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
     store = StatsStore.options(logging_config=logging_config).bind()
     ingress = Ingress.options(
-        num_replicas=args.ingress_replicas, user_config={"split": split, "shadow": args.shadow}, logging_config=logging_config
+        num_replicas=args.ingress_replicas,
+        user_config={"split": split, "shadow": args.shadow},
+        logging_config=logging_config,
     )
     return ingress.bind(handles, store, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256)

@@ -6,8 +6,6 @@ Prometheus series. The HTTP API is documented in docs/architecture.md and at ``/
 # No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -15,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Header, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from serving.agents import AgentInfo
+from serving.batching import batched_caller
+from serving.http import api, authorize, parse_allocation, problem
 from serving.metrics import RequestMetrics
 from serving.router import ABRouter, StatsBuffer, TrafficSplit, UnknownAgent
 from serving.schemas import (
@@ -36,32 +35,9 @@ from serving.schemas import (
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1 << 20
 AGENT_TIMEOUT_S = 5.0
 STATS_FLUSH_S = 0.25  # how often each ingress replica hands its A/B records to the app's StatsStore
 METRIC_PREFIX = "rlportfolio_"
-
-api = FastAPI(
-    title="rlportfolio",
-    version="1.0",
-    description=(
-        "Portfolio allocation by RL agents with A/B routing. Send recent closes to `/allocate`; the `X-Agent` header "
-        "forces an agent; `/feedback` reports realised returns, `/ab/stats` compares the arms. When the server has "
-        "`SERVE_API_TOKEN`, every endpoint but `/health` needs `Authorization: Bearer <token>`."
-    ),
-    max_body_size=MAX_BODY_BYTES,  # 413 past it, counted as the body streams in (chunked bodies too)
-)
-
-
-def _problem(status: int, field: str, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=[{"loc": field.split("."), "msg": message}])
-
-
-@api.exception_handler(RequestValidationError)
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each bad field. The offending input is left out: it may be NaN, which JSON cannot carry."""
-    detail = [{"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
@@ -70,7 +46,12 @@ class Ingress:
     """A/B router: chooses an arm, validates the request against it, calls it, falls back on failure."""
 
     def __init__(
-        self, handles: dict[str, Any], store: Any, infos: dict[str, dict], fallback: str, token_sha256: str | None = None
+        self,
+        handles: dict[str, Any],
+        store: Any,
+        infos: dict[str, dict],
+        fallback: str,
+        token_sha256: str | None = None,
     ) -> None:
         from ray.serve import metrics
 
@@ -84,10 +65,15 @@ class Ingress:
         self.stats = StatsBuffer()
         self._flusher: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()  # one hand-over at a time, so a store call after _flush sees every record
-        self.router = ABRouter(TrafficSplit.create({n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)), set(self.infos))
+        self.router = ABRouter(
+            TrafficSplit.create(
+                {n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)
+            ),
+            set(self.infos),
+        )
         self.series = RequestMetrics(METRIC_PREFIX, metrics)
         self._background: set[asyncio.Task] = set()
-        self._allocate = {name: self._batched_allocate(name) for name in self.handles}
+        self._allocate = {name: batched_caller(handle) for name, handle in self.handles.items()}
 
     async def __del__(self) -> None:
         """Serve awaits this on a graceful shutdown: hand over the last records, if the store is still there."""
@@ -99,7 +85,9 @@ class Ingress:
             async with asyncio.timeout(2.0):
                 await self._flush()
         except Exception as exc:
-            log.warning("shutting down: %d A/B records not handed over (%s)", len(self.stats.records), type(exc).__name__)
+            log.warning(
+                "shutting down: %d A/B records not handed over (%s)", len(self.stats.records), type(exc).__name__
+            )
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``{"split": {agent: weight}, "shadow": agent | null}``; applied live."""
@@ -131,68 +119,21 @@ class Ingress:
             try:
                 await self._flush()
             except Exception as exc:
-                log.warning("A/B statistics store unavailable (%s); keeping the records for the next try", type(exc).__name__)
+                log.warning(
+                    "A/B statistics store unavailable (%s); keeping the records for the next try", type(exc).__name__
+                )
 
     def _start_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
-    def _authorize(self, authorization: str | None) -> None:
-        if self.token_sha256 is None:
-            return
-        scheme, _, token = (authorization or "").partition(" ")
-        given = hashlib.sha256(token.encode()).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.token_sha256):
-            raise HTTPException(status_code=401, detail="missing or wrong Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
-
     def _choose(self, client_id: str | None, override: str | None) -> str:
         try:
             return self.router.choose(client_id, override)
         except UnknownAgent:
-            raise _problem(400, "header.X-Agent", f"unknown agent '{override}'; deployed agents are {sorted(self.infos)}") from None
-
-    def _parse(self, body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray, np.ndarray]:
-        assets = list(info.assets)
-        missing = sorted(set(assets) - set(body.prices))
-        unknown = sorted(set(body.prices) - set(assets))
-        if missing or unknown:
-            raise _problem(422, "body.prices", f"assets must be exactly {assets}; missing {missing}, unknown {unknown}")
-        closes = np.column_stack([np.asarray(body.prices[a], dtype=np.float64) for a in assets])
-        if closes.shape[0] < info.closes_needed:
-            raise _problem(422, "body.prices", f"need at least {info.closes_needed} closes per asset (oldest first), got {closes.shape[0]}")
-        if body.weights is None:
-            held = np.full(len(assets), 1.0 / len(assets))
-        else:
-            if set(body.weights) != set(assets):
-                raise _problem(422, "body.weights", f"weights must name exactly the assets {assets}")
-            held = np.asarray([body.weights[a] for a in assets], dtype=np.float64)
-        return closes, held
-
-    def _batched_allocate(self, agent: str) -> Callable[[tuple[np.ndarray, np.ndarray]], Awaitable[list[float]]]:
-        """Coalesces this replica's concurrent ``/allocate`` requests for ``agent`` into one call to its deployment.
-
-        Each call between replicas costs far more CPU than a forward pass (benchmarks/serve_load.py at 32 concurrent:
-        310 req/s with batching in the agent replica only, 440-580 req/s batching here), so batching where the
-        requests arrive saves both ends. A request that finds none in flight for its agent goes straight to the
-        handle (``serve.batch``'s queue costs about a tenth of this replica's CPU per request when alone); requests
-        that arrive meanwhile ride in the next call, with up to two calls in flight per agent.
-        """
-        handle = self.handles[agent]
-        in_flight = 0
-
-        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
-        async def batched(requests: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
-            return await handle.allocate.remote(requests)
-
-        async def allocate(request: tuple[np.ndarray, np.ndarray]) -> list[float]:
-            nonlocal in_flight
-            in_flight += 1
-            try:
-                return (await handle.allocate.remote([request]))[0] if in_flight == 1 else await batched(request)
-            finally:
-                in_flight -= 1
-
-        return allocate
+            raise problem(
+                400, "header.X-Agent", f"unknown agent '{override}'; deployed agents are {sorted(self.infos)}"
+            ) from None
 
     async def _call(self, agent: str, endpoint: str, call: Awaitable[Any]) -> Any:
         self._start_flusher()  # it also records the Prometheus series
@@ -244,31 +185,43 @@ class Ingress:
             except Exception as exc:
                 status[name] = f"unavailable: {type(exc).__name__}"
         healthy = all(v == "ok" for v in status.values())
-        return JSONResponse({"status": "ok" if healthy else "degraded", "agents": status}, status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "degraded", "agents": status}, status_code=200 if healthy else 503
+        )
 
     @api.get("/agents", response_model=list[AgentDescription])
     async def agents(self, authorization: str | None = Header(default=None)) -> list[AgentDescription]:
         """Deployed agents with algorithm, model version, traffic weight and validation metrics."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         split = self.router.split.as_dict()
         return [
             AgentDescription(
-                name=name, kind=i.kind, algorithm=i.algorithm, model_version=i.model_version, content_hash=i.content_hash,
-                traffic_weight=split.get(name, 0.0), shadow=self.router.split.shadow == name, assets=list(i.assets),
-                closes_needed=i.closes_needed, validation=i.validation,
+                name=name,
+                kind=i.kind,
+                algorithm=i.algorithm,
+                model_version=i.model_version,
+                content_hash=i.content_hash,
+                traffic_weight=split.get(name, 0.0),
+                shadow=self.router.split.shadow == name,
+                assets=list(i.assets),
+                closes_needed=i.closes_needed,
+                validation=i.validation,
             )
             for name, i in sorted(self.infos.items())
         ]
 
     @api.post("/allocate", response_model=AllocateResponse, responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}})
     async def allocate(
-        self, body: AllocateRequest, x_agent: str | None = Header(default=None), authorization: str | None = Header(default=None)
+        self,
+        body: AllocateRequest,
+        x_agent: str | None = Header(default=None),
+        authorization: str | None = Header(default=None),
     ) -> JSONResponse:
         """Target weights for the closes given, from the routed agent (or the one named by ``X-Agent``)."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         started = time.perf_counter()
         chosen = self._choose(body.client_id, x_agent)
-        closes, held = self._parse(body, self.infos[chosen])
+        closes, held = parse_allocation(body, self.infos[chosen])
         request_id = uuid.uuid4().hex
         for agent in self._candidates(chosen, closes.shape[0]):
             try:
@@ -284,47 +237,68 @@ class Ingress:
             info = self.infos[agent]
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
             # would otherwise validate and serialise it through the response model again on every request.
-            return JSONResponse({"weights": dict(zip(info.assets, weights)), "agent": agent, "model_version": info.model_version,
-                                 "request_id": request_id, "fallback": fallback})
+            return JSONResponse(
+                {
+                    "weights": dict(zip(info.assets, weights)),
+                    "agent": agent,
+                    "model_version": info.model_version,
+                    "request_id": request_id,
+                    "fallback": fallback,
+                }
+            )
         raise HTTPException(status_code=503, detail="no agent could answer; see /health")
 
     @api.post("/predict", response_model=PredictResponse, responses={400: {}, 401: {}, 422: {}, 503: {}})
     async def predict(
-        self, body: PredictRequest, x_agent: str | None = Header(default=None), authorization: str | None = Header(default=None)
+        self,
+        body: PredictRequest,
+        x_agent: str | None = Header(default=None),
+        authorization: str | None = Header(default=None),
     ) -> PredictResponse:
         """Action and weights for a raw observation (``envs.features`` layout); for callers that build features."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         if x_agent is None:
             # Observations only make sense to RL agents: route among the split's RL arms.
             rl_arms = [name for name, _ in self.router.split.weights if self.infos[name].kind == "rl"]
             if not rl_arms:
-                raise _problem(422, "header.X-Agent", "the traffic split has no RL agent; name one in X-Agent")
+                raise problem(422, "header.X-Agent", "the traffic split has no RL agent; name one in X-Agent")
             agent = self._choose(None, None)
             agent = agent if agent in rl_arms else rl_arms[0]
         else:
             agent = self._choose(None, x_agent)
         info = self.infos[agent]
         if info.kind != "rl":
-            raise _problem(422, "header.X-Agent", f"'{agent}' is a classical baseline; it needs prices (/allocate)")
+            raise problem(422, "header.X-Agent", f"'{agent}' is a classical baseline; it needs prices (/allocate)")
         if len(body.observation) != info.observation_size:
-            raise _problem(422, "body.observation", f"needs {info.observation_size} entries for '{agent}', got {len(body.observation)}")
+            raise problem(
+                422,
+                "body.observation",
+                f"needs {info.observation_size} entries for '{agent}', got {len(body.observation)}",
+            )
         try:
             out = await self._call(agent, "predict", self.handles[agent].predict.remote(body.observation))
         except Exception:
             raise HTTPException(status_code=503, detail=f"agent '{agent}' is unavailable") from None
         self.series.answered(agent, "predict")
         return PredictResponse(
-            action=out["action"], weights=dict(zip(info.assets, out["weights"])), agent=agent,
-            model_version=info.model_version, request_id=uuid.uuid4().hex,
+            action=out["action"],
+            weights=dict(zip(info.assets, out["weights"])),
+            agent=agent,
+            model_version=info.model_version,
+            request_id=uuid.uuid4().hex,
         )
 
     @api.post("/feedback", response_model=FeedbackResponse, responses={401: {}, 404: {}, 422: {}})
-    async def feedback(self, body: FeedbackRequest, authorization: str | None = Header(default=None)) -> FeedbackResponse:
+    async def feedback(
+        self, body: FeedbackRequest, authorization: str | None = Header(default=None)
+    ) -> FeedbackResponse:
         """Report the realised portfolio return of an earlier ``/allocate`` answer."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         agent = await self._store_call(lambda store: store.feedback.remote(body.request_id, body.realized_return))
         if agent is None:
-            raise _problem(404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)")
+            raise problem(
+                404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)"
+            )
         return FeedbackResponse(request_id=body.request_id, agent=agent)
 
     async def _store_call(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -335,19 +309,26 @@ class Ingress:
                 await self._flush()
                 return await call(self.store)
         except Exception as exc:
-            raise HTTPException(status_code=503, detail=f"A/B statistics store unavailable ({type(exc).__name__})") from None
+            raise HTTPException(
+                status_code=503, detail=f"A/B statistics store unavailable ({type(exc).__name__})"
+            ) from None
 
     @api.get("/ab/stats")
     async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """Per-arm counts, latency, realised-return statistics and pairwise Welch t-tests with a verdict."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         summary = await self._store_call(lambda store: store.summary.remote())
-        return {"split": self.router.split.as_dict(), "shadow": self.router.split.shadow, "split_version": self.router.split.version, **summary}
+        return {
+            "split": self.router.split.as_dict(),
+            "shadow": self.router.split.shadow,
+            "split_version": self.router.split.version,
+            **summary,
+        }
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:
         """This app's Prometheus series (also scraped directly from Ray's metrics port, see the README)."""
-        self._authorize(authorization)
+        authorize(self.token_sha256, authorization)
         import httpx
         import ray
 

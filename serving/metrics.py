@@ -23,10 +23,17 @@ class RequestMetrics:
 
     def __init__(self, prefix: str, metrics: Any) -> None:
         keys = ("agent", "endpoint")
-        self.requests_total = metrics.Counter(f"{prefix}requests_total", "Requests answered, per agent and endpoint", tag_keys=keys)
-        self.errors_total = metrics.Counter(f"{prefix}errors_total", "Agent call failures, per agent and endpoint", tag_keys=keys)
+        self.requests_total = metrics.Counter(
+            f"{prefix}requests_total", "Requests answered, per agent and endpoint", tag_keys=keys
+        )
+        self.errors_total = metrics.Counter(
+            f"{prefix}errors_total", "Agent call failures, per agent and endpoint", tag_keys=keys
+        )
         self.latency_ms = metrics.Histogram(
-            f"{prefix}latency_ms", "Ingress latency per agent and endpoint (ms)", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=keys
+            f"{prefix}latency_ms",
+            "Ingress latency per agent and endpoint (ms)",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=keys,
         )
         self._answered: Counter[tuple[str, str]] = Counter()
         self._failed: Counter[tuple[str, str]] = Counter()

@@ -23,17 +23,23 @@ from envs.sources import load_market
 from serving.agents import BASELINES, baseline_closes_needed, policy_info
 
 
-def request_body(models_dir: str | Path, *, data: str | None = None, client_id: str | None = None, days_ago: int = 0) -> dict:
+def request_body(
+    models_dir: str | Path, *, data: str | None = None, client_id: str | None = None, days_ago: int = 0
+) -> dict:
     """The ``/allocate`` body for the agents in ``models_dir`` (see the module docstring)."""
     from policies.format import agent_dirs, read_metadata
 
     dirs = agent_dirs(models_dir)
     if not dirs:
-        raise ConfigError(f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo")
+        raise ConfigError(
+            f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo"
+        )
     infos = [policy_info(d) for d in dirs]
     traded = {i.assets for i in infos}
     if len(traded) != 1:
-        raise ConfigError(f"{models_dir}: agents trade different assets ({sorted(traded)}); serve them in separate apps")
+        raise ConfigError(
+            f"{models_dir}: agents trade different assets ({sorted(traded)}); serve them in separate apps"
+        )
     (assets,) = traded
     agents_need = max(i.closes_needed for i in infos)
     needed = max([agents_need] + [baseline_closes_needed(name, agents_need) for name in BASELINES])

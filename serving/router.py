@@ -183,9 +183,18 @@ class ABStats:
 
     def summary(self, alpha: float = 0.05) -> dict:
         with self._lock:
-            arms = {name: (arm.requests, arm.errors, arm.fallbacks, arm.shadow_requests, list(arm.latencies_ms), list(arm.returns),
-                           list(arm.shadow_latencies_ms))
-                    for name, arm in self._arms.items()}
+            arms = {
+                name: (
+                    arm.requests,
+                    arm.errors,
+                    arm.fallbacks,
+                    arm.shadow_requests,
+                    list(arm.latencies_ms),
+                    list(arm.returns),
+                    list(arm.shadow_latencies_ms),
+                )
+                for name, arm in self._arms.items()
+            }
         out: dict = {"arms": {}, "comparisons": []}
         for name, (requests, errors, fallbacks, shadow, latencies, returns, shadow_latencies) in sorted(arms.items()):
             lat = np.asarray(latencies) if latencies else None
@@ -195,8 +204,16 @@ class ABStats:
                 "errors": errors,
                 "fallbacks": fallbacks,
                 "shadow_requests": shadow,
-                "latency_ms": None if lat is None else {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "mean": float(lat.mean())},
-                "shadow_latency_ms": None if not shadow_latencies else {"p50": float(np.percentile(shadow_latencies, 50))},
+                "latency_ms": None
+                if lat is None
+                else {
+                    "p50": float(np.percentile(lat, 50)),
+                    "p95": float(np.percentile(lat, 95)),
+                    "mean": float(lat.mean()),
+                },
+                "shadow_latency_ms": None
+                if not shadow_latencies
+                else {"p50": float(np.percentile(shadow_latencies, 50))},
                 "feedback": 0 if ret is None else len(ret),
                 "mean_return": None if ret is None else float(ret.mean()),
                 "std_return": None if ret is None or len(ret) < 2 else float(ret.std(ddof=1)),
@@ -219,8 +236,10 @@ def compare(name_a: str, returns_a: np.ndarray, name_b: str, returns_b: np.ndarr
         better = name_a if difference > 0 else name_b
         verdict = f"{better} earns more: the difference is significant at the {alpha:.0%} level (p = {p_value:.3g})"
     else:
-        verdict = (f"no significant difference yet (p = {p_value:.3g}, {len(returns_a)} vs {len(returns_b)} feedback "
-                   "returns): keep collecting")
+        verdict = (
+            f"no significant difference yet (p = {p_value:.3g}, {len(returns_a)} vs {len(returns_b)} feedback "
+            "returns): keep collecting"
+        )
     return {
         "a": name_a,
         "b": name_b,

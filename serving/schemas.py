@@ -21,11 +21,17 @@ class AllocateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "example": {"prices": {"STOCK": [100.0] * 61, "BOND": [100.0] * 61}, "weights": {"STOCK": 0.5, "BOND": 0.5}, "client_id": "c-42"}
+            "example": {
+                "prices": {"STOCK": [100.0] * 61, "BOND": [100.0] * 61},
+                "weights": {"STOCK": 0.5, "BOND": 0.5},
+                "client_id": "c-42",
+            }
         },
     )
     prices: dict[str, Annotated[list[Finite], Field(min_length=2, max_length=MAX_WINDOW)]] = Field(
-        min_length=1, max_length=MAX_ASSETS, description="asset -> closes, oldest first; at least the agent's closes_needed (see /agents)"
+        min_length=1,
+        max_length=MAX_ASSETS,
+        description="asset -> closes, oldest first; at least the agent's closes_needed (see /agents)",
     )
     weights: dict[str, Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] | None = Field(
         default=None, max_length=MAX_ASSETS, description="asset -> weight held now; must sum to 1 (default equal)"
@@ -61,7 +67,9 @@ class AllocateResponse(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = _STRICT
-    observation: list[Finite] = Field(min_length=1, max_length=100_000, description="raw observation vector (envs.features layout)")
+    observation: list[Finite] = Field(
+        min_length=1, max_length=100_000, description="raw observation vector (envs.features layout)"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -75,7 +83,9 @@ class PredictResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = _STRICT
     request_id: str = Field(min_length=1, max_length=100)
-    realized_return: float = Field(gt=-1.0, lt=100.0, allow_inf_nan=False, description="portfolio simple return realised")
+    realized_return: float = Field(
+        gt=-1.0, lt=100.0, allow_inf_nan=False, description="portfolio simple return realised"
+    )
 
 
 class FeedbackResponse(BaseModel):

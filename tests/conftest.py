@@ -27,9 +27,7 @@ from envs.synthetic import MarketParams, default_market
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-settings.register_profile(
-    "suite", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("suite", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
 
 
@@ -65,6 +63,11 @@ def small_config() -> EnvConfig:
     return EnvConfig(window_days=10, vol_window_days=20, episode_days=40, cost_bps=10.0)
 
 
+def full_pass(config: EnvConfig, split: str = "train") -> EnvConfig:
+    """``config`` playing the whole ``split`` once, from its first day."""
+    return config.model_copy(update={"split": split, "random_start": False, "episode_days": None})
+
+
 @pytest.fixture(scope="session")
 def perturb_after() -> Callable[[MarketData, int, int], MarketData]:
     """``perturb_after(market, day, seed)``: a copy whose closes after ``day`` are multiplied by random factors.
@@ -76,7 +79,9 @@ def perturb_after() -> Callable[[MarketData, int, int], MarketData]:
         rng = np.random.default_rng(seed)
         closes = np.array(market.closes)
         closes[day + 1 :] *= rng.uniform(0.5, 1.5, size=closes[day + 1 :].shape)
-        return MarketData(dates=market.dates, closes=closes, assets=market.assets, extras=dict(market.extras), source="perturbed")
+        return MarketData(
+            dates=market.dates, closes=closes, assets=market.assets, extras=dict(market.extras), source="perturbed"
+        )
 
     return perturb
 
@@ -84,7 +89,16 @@ def perturb_after() -> Callable[[MarketData, int, int], MarketData]:
 @pytest.fixture
 def price_rows() -> list[list[str]]:
     """Cells of a small valid CSV: header ``date,SPY,TLT,rf`` then 8 business days. ``rows[i]`` is file line ``i + 1``."""
-    dates = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10", "2024-01-11"]
+    dates = [
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+        "2024-01-05",
+        "2024-01-08",
+        "2024-01-09",
+        "2024-01-10",
+        "2024-01-11",
+    ]
     spy = ["470.5", "468.8", "467.3", "467.9", "474.6", "473.9", "476.6", "477.5"]
     tlt = ["98.2", "97.9", "96.5", "95.9", "96.6", "96.2", "95.4", "96.9"]
     rf = ["0.052", "0.052", "0.0521", "0.0521", "0.052", "0.0519", "0.0519", "0.052"]
@@ -207,8 +221,13 @@ def models(tiny, small_config, tmp_path_factory):
     from envs.portfolio_env import PortfolioEnv
 
     root = tmp_path_factory.mktemp("serve")
-    for algo, update in (("ppo", {"continuous_map": "softmax_delta", "softmax_scale": 1.0}), ("dqn", {"action_mode": "discrete"})):
-        export_untrained(PortfolioEnv(small_config.model_copy(update=update), market=tiny.market), algo, root, root / "models")
+    for algo, update in (
+        ("ppo", {"continuous_map": "softmax_delta", "softmax_scale": 1.0}),
+        ("dqn", {"action_mode": "discrete"}),
+    ):
+        export_untrained(
+            PortfolioEnv(small_config.model_copy(update=update), market=tiny.market), algo, root, root / "models"
+        )
     return root / "models"
 
 
@@ -233,9 +252,11 @@ def allocate_many(app: str, payloads: list[dict], headers: dict | None = None, c
     async def run() -> list[httpx.Response]:
         limit = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=app, timeout=30) as http:
+
             async def one(payload):
                 async with limit:
                     return await http.post("/allocate", json=payload, headers=headers)
+
             return await asyncio.gather(*(one(p) for p in payloads))
 
     return asyncio.run(run())
@@ -252,9 +273,21 @@ def head():
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     port, dashboard = free_port(), free_port()
     started = subprocess.run(
-        [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-         "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--dashboard-port={dashboard}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert started.returncode == 0, started.stderr[-2000:]
     url = f"http://127.0.0.1:{dashboard}"
@@ -264,7 +297,12 @@ def head():
     finally:
         # Serve first: in the high-throughput mode (inherited from the test session's environment) its HAProxy is a
         # child process that `ray stop --force` would leave running, holding its ports.
-        subprocess.run([str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url], env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 

@@ -58,7 +58,8 @@ def test_softmax_of_a_zero_action_is_equal_weight_and_larger_actions_get_more_we
 
 def test_softmax_clips_actions_to_the_unit_box():
     np.testing.assert_allclose(
-        softmax_weights(np.array([5.0, -7.0]), 2.0, np.empty(2)), softmax_weights(np.array([1.0, -1.0]), 2.0, np.empty(2))
+        softmax_weights(np.array([5.0, -7.0]), 2.0, np.empty(2)),
+        softmax_weights(np.array([1.0, -1.0]), 2.0, np.empty(2)),
     )
 
 
@@ -89,7 +90,9 @@ def test_hold_action_keeps_the_weights_held_and_shifts_the_grid():
 def test_hold_action_trades_nothing_in_the_env(tiny, small_config):
     from envs.portfolio_env import PortfolioEnv
 
-    env = PortfolioEnv(small_config.model_copy(update={"action_mode": "discrete", "discrete_hold": True}), market=tiny.market)
+    env = PortfolioEnv(
+        small_config.model_copy(update={"action_mode": "discrete", "discrete_hold": True}), market=tiny.market
+    )
     env.reset(seed=0)
     _, _, _, _, info = env.step(7)
     assert info["turnover"] > 0

@@ -88,8 +88,12 @@ def test_final_wealth_is_the_product_of_one_minus_cost_times_gross_return(tiny, 
 
 
 def test_costs_are_zero_without_cost_bps_and_reduce_wealth_with_them(tiny, small_config):
-    free = run_backtest(RandomMixes(seed=1), evaluation_env(small_config.model_copy(update={"cost_bps": 0.0}), "test", tiny.market))
-    costly = run_backtest(RandomMixes(seed=1), evaluation_env(small_config.model_copy(update={"cost_bps": 25.0}), "test", tiny.market))
+    free = run_backtest(
+        RandomMixes(seed=1), evaluation_env(small_config.model_copy(update={"cost_bps": 0.0}), "test", tiny.market)
+    )
+    costly = run_backtest(
+        RandomMixes(seed=1), evaluation_env(small_config.model_copy(update={"cost_bps": 25.0}), "test", tiny.market)
+    )
 
     np.testing.assert_array_equal(free.costs, 0.0)
     assert free.turnover.sum() > 10  # the strategy does trade

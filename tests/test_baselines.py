@@ -24,7 +24,15 @@ from envs.oracle import expected_log_growth, growth_optimal_weights, oracle_weig
 from envs.portfolio_env import PortfolioEnv
 from envs.synthetic import default_params, simulate
 
-ALL_BASELINES = ("equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity", "growth_optimal")
+ALL_BASELINES = (
+    "equal_weight",
+    "buy_and_hold",
+    "fixed_mix",
+    "min_variance",
+    "mean_variance",
+    "risk_parity",
+    "growth_optimal",
+)
 
 
 def history_at(tiny, day: int, held: np.ndarray | None = None) -> History:
@@ -42,7 +50,9 @@ def assert_weights(weights: np.ndarray, n_assets: int = 4) -> None:
 
 
 @settings(max_examples=10)
-@given(split=st.sampled_from(["train", "validation", "test"]), steps=st.integers(0, 147), seed=st.integers(0, 2**32 - 1))
+@given(
+    split=st.sampled_from(["train", "validation", "test"]), steps=st.integers(0, 147), seed=st.integers(0, 2**32 - 1)
+)
 def test_baseline_decisions_at_t_ignore_prices_after_t(tiny, small_config, perturb_after, split, steps, seed):
     config = small_config.model_copy(update={"split": split, "random_start": False, "episode_days": None})
     original = PortfolioEnv(config, market=tiny.market)
@@ -60,7 +70,9 @@ def test_baseline_decisions_at_t_ignore_prices_after_t(tiny, small_config, pertu
 
     assert histories[0].closes.shape[0] == t + 1
     for baseline in baselines:
-        np.testing.assert_array_equal(baseline.weights(histories[1]), baseline.weights(histories[0]), err_msg=baseline.name)
+        np.testing.assert_array_equal(
+            baseline.weights(histories[1]), baseline.weights(histories[0]), err_msg=baseline.name
+        )
 
 
 def test_estimated_baselines_use_only_the_last_lookback_days(tiny):
@@ -69,7 +81,12 @@ def test_estimated_baselines_use_only_the_last_lookback_days(tiny):
     closes[: 400 - 60] *= np.random.default_rng(0).uniform(0.5, 1.5, size=closes[: 400 - 60].shape)
     altered = History(closes, history.held, history.observation)
 
-    for baseline in (MinimumVariance("mv", 21, 60), MeanVariance("mv", 21, 60), RiskParity("rp", 21, 60), GrowthOptimal("go", 21, 60)):
+    for baseline in (
+        MinimumVariance("mv", 21, 60),
+        MeanVariance("mv", 21, 60),
+        RiskParity("rp", 21, 60),
+        GrowthOptimal("go", 21, 60),
+    ):
         np.testing.assert_array_equal(baseline.weights(altered), baseline.weights(history), err_msg=baseline.name)
 
 
@@ -187,7 +204,12 @@ def test_make_baselines_builds_the_configured_set_in_report_order(tiny):
     assert set(schedule.values()) == {21}
     config = BaselinesConfig(include=("growth_optimal", "equal_weight"), rebalance_every_days=5, lookback_days=63)
     growth, equal = make_baselines(tiny.market.assets, config)
-    assert (growth.name, growth.lookback_days, growth.rebalance_every_days, equal.name) == ("growth_optimal", 63, 5, "equal_weight")
+    assert (growth.name, growth.lookback_days, growth.rebalance_every_days, equal.name) == (
+        "growth_optimal",
+        63,
+        5,
+        "equal_weight",
+    )
 
 
 def test_unknown_baseline_name_is_a_config_error(tiny):
@@ -198,7 +220,9 @@ def test_unknown_baseline_name_is_a_config_error(tiny):
 def test_fixed_mix_defaults_to_60_40_in_the_first_two_assets(tiny):
     np.testing.assert_array_equal(fixed_mix_weights(tiny.market.assets, None), [0.6, 0.4, 0.0, 0.0])
     np.testing.assert_array_equal(fixed_mix_weights(("ONLY",), None), [1.0])
-    mix = make_baselines(tiny.market.assets, BaselinesConfig(include=("fixed_mix",), fixed_mix={"GOLD": 0.3, "BOND": 0.7}))[0]
+    mix = make_baselines(
+        tiny.market.assets, BaselinesConfig(include=("fixed_mix",), fixed_mix={"GOLD": 0.3, "BOND": 0.7})
+    )[0]
     np.testing.assert_array_equal(mix.weights(history_at(tiny, 100)), [0.0, 0.7, 0.3, 0.0])
 
 

@@ -19,14 +19,23 @@ def test_an_empty_config_is_the_documented_defaults():
     config = parse_config(EnvConfig, None)
 
     assert config == EnvConfig()
-    assert (config.window_days, config.cost_bps, config.episode_days, config.action_mode) == (20, 10.0, 252, "continuous")
+    assert (config.window_days, config.cost_bps, config.episode_days, config.action_mode) == (
+        20,
+        10.0,
+        252,
+        "continuous",
+    )
     assert config.data.path is None
 
 
 # The project's choices in configs/env.yaml, where they differ from EnvConfig's neutral defaults (README: Environment).
 ENV_YAML_CHOICES = {
-    "window_days": 0, "vol_window_days": 20, "log_volatility": True,
-    "reward": "excess_log_growth", "train_paths": "auto", "validation_paths": 16,
+    "window_days": 0,
+    "vol_window_days": 20,
+    "log_volatility": True,
+    "reward": "excess_log_growth",
+    "train_paths": "auto",
+    "validation_paths": 16,
 }
 
 
@@ -61,9 +70,18 @@ def test_a_validated_config_passes_through_unchanged():
     [
         ({"episode_dayz": 10}, r"env_config: episode_dayz: Extra inputs are not permitted"),
         ({"grid_steps": 0}, r"env_config: grid_steps: Input should be greater than or equal to 1"),
-        ({"reward": "profit"}, r"env_config: reward: Input should be 'log_growth', 'excess_log_growth', 'differential_sharpe' or 'mean_variance'"),
-        ({"data": {"synthetic_years": 500}}, r"env_config: data\.synthetic_years: Input should be less than or equal to 200"),
-        ({"data": {"cash": True, "rf_column": "rf"}}, r"env_config: data: .*rf_column 'rf' must also be listed in extra_columns"),
+        (
+            {"reward": "profit"},
+            r"env_config: reward: Input should be 'log_growth', 'excess_log_growth', 'differential_sharpe' or 'mean_variance'",
+        ),
+        (
+            {"data": {"synthetic_years": 500}},
+            r"env_config: data\.synthetic_years: Input should be less than or equal to 200",
+        ),
+        (
+            {"data": {"cash": True, "rf_column": "rf"}},
+            r"env_config: data: .*rf_column 'rf' must also be listed in extra_columns",
+        ),
     ],
 )
 def test_bad_field_is_a_config_error_naming_it(raw, message):

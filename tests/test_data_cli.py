@@ -70,7 +70,9 @@ def test_validate_rejects_splits_that_do_not_fit_the_file(write_csv, tmp_path, c
     assert "2030-01-02" in capsys.readouterr().err
 
 
-def test_validate_exits_1_with_an_error_naming_file_row_and_column_on_a_bad_file(write_csv, price_rows, tiny_env_yaml, capsys):
+def test_validate_exits_1_with_an_error_naming_file_row_and_column_on_a_bad_file(
+    write_csv, price_rows, tiny_env_yaml, capsys
+):
     price_rows[4][2] = "-1"
     path = write_csv(price_rows)
 
@@ -120,7 +122,9 @@ def test_summary_reports_annualised_log_return_and_volatility(write_csv):
 
     spy = np.log(market.closes[:, 0])
     log_returns = np.diff(spy)
-    assert summary["assets"]["SPY"]["annual_log_return"] == pytest.approx((spy[-1] - spy[0]) / 7 * TRADING_DAYS_PER_YEAR)
+    assert summary["assets"]["SPY"]["annual_log_return"] == pytest.approx(
+        (spy[-1] - spy[0]) / 7 * TRADING_DAYS_PER_YEAR
+    )
     assert summary["assets"]["SPY"]["annual_volatility"] == pytest.approx(log_returns.std(ddof=1) * np.sqrt(252))
 
 
@@ -129,7 +133,9 @@ def test_summary_reports_annualised_log_return_and_volatility(write_csv):
 
 def yfinance_frame(tickers: list[str], index: pd.DatetimeIndex, closes: np.ndarray) -> pd.DataFrame:
     """What ``yfinance.download(tickers, auto_adjust=True)`` returns: columns ``(field, ticker)``, a ``Date`` index."""
-    columns = pd.MultiIndex.from_product([["Close", "High", "Low", "Open", "Volume"], tickers], names=["Price", "Ticker"])
+    columns = pd.MultiIndex.from_product(
+        [["Close", "High", "Low", "Open", "Volume"], tickers], names=["Price", "Ticker"]
+    )
     values = np.hstack([closes, closes * 1.01, closes * 0.99, closes, np.full_like(closes, 1e6)])
     return pd.DataFrame(values, index=pd.DatetimeIndex(index, name="Date"), columns=columns)
 

@@ -22,6 +22,7 @@ def export_untrained_agent(models):
     """An exported (untrained) PPO agent on the built-in market: the demo's agent table without minutes of training."""
     from envs.config import load_env_config
     from envs.portfolio_env import PortfolioEnv
+
     env = PortfolioEnv(load_env_config())  # every demo agent shares configs/env.yaml and its built-in market
     export_untrained(env, "ppo", models.parent, models, agent="ppo_untrained")
 
@@ -39,7 +40,10 @@ def test_demo_reports_every_strategy_on_the_builtin_markets_test_split(repo_root
 
     captured = capsys.readouterr()
     out = captured.out
-    assert "the built-in synthetic market (seed 7, 25 years, 4 assets, 3 regimes): STOCK, BOND, GOLD, CRYPTO; 6,301 days" in out
+    assert (
+        "the built-in synthetic market (seed 7, 25 years, 4 assets, 3 regimes): STOCK, BOND, GOLD, CRYPTO; 6,301 days"
+        in out
+    )
     assert "equal weight 0.000409, oracle constant mix 0.000525 (STOCK 18%, GOLD 34%, CRYPTO 48%)" in out
     table = out[out.index("Test split") :]
     assert "costs 10 bps" in table

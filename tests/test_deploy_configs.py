@@ -16,8 +16,17 @@ def load(repo_root, path):
 
 def test_cluster_yaml_has_a_cpu_head_autoscaling_gpu_workers_and_installs_the_project(repo_root):
     cluster = load(repo_root, "cluster.yaml")
-    for section in ("cluster_name", "provider", "auth", "available_node_types", "head_node_type", "setup_commands",
-                    "head_start_ray_commands", "worker_start_ray_commands", "file_mounts"):
+    for section in (
+        "cluster_name",
+        "provider",
+        "auth",
+        "available_node_types",
+        "head_node_type",
+        "setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "file_mounts",
+    ):
         assert section in cluster, section
     nodes = cluster["available_node_types"]
     assert cluster["head_node_type"] in nodes

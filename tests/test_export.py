@@ -19,7 +19,9 @@ from tests.conftest import build_module, export_agent
 
 @pytest.fixture
 def env(tiny, small_config):
-    return PortfolioEnv(small_config.model_copy(update={"continuous_map": "softmax_delta", "softmax_scale": 1.0}), market=tiny.market)
+    return PortfolioEnv(
+        small_config.model_copy(update={"continuous_map": "softmax_delta", "softmax_scale": 1.0}), market=tiny.market
+    )
 
 
 export = export_agent
@@ -60,8 +62,11 @@ def rewrite(agent_dir, change) -> None:
 def test_metadata_that_is_not_json_names_the_file_and_where(env, saved_module, tmp_path):
     agent_dir = export(env, saved_module[1], tmp_path / "models")
     (agent_dir / "metadata.json").write_text('{"agent": "ppo", oops}')
-    with pytest.raises(DataError, match=r"metadata\.json: not valid JSON \(Expecting property name enclosed in double "
-                                        r"quotes at line 1, column 18\)"):
+    with pytest.raises(
+        DataError,
+        match=r"metadata\.json: not valid JSON \(Expecting property name enclosed in double "
+        r"quotes at line 1, column 18\)",
+    ):
         load_policy(agent_dir)
 
 
@@ -69,11 +74,20 @@ def test_metadata_that_is_not_json_names_the_file_and_where(env, saved_module, t
     "change, field",
     [
         (lambda raw: raw.pop("content_hash"), r"field 'content_hash': Field required"),
-        (lambda raw: raw["observation"].update(size="many"), r"field 'observation\.size': Input should be a valid integer"),
-        (lambda raw: raw["env_config"].update(cost_bps=-1), r"field 'env_config\.cost_bps': Input should be greater than or equal to 0"),
+        (
+            lambda raw: raw["observation"].update(size="many"),
+            r"field 'observation\.size': Input should be a valid integer",
+        ),
+        (
+            lambda raw: raw["env_config"].update(cost_bps=-1),
+            r"field 'env_config\.cost_bps': Input should be greater than or equal to 0",
+        ),
         (lambda raw: raw.update(algorithm="td3"), r"field 'algorithm': Input should be 'dqn', 'sac' or 'ppo'"),
-        (lambda raw: raw.update(format_version=3), r"field 'format_version': Value error, version 3 is not one this code reads "
-                                                   r"\(1, 2\); re-export the model"),
+        (
+            lambda raw: raw.update(format_version=3),
+            r"field 'format_version': Value error, version 3 is not one this code reads "
+            r"\(1, 2\); re-export the model",
+        ),
     ],
 )
 def test_a_wrong_field_in_metadata_is_named(env, saved_module, tmp_path, change, field):
@@ -113,7 +127,13 @@ def test_loaded_policy_reproduces_the_modules_deterministic_weights(env, saved_m
     observation, _ = env.reset(seed=0)
     with torch.no_grad():
         out = module.forward_inference({"obs": torch.as_tensor(observation[None])})
-    action = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"]).to_deterministic().sample()[0].numpy()
+    action = (
+        module.get_inference_action_dist_cls()
+        .from_logits(out["action_dist_inputs"])
+        .to_deterministic()
+        .sample()[0]
+        .numpy()
+    )
     expected = np.array(env.action_to_weights(action))
     np.testing.assert_allclose(policy.weights(observation), expected, rtol=1e-6)
     assert policy.weights(observation).sum() == pytest.approx(1.0)
@@ -128,7 +148,13 @@ def test_policy_on_a_module_in_training_gives_the_inference_action_and_leaves_it
     observations = np.stack([env.reset(seed=s)[0] for s in range(5)])
     with torch.no_grad():
         out = module.forward_inference({"obs": torch.as_tensor(observations)})
-    expected = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"]).to_deterministic().sample().numpy()
+    expected = (
+        module.get_inference_action_dist_cls()
+        .from_logits(out["action_dist_inputs"])
+        .to_deterministic()
+        .sample()
+        .numpy()
+    )
     module.train()  # as the learner's module is while the validation callback plays it
     np.testing.assert_allclose(Policy(module, env.action_map).actions(observations), expected, rtol=1e-6)
     assert module.training
@@ -142,7 +168,9 @@ def test_tampered_module_is_refused(env, saved_module, tmp_path):
         load_policy(agent_dir)
 
 
-def test_a_crash_while_exporting_leaves_the_previous_model_and_no_partial_folder(env, saved_module, tmp_path, monkeypatch):
+def test_a_crash_while_exporting_leaves_the_previous_model_and_no_partial_folder(
+    env, saved_module, tmp_path, monkeypatch
+):
     models = tmp_path / "models"
     first = export(env, saved_module[1], models)
     before = read_metadata(first)

@@ -110,7 +110,12 @@ def test_latest_observation_with_extras_equals_the_env_observation(tiny, small_c
     rf = np.linspace(0.01, 0.05, tiny.market.n_days)
     market = MarketData(tiny.market.dates, tiny.market.closes, tiny.market.assets, extras={"rf": rf})
     config = small_config.model_copy(
-        update={"data": DataConfig(extra_columns=("rf",)), "observe_extras": True, "random_start": False, "episode_days": None}
+        update={
+            "data": DataConfig(extra_columns=("rf",)),
+            "observe_extras": True,
+            "random_start": False,
+            "episode_days": None,
+        }
     )
     env = PortfolioEnv(config, market=market)
 

@@ -103,7 +103,12 @@ def test_summary_row_holds_every_measure():
 
 @pytest.mark.parametrize(
     ("returns", "message"),
-    [([0.01], "at least 2"), ([[0.01, 0.02]], "1-D"), ([0.01, float("nan")], "NaN"), ([0.01, float("inf")], "NaN or infinity")],
+    [
+        ([0.01], "at least 2"),
+        ([[0.01, 0.02]], "1-D"),
+        ([0.01, float("nan")], "NaN"),
+        ([0.01, float("inf")], "NaN or infinity"),
+    ],
 )
 def test_measures_reject_series_they_cannot_measure(returns, message):
     with pytest.raises(ValueError, match=message):

@@ -13,15 +13,11 @@ from hypothesis import strategies as st
 
 import envs
 from core.errors import ConfigError
-from envs.config import EnvConfig
 from envs.features import compute_features
 from envs.portfolio_env import PortfolioEnv
+from tests.conftest import full_pass
 
 INFO_KEYS = {"wealth", "weights", "target_weights", "turnover", "cost", "log_growth", "net_return", "day"}
-
-
-def full_pass(config: EnvConfig, split: str = "train") -> EnvConfig:
-    return config.model_copy(update={"split": split, "random_start": False, "episode_days": None})
 
 
 # -- gymnasium contract ----------------------------------------------------------------------------------------------
@@ -36,8 +32,29 @@ def test_env_passes_the_gymnasium_checker(tiny, small_config, action_mode):
     check_env(env)
 
 
+def test_the_class_docstring_is_the_spec_and_its_example_runs():
+    import doctest
+
+    import envs.portfolio_env as module
+
+    for heading in (
+        "Description",
+        "Action Space",
+        "Observation Space",
+        "Rewards",
+        "Starting State",
+        "Episode End",
+        "Arguments",
+    ):
+        assert f"## {heading}" in PortfolioEnv.__doc__, heading
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 8 and result.failed == 0
+
+
 def test_gymnasium_make_builds_the_env_after_importing_envs():
-    env = gymnasium.make(envs.ENV_ID, config={"data": {"synthetic_years": 4}, "episode_days": 30, "action_mode": "discrete"})
+    env = gymnasium.make(
+        envs.ENV_ID, config={"data": {"synthetic_years": 4}, "episode_days": 30, "action_mode": "discrete"}
+    )
 
     assert isinstance(env.unwrapped, PortfolioEnv)
     observation, _ = env.reset(seed=0)
@@ -269,7 +286,9 @@ def test_log_growth_reward_is_scaled_log_growth(tiny, small_config):
 
 
 def test_excess_reward_is_log_growth_over_the_costless_equal_weight_portfolio(tiny, small_config):
-    env = PortfolioEnv(small_config.model_copy(update={"reward": "excess_log_growth", "reward_scale": 1.0}), market=tiny.market)
+    env = PortfolioEnv(
+        small_config.model_copy(update={"reward": "excess_log_growth", "reward_scale": 1.0}), market=tiny.market
+    )
     env.reset(seed=3)
     env.action_space.seed(3)
     for _ in range(30):
@@ -327,7 +346,9 @@ def test_bad_env_config_is_a_config_error_naming_the_field(tiny, config, message
 def test_episode_longer_than_the_split_is_a_config_error(tiny, small_config):
     config = small_config.model_copy(update={"split": "test", "episode_days": 149})
 
-    with pytest.raises(ConfigError, match=r"env_config\.episode_days: 149 exceeds the 148 trading days of the 'test' split"):
+    with pytest.raises(
+        ConfigError, match=r"env_config\.episode_days: 149 exceeds the 148 trading days of the 'test' split"
+    ):
         PortfolioEnv(config, market=tiny.market)
     assert PortfolioEnv(config.model_copy(update={"episode_days": 148}), market=tiny.market).n_steps == 148
 
@@ -343,73 +364,3 @@ def test_env_loads_the_csv_its_config_names(tmp_path, tiny, small_config):
     assert env.assets == ("GOLD", "STOCK")
     assert env.action_space.shape == (2,)
     np.testing.assert_allclose(env.market.closes[:, 0], tiny.market.closes[:, 2], rtol=1e-7)
-
-
-# -- training on the law of a synthetic market ----------------------------------------------------------------------
-
-
-def law_config(small_config, **update):
-    return small_config.model_copy(update={"train_paths": "law", "data": small_config.data.model_copy(update={"synthetic_years": 4}), **update})
-
-
-def test_law_paths_are_fresh_every_episode_and_repeat_with_the_seed(tiny, small_config):
-    env = PortfolioEnv(law_config(small_config))
-    first, _ = env.reset(seed=11)
-    first_closes = env.market.closes.copy()
-    second, _ = env.reset()
-    again, _ = PortfolioEnv(law_config(small_config)).reset(seed=11)
-
-    assert not np.array_equal(first_closes, env.market.closes)
-    assert not np.array_equal(first, second)
-    np.testing.assert_array_equal(first, again)
-    # No path is a window of the data set's own prices.
-    assert not np.isin(first_closes[1:], tiny.market.closes).any()
-
-
-def test_law_episodes_are_episode_days_long_and_other_splits_use_the_data(tiny, small_config):
-    env = PortfolioEnv(law_config(small_config))
-    env.reset(seed=0)
-    steps, done = 0, False
-    while not done:
-        _, _, terminated, truncated, info = env.step(np.zeros(4, dtype=np.float32))
-        steps, done = steps + 1, terminated or truncated
-    assert steps == small_config.episode_days and terminated  # the path ends with the episode
-
-    validation = PortfolioEnv(full_pass(law_config(small_config), "validation"))
-    reference = PortfolioEnv(full_pass(small_config.model_copy(update={"data": law_config(small_config).data}), "validation"))
-    np.testing.assert_array_equal(validation.reset(seed=0)[0], reference.reset(seed=0)[0])
-    np.testing.assert_array_equal(validation.market.closes, reference.market.closes)
-
-
-@pytest.mark.parametrize(
-    ("update", "message"),
-    [
-        ({"episode_days": None}, r"train_paths 'law' draws paths of episode_days days"),
-        ({"data": {"cash": True, "synthetic_years": 4}}, r"train_paths: 'law' simulates the law's assets"),
-    ],
-)
-def test_law_paths_need_a_synthetic_market_and_an_episode_length(small_config, update, message):
-    config = law_config(small_config).model_dump()
-    config.update(update)
-    with pytest.raises(ConfigError, match=message):
-        PortfolioEnv(config)
-
-
-def test_law_paths_of_a_csv_without_its_law_are_a_config_error(tmp_path, tiny, small_config):
-    path = tmp_path / "prices.csv"
-    tiny.market.to_csv(path)
-    config = law_config(small_config).model_dump()
-    config["data"] = {"path": str(path)}
-    with pytest.raises(ConfigError, match=r"needs a synthetic market .*prices\.csv has none"):
-        PortfolioEnv(config)
-
-
-def test_auto_paths_use_the_law_when_there_is_one_and_the_split_otherwise(tmp_path, tiny, small_config):
-    auto = law_config(small_config, train_paths="auto")
-    assert PortfolioEnv(auto).trains_on_law
-    assert not PortfolioEnv(auto, market=tiny.market).trains_on_law  # a market handed in has no known law
-    path = tmp_path / "prices.csv"
-    tiny.market.to_csv(path)
-    on_csv = auto.model_copy(update={"data": auto.data.model_copy(update={"path": str(path)})})
-    assert not PortfolioEnv(on_csv).trains_on_law
-    assert not PortfolioEnv(auto.model_copy(update={"data": auto.data.model_copy(update={"cash": True})})).trains_on_law

@@ -8,14 +8,20 @@ from training.progress import Throttle, duration, iteration_line
 
 
 def result(steps: int, seconds: float, g: float, best: float, iteration: int = 3) -> dict:
-    return {"num_env_steps_sampled_lifetime": steps, "time_total_s": seconds, "training_iteration": iteration,
-            "validation": {"mean_daily_log_growth": g, "best_mean_daily_log_growth": best}}
+    return {
+        "num_env_steps_sampled_lifetime": steps,
+        "time_total_s": seconds,
+        "training_iteration": iteration,
+        "validation": {"mean_daily_log_growth": g, "best_mean_daily_log_growth": best},
+    }
 
 
 def test_a_line_shows_steps_validation_best_rate_and_time_left():
     line = iteration_line("ppo 77b4c_00000 (1/2)", result(96_000, 32.0, 0.000312, 0.000401), 300_000)
-    assert line == ("ppo 77b4c_00000 (1/2) iter   3  steps  96,000/300,000  val +0.000312/day (best +0.000401)  "
-                    "3,000 steps/s  ~1m08s left")
+    assert line == (
+        "ppo 77b4c_00000 (1/2) iter   3  steps  96,000/300,000  val +0.000312/day (best +0.000401)  "
+        "3,000 steps/s  ~1m08s left"
+    )
 
 
 def test_the_best_shown_is_the_best_so_far_not_the_latest():

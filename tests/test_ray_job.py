@@ -30,8 +30,14 @@ def test_the_readmes_cluster_commands_train_on_a_head_and_submit_a_job_to_it(hea
     assert JOIN in README and SUBMIT in README
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_AUTH_MODE": "disabled"}
 
-    joined = subprocess.run(["bash", "-c", f"{JOIN} {small_run(tiny_csv, tmp_path / 'joined')}"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=400)
+    joined = subprocess.run(
+        ["bash", "-c", f"{JOIN} {small_run(tiny_csv, tmp_path / 'joined')}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert joined.returncode == 0, joined.stderr[-3000:]
     assert "Ray: cluster at auto" in joined.stderr
     assert (tmp_path / "joined" / "models" / "ppo" / "metadata.json").is_file()
@@ -43,8 +49,14 @@ def test_the_readmes_cluster_commands_train_on_a_head_and_submit_a_job_to_it(hea
     assert (tmp_path / "job" / "models" / "ppo" / "metadata.json").is_file()
     assert (tmp_path / "job" / "models" / "registry.json").is_file()
 
-    wrong = subprocess.run(["bash", "-c", f"RAY_ADDRESS={head} .venv/bin/python -m training.train --algo ppo"],
-                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    wrong = subprocess.run(
+        ["bash", "-c", f"RAY_ADDRESS={head} .venv/bin/python -m training.train --algo ppo"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert wrong.returncode == 2
     assert f"error: RAY_ADDRESS={head} is a dashboard (Jobs API) address, for `ray job submit`" in wrong.stderr
     assert "Traceback" not in wrong.stderr

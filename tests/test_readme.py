@@ -59,14 +59,27 @@ def user_env() -> dict[str, str]:
 
 
 def bash(home: Path, command: str, *extra: str, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", " ".join([command, *extra])], cwd=home, env=user_env(), capture_output=True,
-                          text=True, timeout=timeout, **popen)
+    return subprocess.run(
+        ["bash", "-c", " ".join([command, *extra])],
+        cwd=home,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def start(home: Path, command: str, *extra: str, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(["bash", "-c", "exec " + " ".join([command, *extra])], cwd=home, env=user_env(),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            ["bash", "-c", "exec " + " ".join([command, *extra])],
+            cwd=home,
+            env=user_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -128,8 +141,10 @@ def test_train_exports_an_agent_and_keeps_a_log(home):
 def test_sweep_killed_during_its_first_algorithm_resumes_and_completes_all_three(home):
     first = start(home, SWEEP, *SMALL_SWEEP, log=home / "sweep-1.log")
     try:
-        board = wait_for(lambda: re.search(r"dashboard (http://127\.0\.0\.1:\d+)", (home / "sweep-1.log").read_text()),
-                         "the dashboard's address")
+        board = wait_for(
+            lambda: re.search(r"dashboard (http://127\.0\.0\.1:\d+)", (home / "sweep-1.log").read_text()),
+            "the dashboard's address",
+        )
         assert get_json(f"{board.group(1)}/api/version")["ray_version"] == "2.60.0"
         wait_for(lambda: any(trial_results(home, "ppo").values()), "a finished PPO trial", timeout_s=300)
     finally:
@@ -140,7 +155,9 @@ def test_sweep_killed_during_its_first_algorithm_resumes_and_completes_all_three
     before = trial_results(home, "ppo")
     (sweep,) = home.glob("runs/sweeps/demo-builtin-*")
     assert not (sweep / "summary.json").exists() or not json.loads((sweep / "summary.json").read_text())["complete"]
-    finished = {name: (sweep / "ppo" / name / "result.json").stat().st_mtime_ns for name, rows in before.items() if rows}
+    finished = {
+        name: (sweep / "ppo" / name / "result.json").stat().st_mtime_ns for name, rows in before.items() if rows
+    }
 
     done = bash(home, RESUME, "--no-dashboard", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -151,7 +168,10 @@ def test_sweep_killed_during_its_first_algorithm_resumes_and_completes_all_three
         assert summary["exported"][algo] == str(home / "models" / algo)
     for name, mtime in finished.items():
         assert (sweep / "ppo" / name / "result.json").stat().st_mtime_ns == mtime, f"finished trial {name} was rerun"
-    assert f"exported models: {home / 'models' / 'ppo'}" in done.stdout and f"sweep summary: {sweep / 'summary.json'}" in done.stdout
+    assert (
+        f"exported models: {home / 'models' / 'ppo'}" in done.stdout
+        and f"sweep summary: {sweep / 'summary.json'}" in done.stdout
+    )
     assert "Traceback" not in done.stderr and "== Status ==" not in done.stderr
     assert (sweep / "sweep.log").read_text().count(" iter ") >= 6
 
@@ -166,7 +186,9 @@ def test_report_covers_the_chains_agents_on_the_same_data(home):
 
 def test_serve_answers_the_curl_examples_and_stops_cleanly_on_sigterm(home):
     port, metrics_port = free_port(), free_port()
-    server = start(home, SERVE, "--port", str(port), "--metrics-port", str(metrics_port), "--no-dashboard", log=home / "serve.log")
+    server = start(
+        home, SERVE, "--port", str(port), "--metrics-port", str(metrics_port), "--no-dashboard", log=home / "serve.log"
+    )
     try:
         wait_for(lambda: get_json(f"http://127.0.0.1:{port}/health"), "the server's /health", timeout_s=180)
         health, agents, allocation, stats = (
@@ -183,7 +205,13 @@ def test_serve_answers_the_curl_examples_and_stops_cleanly_on_sigterm(home):
     finally:
         stop(server)
     console = (home / "serve.log").read_text()
-    for noise in ("Traceback", "SIGTERM received", "(raylet)", "Connecting to existing Serve app", "failed to shut down"):
+    for noise in (
+        "Traceback",
+        "SIGTERM received",
+        "(raylet)",
+        "Connecting to existing Serve app",
+        "failed to shut down",
+    ):
         assert noise not in console, noise
 
 
@@ -192,8 +220,15 @@ def test_tensorboard_shows_the_sweeps_validation_curve(home):
     board = start(home, TENSORBOARD, "--port", str(port), "--host", "127.0.0.1", log=home / "tensorboard.log")
     tag = "ray/tune/validation/mean_daily_log_growth"
     try:
-        tags = wait_for(lambda: {r: t for r, t in (get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags") or {}).items()
-                                 if tag in t}, "TensorBoard to load the event files", timeout_s=120)
+        tags = wait_for(
+            lambda: {
+                r: t
+                for r, t in (get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags") or {}).items()
+                if tag in t
+            },
+            "TensorBoard to load the event files",
+            timeout_s=120,
+        )
         run = next(r for r in tags if "/ppo/" in r)
         points = get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/scalars", run=run, tag=tag)
     finally:
@@ -207,12 +242,18 @@ def test_mlflow_ui_shows_every_trial_with_its_validation_metric(home):
     ui = start(home, MLFLOW_UI, "--port", str(port), "--host", "127.0.0.1", log=home / "mlflow.log")
     api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
     try:
-        experiment = wait_for(lambda: get_json(f"{api}/experiments/get-by-name", experiment_name="rlportfolio-sweeps"),
-                              "the MLflow UI", timeout_s=120)["experiment"]
-        runs = httpx.post(f"{api}/runs/search", json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
-                          timeout=10).json()["runs"]
+        experiment = wait_for(
+            lambda: get_json(f"{api}/experiments/get-by-name", experiment_name="rlportfolio-sweeps"),
+            "the MLflow UI",
+            timeout_s=120,
+        )["experiment"]
+        runs = httpx.post(
+            f"{api}/runs/search", json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100}, timeout=10
+        ).json()["runs"]
         ppo = [r for r in runs if {"key": "algo", "value": "ppo"} in r["data"]["tags"]]
-        history = get_json(f"{api}/metrics/get-history", run_id=ppo[0]["info"]["run_id"], metric_key="validation/mean_daily_log_growth")
+        history = get_json(
+            f"{api}/metrics/get-history", run_id=ppo[0]["info"]["run_id"], metric_key="validation/mean_daily_log_growth"
+        )
     finally:
         stop(ui)
     assert len(runs) == 6 and len(ppo) == 2  # 2 configurations x 3 algorithms, each trial logged once (resumes too)

@@ -18,15 +18,30 @@ from evaluation.report import evaluate, write_report
 from evaluation.report import main as report_main
 from tests.conftest import export_untrained
 
-STRATEGIES = {"equal_weight", "buy_and_hold", "fixed_mix", "min_variance", "mean_variance", "risk_parity",
-              "growth_optimal", "oracle_constant_mix", "oracle_regime_aware"}
+STRATEGIES = {
+    "equal_weight",
+    "buy_and_hold",
+    "fixed_mix",
+    "min_variance",
+    "mean_variance",
+    "risk_parity",
+    "growth_optimal",
+    "oracle_constant_mix",
+    "oracle_regime_aware",
+}
 
 
 @pytest.fixture(scope="module")
 def models(tiny_csv, tmp_path_factory):
     """Two exported (untrained) agents on the tiny CSV market, one claiming a 6-trial sweep."""
     root = tmp_path_factory.mktemp("report")
-    config = EnvConfig(data={"path": str(tiny_csv)}, window_days=10, vol_window_days=20, continuous_map="softmax_delta", softmax_scale=1.0)
+    config = EnvConfig(
+        data={"path": str(tiny_csv)},
+        window_days=10,
+        vol_window_days=20,
+        continuous_map="softmax_delta",
+        softmax_scale=1.0,
+    )
     for agent, algo, update in (("ppo", "ppo", {}), ("dqn", "dqn", {"action_mode": "discrete"})):
         env = PortfolioEnv(config.model_copy(update=update))
         export_untrained(env, algo, root, root / "models", agent=agent)
@@ -108,7 +123,22 @@ def test_agents_trained_on_other_data_are_named_with_how_to_report_each_group(mo
     assert "dqn, ppo: " in err and "tiny.csv" in err and "--agents " in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
-    assert report_main(["--models", str(mixed), "--agents", "dqn,ppo", "--no-mlflow", "--bootstrap", "50", "--out", str(tmp_path / "r")]) == 0
+    assert (
+        report_main(
+            [
+                "--models",
+                str(mixed),
+                "--agents",
+                "dqn,ppo",
+                "--no-mlflow",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     assert set(json.loads((tmp_path / "r" / "metrics.json").read_text())["agents"]) == {"dqn", "ppo"}
     capsys.readouterr()
     assert report_main(["--models", str(mixed), "--agents", "ppo,td3", "--no-mlflow"]) == 2
@@ -144,7 +174,13 @@ def test_report_renders_in_headless_chromium_without_broken_images(report):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page()
         page.goto(paths["html"].as_uri())
@@ -166,8 +202,21 @@ def test_walk_forward_retrains_per_fold_and_stitches_adjacent_out_of_sample_wind
     config = resolve_train_config("ppo", overrides=fast_overrides("ppo", tiny_csv, timesteps=500))
     train(config, agent="ppo", runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
     out = tmp_path / "wf"
-    code = report_main(["--models", str(tmp_path / "models"), "--out", str(out), "--bootstrap", "50", "--no-mlflow",
-                        "--walk-forward", "2", "--walk-forward-timesteps", "500"])
+    code = report_main(
+        [
+            "--models",
+            str(tmp_path / "models"),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "50",
+            "--no-mlflow",
+            "--walk-forward",
+            "2",
+            "--walk-forward-timesteps",
+            "500",
+        ]
+    )
     assert code == 0
     saved = json.loads((out / "metrics.json").read_text())["walk_forward"]
     folds = saved["folds"]

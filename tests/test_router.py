@@ -95,7 +95,12 @@ def test_buffered_records_reach_the_shared_stats_once_and_survive_a_failed_hand_
     stats.ingest(*buffer.take())
     assert buffer.take() is None
     arms = stats.summary()["arms"]
-    assert (arms["ppo"]["requests"], arms["sac"]["requests"], arms["sac"]["fallbacks"], arms["sac"]["errors"]) == (2, 1, 1, 1)
+    assert (arms["ppo"]["requests"], arms["sac"]["requests"], arms["sac"]["fallbacks"], arms["sac"]["errors"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
     assert arms["dqn"]["shadow_requests"] == 1 and arms["ppo"]["latency_ms"]["p50"] == 3.5
     assert stats.feedback("r2", 0.01) == "sac" and stats.feedback("r3", 0.0) == "ppo"
 

@@ -13,7 +13,9 @@ from core.runtime import check_ray_address, quiet_libraries, setup_console
 
 @pytest.mark.parametrize("address", ["http://127.0.0.1:8265", "https://ray.example.com"])
 def test_a_dashboard_address_for_ray_init_is_refused_with_the_address_to_use(address):
-    with pytest.raises(ConfigError, match=r"is a dashboard \(Jobs API\) address, for `ray job submit`.*RAY_ADDRESS=auto"):
+    with pytest.raises(
+        ConfigError, match=r"is a dashboard \(Jobs API\) address, for `ray job submit`.*RAY_ADDRESS=auto"
+    ):
         check_ray_address(address)
 
 
@@ -26,13 +28,19 @@ def test_known_library_notices_are_dropped_and_other_warnings_kept(caplog):
     quiet_libraries()
     caplog.set_level(logging.WARNING)
     logging.getLogger("ray.rllib.algorithms.algorithm_config").warning("You are running PPO on the new API stack! ...")
-    logging.getLogger("ray._common.deprecation").warning("DeprecationWarning: `RLModule(config=[RLModuleConfig object])` ...")
-    logging.getLogger("ray.rllib.algorithms.algorithm_config").warning("train_batch_size is smaller than minibatch_size")
+    logging.getLogger("ray._common.deprecation").warning(
+        "DeprecationWarning: `RLModule(config=[RLModuleConfig object])` ..."
+    )
+    logging.getLogger("ray.rllib.algorithms.algorithm_config").warning(
+        "train_batch_size is smaller than minibatch_size"
+    )
     assert [r.getMessage() for r in caplog.records] == ["train_batch_size is smaller than minibatch_size"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         quiet_libraries()
-        warnings.warn("\x1b[33mWARN: Overriding environment rllib-single-agent-env-v0 already in registry.\x1b[0m", stacklevel=1)
+        warnings.warn(
+            "\x1b[33mWARN: Overriding environment rllib-single-agent-env-v0 already in registry.\x1b[0m", stacklevel=1
+        )
         warnings.warn("something else", stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
 

@@ -27,7 +27,9 @@ def app(ray_local, models):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}}), name="rlportfolio", route_prefix="/")
+    serve.run(
+        build_app({"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}}), name="rlportfolio", route_prefix="/"
+    )
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -143,7 +145,10 @@ def test_feedback_and_ab_stats_with_a_verdict(client, tiny):
     for _ in range(40):
         for agent, mean in (("ppo", 0.002), ("dqn", 0.0)):
             answer = client.post("/allocate", json=body(tiny), headers={"X-Agent": agent}).json()
-            fed = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": float(rng.normal(mean, 0.001))})
+            fed = client.post(
+                "/feedback",
+                json={"request_id": answer["request_id"], "realized_return": float(rng.normal(mean, 0.001))},
+            )
             assert fed.status_code == 200 and fed.json()["agent"] == agent
     stats = client.get("/ab/stats").json()
     assert stats["arms"]["ppo"]["feedback"] >= 40 and stats["arms"]["ppo"]["requests"] >= 40
@@ -173,6 +178,7 @@ def test_killing_an_agent_replica_under_traffic_loses_no_request(app, tiny):
 
     async def run() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=app, timeout=30) as http:
+
             async def one():
                 return await http.post("/allocate", json=body(tiny), headers={"X-Agent": "dqn"})
 

@@ -37,13 +37,17 @@ def test_health_is_open(secured):
     assert secured.get("/health").status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": TOKEN}]
+)
 def test_every_other_endpoint_needs_the_right_bearer_token(secured, tiny, headers):
     assert secured.get("/agents", headers=headers).status_code == 401
     assert secured.post("/allocate", json=body(tiny), headers=headers).status_code == 401
     assert secured.get("/ab/stats", headers=headers).status_code == 401
     assert secured.get("/metrics", headers=headers).status_code == 401
-    assert secured.post("/feedback", json={"request_id": "x", "realized_return": 0.0}, headers=headers).status_code == 401
+    assert (
+        secured.post("/feedback", json={"request_id": "x", "realized_return": 0.0}, headers=headers).status_code == 401
+    )
 
 
 def test_the_right_token_is_accepted(secured, tiny):

@@ -36,7 +36,9 @@ def deploy(head_url: str, config: Path, timeout_s: float = 90.0) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     deadline = time.monotonic() + timeout_s
     while True:
-        done = subprocess.run([SERVE, "deploy", str(config), "--address", head_url], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [SERVE, "deploy", str(config), "--address", head_url], env=env, capture_output=True, text=True, timeout=120
+        )
         if done.returncode == 0:
             return
         assert time.monotonic() < deadline, done.stderr[-2000:]

@@ -10,7 +10,9 @@ from serving.metrics import LATENCY_BOUNDARIES_MS, RequestMetrics
 class Series:
     """Stands in for a ``ray.serve.metrics`` Counter or Histogram: keeps every call."""
 
-    def __init__(self, name: str, description: str, tag_keys: tuple[str, ...], boundaries: list[float] | None = None) -> None:
+    def __init__(
+        self, name: str, description: str, tag_keys: tuple[str, ...], boundaries: list[float] | None = None
+    ) -> None:
         self.name, self.tag_keys, self.boundaries, self.calls = name, tag_keys, boundaries, []
 
     def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
@@ -25,7 +27,10 @@ RECORDER = SimpleNamespace(Counter=Series, Histogram=Series)
 
 def test_records_reach_the_series_only_at_flush_and_only_once():
     metrics = RequestMetrics("rlportfolio_", RECORDER)
-    assert metrics.requests_total.name == "rlportfolio_requests_total" and metrics.latency_ms.boundaries == LATENCY_BOUNDARIES_MS
+    assert (
+        metrics.requests_total.name == "rlportfolio_requests_total"
+        and metrics.latency_ms.boundaries == LATENCY_BOUNDARIES_MS
+    )
     for _ in range(3):
         metrics.answered("ppo", "allocate")
     metrics.answered("sac", "allocate")
@@ -37,14 +42,25 @@ def test_records_reach_the_series_only_at_flush_and_only_once():
 
     metrics.flush()
     assert sorted(metrics.requests_total.calls, key=str) == sorted(
-        [(3, {"agent": "ppo", "endpoint": "allocate"}), (1, {"agent": "sac", "endpoint": "allocate"}), (1, {"agent": "ppo", "endpoint": "predict"})],
+        [
+            (3, {"agent": "ppo", "endpoint": "allocate"}),
+            (1, {"agent": "sac", "endpoint": "allocate"}),
+            (1, {"agent": "ppo", "endpoint": "predict"}),
+        ],
         key=str,
     )
     assert metrics.errors_total.calls == [(1, {"agent": "sac", "endpoint": "allocate"})]
-    assert metrics.latency_ms.calls == [(2.5, {"agent": "ppo", "endpoint": "allocate"}), (7.0, {"agent": "sac", "endpoint": "allocate"})]
+    assert metrics.latency_ms.calls == [
+        (2.5, {"agent": "ppo", "endpoint": "allocate"}),
+        (7.0, {"agent": "sac", "endpoint": "allocate"}),
+    ]
 
     metrics.flush()  # nothing new: nothing counted twice
-    assert len(metrics.requests_total.calls) == 3 and len(metrics.errors_total.calls) == 1 and len(metrics.latency_ms.calls) == 2
+    assert (
+        len(metrics.requests_total.calls) == 3
+        and len(metrics.errors_total.calls) == 1
+        and len(metrics.latency_ms.calls) == 2
+    )
 
 
 def test_records_made_after_a_flush_wait_for_the_next():

@@ -21,7 +21,12 @@ def app(ray_local, models):  # noqa: F811
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}, "baselines": ["equal_weight"], "ingress_replicas": 2}
+    args = {
+        "models_dir": str(models),
+        "split": {"ppo": 0.5, "dqn": 0.5},
+        "baselines": ["equal_weight"],
+        "ingress_replicas": 2,
+    }
     serve.run(build_app(args), name="rlportfolio", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
@@ -35,7 +40,9 @@ def test_stats_and_feedback_span_ingress_replicas(app, tiny):
     assert all(a.status_code == 200 for a in answers)
     with httpx.Client(base_url=app, timeout=30) as client:
         for answer in answers:  # a fresh connection each: feedback lands on either replica
-            fed = httpx.post(f"{app}/feedback", json={"request_id": answer.json()["request_id"], "realized_return": 0.001})
+            fed = httpx.post(
+                f"{app}/feedback", json={"request_id": answer.json()["request_id"], "realized_return": 0.001}
+            )
             assert fed.status_code == 200, fed.text
         time.sleep(1.0)  # each replica hands its records over every 0.25 s
         arms = client.get("/ab/stats").json()["arms"]

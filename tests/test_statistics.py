@@ -42,7 +42,9 @@ def test_probabilistic_sharpe_ratio_rises_with_the_sharpe_and_with_the_sample_le
     head = noise[:1000] - noise[:1000].mean()
     weak, strong = 0.0002 + head, 0.0008 + head
     assert statistics.probabilistic_sharpe_ratio(strong) > statistics.probabilistic_sharpe_ratio(weak) > 0.5
-    assert statistics.probabilistic_sharpe_ratio(0.0004 + noise) > statistics.probabilistic_sharpe_ratio(0.0004 + noise[:500] - noise[:500].mean())
+    assert statistics.probabilistic_sharpe_ratio(0.0004 + noise) > statistics.probabilistic_sharpe_ratio(
+        0.0004 + noise[:500] - noise[:500].mean()
+    )
     # Against its own Sharpe as the benchmark, PSR is one half.
     assert statistics.probabilistic_sharpe_ratio(strong, metrics.sharpe_ratio(strong)) == pytest.approx(0.5, abs=1e-9)
 

@@ -44,7 +44,11 @@ def write_sweep(tmp_path: Path, data: Path, *, algos: dict, num_samples: int, co
         "asha": {"grace_period_steps": 100_000},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
         "algos": {
-            algo: {"config": str(write_algo_config(tmp_path, algo, data)), "timesteps": steps, "search_space": {"lr": {"loguniform": [1e-4, 1e-3]}}}
+            algo: {
+                "config": str(write_algo_config(tmp_path, algo, data)),
+                "timesteps": steps,
+                "search_space": {"lr": {"loguniform": [1e-4, 1e-3]}},
+            }
             for algo, steps in algos.items()
         },
     }
@@ -65,7 +69,9 @@ def run_env() -> dict:
 
 def test_sweep_tracks_every_trial_and_exports_the_best_per_algorithm(tmp_path, tiny_csv):
     config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000, "dqn": 400}, num_samples=1, concurrent=2, seeds=(0, 1))
-    done = subprocess.run(sweep_command(config), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        sweep_command(config), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     summary = json.loads((tmp_path / "sweeps" / "t" / "summary.json").read_text())
@@ -86,7 +92,12 @@ def test_sweep_tracks_every_trial_and_exports_the_best_per_algorithm(tmp_path, t
         keys = {row[0] for row in db.execute("select distinct key from metrics")}
         artifacts = db.execute("select count(*) from tags where key = 'exported_to'").fetchone()[0]
     assert runs == 4
-    assert {"validation/mean_daily_log_growth", "validation/sharpe", "validation/max_drawdown", "validation/annual_turnover"} <= keys
+    assert {
+        "validation/mean_daily_log_growth",
+        "validation/sharpe",
+        "validation/max_drawdown",
+        "validation/annual_turnover",
+    } <= keys
     assert artifacts == 2
     assert list((tmp_path / "sweeps" / "t" / "ppo").rglob("events.out.tfevents.*")), "no TensorBoard event files"
 
@@ -101,7 +112,11 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
     config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 2000, "dqn": 400}, num_samples=3, concurrent=1)
     experiment = tmp_path / "sweeps" / "t" / "ppo"
     process = subprocess.Popen(
-        sweep_command(config), cwd=REPO_ROOT, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        sweep_command(config),
+        cwd=REPO_ROOT,
+        env=run_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
@@ -117,14 +132,18 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=60
+        )
 
     before = trial_rows(experiment)
     finished_before = {name for name, n in before.items() if n >= 4}
     assert finished_before and len(finished_before) < 3
     assert not (tmp_path / "sweeps" / "t" / "dqn").exists()
 
-    done = subprocess.run(sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     after = trial_rows(experiment)
     assert len(after) == 3 and all(n >= 4 for n in after.values())
@@ -148,7 +167,9 @@ def test_sweeps_get_a_folder_each_named_after_config_data_and_time(tmp_path, tin
     from training.sweep import new_plan
 
     config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000}, num_samples=1, concurrent=1)
-    args = argparse.Namespace(config=str(config), algos=None, num_samples=None, timesteps=None, data=None, name=None, models_dir=None)
+    args = argparse.Namespace(
+        config=str(config), algos=None, num_samples=None, timesteps=None, data=None, name=None, models_dir=None
+    )
     plan = new_plan(args)
     assert re.fullmatch(r"t-tiny-\d{8}-\d{6}", plan.name)
     assert plan.data_label == str(tiny_csv) and plan.algos == ["ppo"]

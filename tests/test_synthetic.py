@@ -116,7 +116,9 @@ def test_simulating_fewer_than_two_days_is_a_config_error():
 def test_synth_command_writes_a_csv_and_params_that_round_trip(tmp_path, capsys):
     out = tmp_path / "synth" / "market.csv"
 
-    assert data_main(["synth", "--out", str(out), "--seed", "3", "--years", "3", "--assets", "5", "--regimes", "2"]) == 0
+    assert (
+        data_main(["synth", "--out", str(out), "--seed", "3", "--years", "3", "--assets", "5", "--regimes", "2"]) == 0
+    )
 
     market, params, regimes = default_market(seed=3, years=3, n_assets=5, n_regimes=2)
     loaded_params, loaded_regimes = load_params(out)
@@ -129,7 +131,9 @@ def test_synth_command_writes_a_csv_and_params_that_round_trip(tmp_path, capsys)
 
     record = json.loads(params_path(out).read_text())
     assert record["seed"] == 3
-    np.testing.assert_allclose(list(record["oracle"]["constant_mix"]["weights"].values()), oracle_weights(params), atol=1e-6)
+    np.testing.assert_allclose(
+        list(record["oracle"]["constant_mix"]["weights"].values()), oracle_weights(params), atol=1e-6
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 3 * 252 + 1 and summary["assets"] == list(params.assets)
 

@@ -28,10 +28,14 @@ def test_short_run_exports_a_policy_that_loads_and_allocates(ppo_run):
     agent_dir = root / "models" / "ppo"
     policy, meta = load_policy(agent_dir)
     assert meta["algorithm"] == "ppo" and meta["assets"] == ["STOCK", "BOND", "GOLD", "CRYPTO"]
-    assert meta["validation"]["mean_daily_log_growth"] == pytest.approx(summary["best_validation"]["mean_daily_log_growth"])
+    assert meta["validation"]["mean_daily_log_growth"] == pytest.approx(
+        summary["best_validation"]["mean_daily_log_growth"]
+    )
     assert meta["reproducibility"]["seed"] == 11
     assert meta["data"]["file_sha256"] is not None
-    weights = policy.weights(np.concatenate([np.zeros(meta["observation"]["size"] - 4), np.full(4, 0.25)]).astype(np.float32))
+    weights = policy.weights(
+        np.concatenate([np.zeros(meta["observation"]["size"] - 4), np.full(4, 0.25)]).astype(np.float32)
+    )
     assert weights.shape == (4,) and weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
     assert json.loads((root / "models" / "registry.json").read_text())["best"] == "ppo"
 

@@ -113,10 +113,14 @@ def test_search_spaces_that_cannot_be_sampled_are_rejected(domain, message):
 
 
 def test_sampled_configuration_that_rllib_would_reject_fails_in_preflight():
-    sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"not_a_param": {"choice": [1, 2]}}}}})
+    sweep = SweepConfig.model_validate(
+        {"algos": {"ppo": {"timesteps": 1000, "search_space": {"not_a_param": {"choice": [1, 2]}}}}}
+    )
     with pytest.raises(ConfigError, match=r"search_space\.ppo.*not_a_param"):
         check_sweep(sweep, ["ppo"], None)
-    sweep = SweepConfig.model_validate({"algos": {"ppo": {"timesteps": 1000, "search_space": {"env.cost_bps": {"choice": [-5]}}}}})
+    sweep = SweepConfig.model_validate(
+        {"algos": {"ppo": {"timesteps": 1000, "search_space": {"env.cost_bps": {"choice": [-5]}}}}}
+    )
     with pytest.raises(ConfigError, match=r"search_space\.ppo.*cost_bps"):
         check_sweep(sweep, ["ppo"], None)
     assert_ray_not_started()

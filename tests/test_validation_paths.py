@@ -8,7 +8,13 @@ from backtesting.backtest import evaluation_env
 from envs.synthetic import default_params, simulate
 from training.validation import validation_envs
 
-LAW = {"window_days": 0, "vol_window_days": 20, "train_paths": "auto", "validation_paths": 3, "data": {"synthetic_years": 6}}
+LAW = {
+    "window_days": 0,
+    "vol_window_days": 20,
+    "train_paths": "auto",
+    "validation_paths": 3,
+    "data": {"synthetic_years": 6},
+}
 
 
 def test_law_training_validates_on_fresh_paths_as_long_as_the_validation_split():
@@ -35,4 +41,3 @@ def test_without_law_training_or_paths_validation_is_the_data_split():
     for config in ({**LAW, "train_paths": "split"}, {**LAW, "validation_paths": 0}):
         (env,) = validation_envs(config)
         assert env.split.name == "validation" and env.market.source.startswith("synthetic(")
-

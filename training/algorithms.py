@@ -43,7 +43,9 @@ def _check_hyperparameters(config_class: type[AlgorithmConfig], hyperparameters:
         raise ConfigError(f"hyperparameters: {unknown} not accepted by {config_class.__name__}.training()")
 
 
-def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, per_trial: bool = False) -> AlgorithmConfig:
+def build_algorithm_config(
+    config: TrainConfig, *, run_dir: str | None = None, per_trial: bool = False
+) -> AlgorithmConfig:
     """The RLlib config for ``config`` (not built into an algorithm; no Ray needed).
 
     :param run_dir: where the validation callback keeps the best module; default the algorithm's log dir.
@@ -69,7 +71,9 @@ def build_algorithm_config(config: TrainConfig, *, run_dir: str | None = None, p
             num_gpus_per_learner=res.num_gpus_per_learner,
             num_cpus_per_learner=res.num_cpus_per_learner,
         )
-        .rl_module(model_config={"fcnet_hiddens": list(config.model.hidden), "fcnet_activation": config.model.activation})
+        .rl_module(
+            model_config={"fcnet_hiddens": list(config.model.hidden), "fcnet_activation": config.model.activation}
+        )
         .callbacks(with_run_dir(run_dir, per_trial=per_trial) if run_dir else ValidationCallback)
         .debugging(seed=config.seed, log_level="WARN")
         .reporting(min_sample_timesteps_per_iteration=1000 if config.algo in ("dqn", "sac") else 0)

@@ -25,7 +25,9 @@ VALIDATION_METRIC = "validation/mean_daily_log_growth"  # mean daily log growth 
 class ModelConfig(FrozenConfig):
     hidden: tuple[int, ...] = (64, 64)
     activation: Literal["relu", "tanh", "silu"] = "tanh"
-    squash: bool = Field(default=False, description="PPO, continuous actions: tanh-squashed Gaussian (policies.modules)")
+    squash: bool = Field(
+        default=False, description="PPO, continuous actions: tanh-squashed Gaussian (policies.modules)"
+    )
 
 
 class ResourcesConfig(FrozenConfig):
@@ -61,7 +63,9 @@ class TrainConfig(FrozenConfig):
     def _action_mode_fits_algo(self) -> TrainConfig:
         wanted = "discrete" if self.algo == "dqn" else "continuous"
         if self.env.action_mode != wanted:
-            raise ValueError(f"env.action_mode: {self.algo.upper()} needs '{wanted}' actions, got '{self.env.action_mode}'")
+            raise ValueError(
+                f"env.action_mode: {self.algo.upper()} needs '{wanted}' actions, got '{self.env.action_mode}'"
+            )
         if self.model.squash and self.algo != "ppo":
             raise ValueError(f"model.squash: only PPO takes it ({self.algo.upper()} has its own action distribution)")
         return self

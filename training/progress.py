@@ -87,7 +87,9 @@ class ProgressCallback(Callback):
         if best is not None:
             self._best[trial.trial_id] = best
         final = int(result.get(STEPS, 0)) >= self.total_steps
-        log.log(self._throttle.level(trial.trial_id, final), iteration_line(self._label(trial), result, self.total_steps))
+        log.log(
+            self._throttle.level(trial.trial_id, final), iteration_line(self._label(trial), result, self.total_steps)
+        )
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         steps = int((trial.last_result or {}).get(STEPS, 0))
@@ -95,7 +97,11 @@ class ProgressCallback(Callback):
         best_id = max(self._best, key=self._best.get) if self._best else None
         leader = f"; best trial so far {best_id} ({self._best[best_id]:+.6f}/day)" if best_id else ""
         mine = self._best.get(trial.trial_id)
-        log.info(f"{self._label(trial)} {how}: best val {mine:+.6f}/day{leader}" if mine is not None else f"{self._label(trial)} {how}")
+        log.info(
+            f"{self._label(trial)} {how}: best val {mine:+.6f}/day{leader}"
+            if mine is not None
+            else f"{self._label(trial)} {how}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         log.warning(f"{self._label(trial)} failed; the error is in {trial.error_file or trial.path}")

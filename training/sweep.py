@@ -53,6 +53,7 @@ from training.sweep_state import (
 
 log = logging.getLogger("training.sweep")  # not __name__: run as a script, that is "__main__"
 
+
 def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path) -> dict[str, Any]:
     from ray import tune
 
@@ -85,8 +86,12 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
     # The param space holds a class (the validation callback), which Tune stores by reference: pass it on restore too.
     space = param_space(base, sweep, algo, folder / "best_modules" / algo)
     if tune.Tuner.can_restore(str(experiment_dir)):
-        log.info(f"{algo}: resuming {experiment_dir} (finished trials are kept, unfinished ones continue from their last checkpoint)")
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=space)
+        log.info(
+            f"{algo}: resuming {experiment_dir} (finished trials are kept, unfinished ones continue from their last checkpoint)"
+        )
+        tuner = tune.Tuner.restore(
+            str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=space
+        )
         return tuner.fit()
     if experiment_dir.exists():
         # Killed before Tune saved its first experiment state: nothing in it can be resumed, but keep it to look at.
@@ -154,8 +159,14 @@ def new_plan(args: argparse.Namespace) -> SweepPlan:
     name = args.name or sweep_name(sweep.name, data_tag(data))
     parse_config(SweepConfig, sweep.model_dump() | {"name": name}, where="--name")  # the same characters as a YAML name
     return SweepPlan(
-        name=name, created_at=dt.datetime.now().isoformat(timespec="seconds"), config_file=str(Path(args.config).resolve()),
-        data=args.data, data_label=describe_data(data), algos=algos, sweep=sweep, bases=bases,
+        name=name,
+        created_at=dt.datetime.now().isoformat(timespec="seconds"),
+        config_file=str(Path(args.config).resolve()),
+        data=args.data,
+        data_label=describe_data(data),
+        algos=algos,
+        sweep=sweep,
+        bases=bases,
     )
 
 
@@ -168,9 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", help="price CSV (default: the algorithm configs' data, the built-in market)")
     parser.add_argument("--name", help="this sweep's folder name (default <config name>-<data>-<time>)")
     parser.add_argument("--models-dir", help="where the best policies are exported (default from the YAML)")
-    parser.add_argument("--resume", nargs="?", const="latest", metavar="NAME",
-                        help="continue an interrupted sweep: the latest one under the YAML's storage_path, or NAME")
-    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="NAME",
+        help="continue an interrupted sweep: the latest one under the YAML's storage_path, or NAME",
+    )
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard"
+    )
     args = parser.parse_args(argv)
     setup_console()
     # Tune's console: the classic engine at verbose=0 prints nothing (the new one still prints boxes and /tmp/ray paths);
@@ -180,9 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         if args.resume:
-            fixed = [f"--{k.replace('_', '-')}" for k in ("algos", "num_samples", "timesteps", "data", "name", "models_dir") if getattr(args, k) is not None]
+            fixed = [
+                f"--{k.replace('_', '-')}"
+                for k in ("algos", "num_samples", "timesteps", "data", "name", "models_dir")
+                if getattr(args, k) is not None
+            ]
             if fixed:
-                raise ConfigError(f"--resume continues a sweep with the settings it started with; drop {', '.join(fixed)}")
+                raise ConfigError(
+                    f"--resume continues a sweep with the settings it started with; drop {', '.join(fixed)}"
+                )
             storage = parse_config(SweepConfig, load_yaml(args.config), where=args.config).storage_path
             folder = find_sweep(storage, args.resume)
             plan = read_plan(folder)
@@ -206,8 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if algo in summaries:
             log.info(f"{algo}: finished earlier in this sweep; kept")
             continue
-        log.info(f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
-                 f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each")
+        log.info(
+            f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
+            f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each"
+        )
         summary = summarize_trials(run_algo(plan, folder, algo), plan.sweep, algo)
         summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
         summaries[algo] = summary
@@ -215,11 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     exported = {a: s.exported for a, s in summaries.items() if s.exported}
-    print(f"\nexported models: {', '.join(exported.values()) or 'none'}" + (
-        f" (registry {Path(plan.sweep.models_dir).resolve() / 'registry.json'})" if exported else ""))
+    print(
+        f"\nexported models: {', '.join(exported.values()) or 'none'}"
+        + (f" (registry {Path(plan.sweep.models_dir).resolve() / 'registry.json'})" if exported else "")
+    )
     print(f"sweep summary: {out}\nfull log: {folder / LOG}", flush=True)
-    print(f"learning curves: .venv/bin/tensorboard --logdir {folder}   trials: .venv/bin/mlflow ui --backend-store-uri "
-          f"{mlflow_uri(plan.sweep.mlflow.tracking_uri)}", flush=True)
+    print(
+        f"learning curves: .venv/bin/tensorboard --logdir {folder}   trials: .venv/bin/mlflow ui --backend-store-uri "
+        f"{mlflow_uri(plan.sweep.mlflow.tracking_uri)}",
+        flush=True,
+    )
     failed = [a for a in plan.algos if summaries[a].best_trial is None]
     if failed:
         log.warning(f"no trial of {', '.join(failed)} finished; see {folder / LOG} and the trials' error.txt files")

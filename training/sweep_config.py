@@ -80,7 +80,9 @@ class MlflowConfig(FrozenConfig):
 
 
 class SweepConfig(FrozenConfig):
-    name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9_.-]+$", description="prefix of every run's name: <name>-<data>-<time>")
+    name: str = Field(
+        default="sweep", pattern=r"^[A-Za-z0-9_.-]+$", description="prefix of every run's name: <name>-<data>-<time>"
+    )
     storage_path: str = "runs/sweeps"
     models_dir: str = "models"
     num_samples: int = Field(default=2, ge=1, description="sampled configurations per algorithm")
@@ -91,9 +93,10 @@ class SweepConfig(FrozenConfig):
     checkpoint_every_iterations: int = Field(default=5, ge=1)
     asha: AshaConfig = AshaConfig()
     mlflow: MlflowConfig = MlflowConfig()
-    resources: ResourcesConfig | None = Field(default=None, description="per-trial resources; overrides the algorithm YAMLs")
+    resources: ResourcesConfig | None = Field(
+        default=None, description="per-trial resources; overrides the algorithm YAMLs"
+    )
     algos: dict[Literal["dqn", "sac", "ppo"], AlgoSweep]
-
 
     def n_trials(self, algo: str) -> int:
         """Trials Tune creates for ``algo``: samples x seeds x every grid dimension's values."""
@@ -123,7 +126,11 @@ def check_search_space(sweep: SweepConfig, algo: str, base: TrainConfig, rng: np
         for key, domain in spec.search_space.items():
             tune_domain = domain.to_tune()
             try:
-                value = tune_domain["grid_search"][0] if isinstance(tune_domain, dict) else tune_domain.sample(random_state=rng)
+                value = (
+                    tune_domain["grid_search"][0]
+                    if isinstance(tune_domain, dict)
+                    else tune_domain.sample(random_state=rng)
+                )
             except Exception as exc:  # Tune raises various errors for unsamplable domains
                 raise ConfigError(f"search_space.{algo}.{key}: cannot be sampled ({exc})") from None
             if key.startswith("env."):
@@ -133,7 +140,8 @@ def check_search_space(sweep: SweepConfig, algo: str, base: TrainConfig, rng: np
         try:
             candidate = parse_config(
                 TrainConfig,
-                base.model_dump() | {"hyperparameters": base.hyperparameters | sampled_hp, "env": base.env.model_dump() | sampled_env},
+                base.model_dump()
+                | {"hyperparameters": base.hyperparameters | sampled_hp, "env": base.env.model_dump() | sampled_env},
                 where=f"search_space.{algo}",
             )
             build_algorithm_config(candidate).validate()
@@ -155,5 +163,3 @@ def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> d
         check_search_space(sweep, algo, base, rng)
         bases[algo] = base
     return bases
-
-

@@ -39,27 +39,44 @@ def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSum
             trials.append(TrialSummary(trial_dir=Path(result.path).name, error=str(result.error)[:300]))
             continue
         metrics = result.metrics
-        params = {k: (result.config["env_config"].get(k[4:]) if k.startswith("env.") else result.config.get(k)) for k in search_keys}
+        params = {
+            k: (result.config["env_config"].get(k[4:]) if k.startswith("env.") else result.config.get(k))
+            for k in search_keys
+        }
         trial = TrialSummary(
-            trial_dir=Path(result.path).name, trial_id=metrics["trial_id"], seed=result.config.get("seed"), params=params,
-            best_validation=metrics.get("validation", {}).get("best_mean_daily_log_growth"), env_steps=metrics.get(STEPS),
-            seconds=metrics.get("time_total_s"), iterations=metrics.get("training_iteration"),
+            trial_dir=Path(result.path).name,
+            trial_id=metrics["trial_id"],
+            seed=result.config.get("seed"),
+            params=params,
+            best_validation=metrics.get("validation", {}).get("best_mean_daily_log_growth"),
+            env_steps=metrics.get(STEPS),
+            seconds=metrics.get("time_total_s"),
+            iterations=metrics.get("training_iteration"),
         )
         trials.append(trial)
-        group = groups.setdefault(_config_key(result.config, search_keys), {"params": params, "values": [], "trials": []})
+        group = groups.setdefault(
+            _config_key(result.config, search_keys), {"params": params, "values": [], "trials": []}
+        )
         group["values"].append(trial.best_validation)
         group["trials"].append(trial.trial_id)
     configurations = []
     for group in groups.values():
         values = np.asarray(group["values"], dtype=float)
-        configurations.append(ConfigurationSummary(
-            params=group["params"], seeds=len(values), validation_mean=float(values.mean()),
-            validation_std=float(values.std(ddof=1)) if len(values) > 1 else None, trials=group["trials"],
-        ))
+        configurations.append(
+            ConfigurationSummary(
+                params=group["params"],
+                seeds=len(values),
+                validation_mean=float(values.mean()),
+                validation_std=float(values.std(ddof=1)) if len(values) > 1 else None,
+                trials=group["trials"],
+            )
+        )
     configurations.sort(key=lambda c: c.validation_mean, reverse=True)
     ok = [t for t in trials if t.error is None and t.best_validation is not None]
     best_trial = max(ok, key=lambda t: t.best_validation) if ok else None
-    return AlgoSummary(algo=algo, n_trials=len(trials), configurations=configurations, trials=trials, best_trial=best_trial)
+    return AlgoSummary(
+        algo=algo, n_trials=len(trials), configurations=configurations, trials=trials, best_trial=best_trial
+    )
 
 
 def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) -> str | None:
@@ -78,7 +95,9 @@ def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) 
     env_config = base.env.model_copy(update={k[4:]: v for k, v in best.params.items() if k.startswith("env.")})
     env = PortfolioEnv(env_config)
     resolved = base.model_dump(mode="json")
-    resolved["hyperparameters"] = base.hyperparameters | {k: v for k, v in best.params.items() if not k.startswith("env.")}
+    resolved["hyperparameters"] = base.hyperparameters | {
+        k: v for k, v in best.params.items() if not k.startswith("env.")
+    }
     resolved["env"] = env_config.model_dump(mode="json")
     resolved["seed"] = best.seed
     agent_dir = export_policy(
@@ -94,7 +113,12 @@ def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) 
         seed=best.seed,
         resolved_config=resolved,
         extra={
-            "sweep": {"name": plan.name, "trial_id": best.trial_id, "n_trials": summary.n_trials, "params": best.params},
+            "sweep": {
+                "name": plan.name,
+                "trial_id": best.trial_id,
+                "n_trials": summary.n_trials,
+                "params": best.params,
+            },
             "training": {
                 "env_steps": best.env_steps,
                 "seconds": best.seconds,
@@ -121,7 +145,10 @@ def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
 
 def results_table(summary: AlgoSummary) -> str:
     """One algorithm's configurations (mean and spread of best validation log growth over seeds) and best trial."""
-    lines = [f"\n{summary.algo.upper()}: {summary.n_trials} trials", f"  {'mean val log growth':>20} {'std':>10} {'seeds':>5}  params"]
+    lines = [
+        f"\n{summary.algo.upper()}: {summary.n_trials} trials",
+        f"  {'mean val log growth':>20} {'std':>10} {'seeds':>5}  params",
+    ]
     for c in summary.configurations:
         std = "-" if c.validation_std is None else f"{c.validation_std:.6f}"
         lines.append(f"  {c.validation_mean:>+20.6f} {std:>10} {c.seeds:>5}  {json.dumps(c.params, default=str)}")

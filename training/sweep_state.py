@@ -97,7 +97,9 @@ def sweep_dir(storage_path: str | Path, name: str) -> Path:
 def write_plan(plan: SweepPlan) -> Path:
     folder = sweep_dir(plan.sweep.storage_path, plan.name)
     if (folder / PLAN).exists():
-        raise ConfigError(f"--name: a sweep named '{plan.name}' exists at {folder}; continue it with --resume {plan.name}, or pick another name")
+        raise ConfigError(
+            f"--name: a sweep named '{plan.name}' exists at {folder}; continue it with --resume {plan.name}, or pick another name"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / PLAN, plan.model_dump(mode="json"))
     return folder
@@ -110,7 +112,9 @@ def read_plan(folder: Path) -> SweepPlan:
     except FileNotFoundError:
         raise ConfigError(f"--resume: no sweep to resume at {folder} (no {PLAN})") from None
     except ValueError as exc:
-        raise ConfigError(f"--resume: {path} is not a sweep plan this version can read ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"--resume: {path} is not a sweep plan this version can read ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def find_sweep(storage_path: str | Path, which: str) -> Path:
@@ -140,8 +144,13 @@ def read_summary(folder: Path) -> SweepSummary | None:
 def write_summary(folder: Path, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float) -> Path:
     """``summary.json`` for the algorithms finished so far; ``complete`` once every planned one is."""
     summary = SweepSummary(
-        name=plan.name, data=plan.data_label, complete=all(a in algos for a in plan.algos), seconds=round(seconds, 1),
-        models_dir=str(Path(plan.sweep.models_dir).resolve()), exported={a: s.exported for a, s in algos.items()}, algos=algos,
+        name=plan.name,
+        data=plan.data_label,
+        complete=all(a in algos for a in plan.algos),
+        seconds=round(seconds, 1),
+        models_dir=str(Path(plan.sweep.models_dir).resolve()),
+        exported={a: s.exported for a, s in algos.items()},
+        algos=algos,
     )
     _write_json(folder / SUMMARY, summary.model_dump(mode="json"))
     return folder / SUMMARY

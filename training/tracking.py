@@ -23,8 +23,24 @@ METRIC_PREFIXES = (
     "time_this_iter_s",
     "training_iteration",
 )
-PARAM_KEYS = ("seed", "gamma", "lr", "actor_lr", "critic_lr", "alpha_lr", "train_batch_size_per_learner", "minibatch_size",
-              "num_epochs", "entropy_coeff", "lambda", "tau", "target_network_update_freq", "n_step", "double_q", "dueling")
+PARAM_KEYS = (
+    "seed",
+    "gamma",
+    "lr",
+    "actor_lr",
+    "critic_lr",
+    "alpha_lr",
+    "train_batch_size_per_learner",
+    "minibatch_size",
+    "num_epochs",
+    "entropy_coeff",
+    "lambda",
+    "tau",
+    "target_network_update_freq",
+    "n_step",
+    "double_q",
+    "dueling",
+)
 
 
 def select_metrics(result: dict[str, Any], prefixes: Iterable[str] = METRIC_PREFIXES) -> dict[str, float]:

@@ -29,7 +29,13 @@ log = logging.getLogger("training.train")  # not __name__: run as a script, that
 
 
 def train(
-    config: TrainConfig, *, agent: str, runs_dir: Path, models_dir: Path, num_cpus: int | None = None, dashboard: bool = True
+    config: TrainConfig,
+    *,
+    agent: str,
+    runs_dir: Path,
+    models_dir: Path,
+    num_cpus: int | None = None,
+    dashboard: bool = True,
 ) -> dict[str, Any]:
     """Train, checkpoint and export one agent; returns the summary. Progress and warnings also go to ``train.log``
     in the run folder."""
@@ -47,9 +53,12 @@ def train(
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=1))
     episodes = (
         f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode"
-        if env.trains_on_law else f"the train split of {env.market.source}"
+        if env.trains_on_law
+        else f"the train split of {env.market.source}"
     )
-    log.info(f"training {config.algo.upper()} '{agent}' for {config.timesteps:,} env steps on {episodes}; run folder {run_dir}")
+    log.info(
+        f"training {config.algo.upper()} '{agent}' for {config.timesteps:,} env steps on {episodes}; run folder {run_dir}"
+    )
 
     algorithm = algo_config.build_algo()
     throttle, progress = Throttle(), logging.getLogger("training.progress")
@@ -83,7 +92,13 @@ def train(
         source_checkpoint=str(checkpoint),
         seed=config.seed,
         resolved_config=config.model_dump(mode="json"),
-        extra={"training": {"env_steps": steps, "seconds": round(elapsed, 1), "env_steps_per_second": round(steps / elapsed, 1)}},
+        extra={
+            "training": {
+                "env_steps": steps,
+                "seconds": round(elapsed, 1),
+                "env_steps_per_second": round(steps / elapsed, 1),
+            }
+        },
     )
     return {
         "agent": agent,
@@ -108,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs", help="where checkpoints go (default runs/)")
     parser.add_argument("--models-dir", default="models", help="where the policy is exported (default models/)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default all)")
-    parser.add_argument("--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard")
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard"
+    )
     args = parser.parse_args(argv)
     setup_console()
     try:

@@ -141,9 +141,17 @@ class ValidationCallback(RLlibCallback):
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
-            record = {**metrics, "training_iteration": result.get("training_iteration"), "env_steps": result.get("num_env_steps_sampled_lifetime")}
+            record = {
+                **metrics,
+                "training_iteration": result.get("training_iteration"),
+                "env_steps": result.get("num_env_steps_sampled_lifetime"),
+            }
             (run_dir / BEST_RECORD).write_text(json.dumps(record, indent=1))
-        result["validation"] = {**metrics, "best_mean_daily_log_growth": self._best, "seconds": time.perf_counter() - started}
+        result["validation"] = {
+            **metrics,
+            "best_mean_daily_log_growth": self._best,
+            "seconds": time.perf_counter() - started,
+        }
 
 
 def with_run_dir(run_dir: str | Path, *, per_trial: bool = False) -> type[ValidationCallback]:

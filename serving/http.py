@@ -1,0 +1,80 @@
+"""The HTTP surface of the ingress: the FastAPI app (its body limit and 422 shape), error details that name the
+field, bearer-token auth, and turning an ``/allocate`` body into the arrays an agent takes."""
+
+# No "from __future__ import annotations": FastAPI resolves the exception handler's annotations.
+
+import hashlib
+import hmac
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving.agents import AgentInfo
+from serving.schemas import AllocateRequest
+
+MAX_BODY_BYTES = 1 << 20
+
+api = FastAPI(
+    title="rlportfolio",
+    version="1.0",
+    description=(
+        "Portfolio allocation by RL agents with A/B routing. Send recent closes to `/allocate`; the `X-Agent` header "
+        "forces an agent; `/feedback` reports realised returns, `/ab/stats` compares the arms. When the server has "
+        "`SERVE_API_TOKEN`, every endpoint but `/health` needs `Authorization: Bearer <token>`."
+    ),
+    max_body_size=MAX_BODY_BYTES,  # 413 past it, counted as the body streams in (chunked bodies too)
+)
+
+
+def problem(status: int, field: str, message: str) -> HTTPException:
+    """An HTTP error whose detail names the field, in FastAPI's own shape (``loc``, ``msg``)."""
+    return HTTPException(status_code=status, detail=[{"loc": field.split("."), "msg": message}])
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field. The offending input is left out: it may be NaN, which JSON cannot carry."""
+    detail = [
+        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def authorize(token_sha256: str | None, authorization: str | None) -> None:
+    """Nothing without a configured token; else a 401 unless ``authorization`` is ``Bearer <the token>``."""
+    if token_sha256 is None:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    given = hashlib.sha256(token.encode()).hexdigest()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given, token_sha256):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def parse_allocation(body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray, np.ndarray]:
+    """``(closes (T, K), held (K,))`` for ``info``'s assets, in its order; a 422 naming the field otherwise."""
+    assets = list(info.assets)
+    missing = sorted(set(assets) - set(body.prices))
+    unknown = sorted(set(body.prices) - set(assets))
+    if missing or unknown:
+        raise problem(422, "body.prices", f"assets must be exactly {assets}; missing {missing}, unknown {unknown}")
+    closes = np.column_stack([np.asarray(body.prices[a], dtype=np.float64) for a in assets])
+    if closes.shape[0] < info.closes_needed:
+        raise problem(
+            422,
+            "body.prices",
+            f"need at least {info.closes_needed} closes per asset (oldest first), got {closes.shape[0]}",
+        )
+    if body.weights is None:
+        held = np.full(len(assets), 1.0 / len(assets))
+    else:
+        if set(body.weights) != set(assets):
+            raise problem(422, "body.weights", f"weights must name exactly the assets {assets}")
+        held = np.asarray([body.weights[a] for a in assets], dtype=np.float64)
+    return closes, held
