@@ -63,7 +63,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r".*Overriding environment rllib-single-agent-env-v0")
 
 
-PROJECT_LOGGERS = ("envs", "training", "evaluation", "serving", "demo")
+PROJECT_LOGGERS = ("core", "envs", "policies", "backtesting", "training", "serving", "evaluation", "demo")
 
 
 class _Console(logging.StreamHandler):

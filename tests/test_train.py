@@ -27,15 +27,13 @@ def test_short_run_exports_a_policy_that_loads_and_allocates(ppo_run):
     config, summary, root = ppo_run
     agent_dir = root / "models" / "ppo"
     policy, meta = load_policy(agent_dir)
-    assert meta["algorithm"] == "ppo" and meta["assets"] == ["STOCK", "BOND", "GOLD", "CRYPTO"]
-    assert meta["validation"]["mean_daily_log_growth"] == pytest.approx(
+    assert meta.algorithm == "ppo" and meta.assets == ["STOCK", "BOND", "GOLD", "CRYPTO"]
+    assert meta.validation["mean_daily_log_growth"] == pytest.approx(
         summary["best_validation"]["mean_daily_log_growth"]
     )
-    assert meta["reproducibility"]["seed"] == 11
-    assert meta["data"]["file_sha256"] is not None
-    weights = policy.weights(
-        np.concatenate([np.zeros(meta["observation"]["size"] - 4), np.full(4, 0.25)]).astype(np.float32)
-    )
+    assert meta.reproducibility.seed == 11
+    assert meta.data.file_sha256 is not None
+    weights = policy.weights(np.concatenate([np.zeros(meta.observation.size - 4), np.full(4, 0.25)]).astype(np.float32))
     assert weights.shape == (4,) and weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
     assert json.loads((root / "models" / "registry.json").read_text())["best"] == "ppo"
 
@@ -56,10 +54,10 @@ def test_exported_validation_metrics_are_what_the_exported_policy_earns_on_valid
 
     config, _, root = ppo_run
     policy, meta = load_policy(root / "models" / "ppo")
-    envs = validation_envs(meta["env_config"])  # the configs train on the synthetic law: its validation paths
-    assert len(envs) == meta["env_config"]["validation_paths"] > 1
+    envs = validation_envs(meta.env_config)  # the configs train on the synthetic law: its validation paths
+    assert len(envs) == meta.env_config.validation_paths > 1
     growth = [run_backtest(PolicyStrategy("ppo", policy.weights), env).log_growth.mean() for env in envs]
-    assert np.mean(growth) == pytest.approx(meta["validation"]["mean_daily_log_growth"], rel=1e-6)
+    assert np.mean(growth) == pytest.approx(meta.validation["mean_daily_log_growth"], rel=1e-6)
 
 
 def test_same_seed_same_data_same_config_gives_the_same_validation_metrics(ppo_run, tiny_csv, tmp_path):
@@ -77,6 +75,6 @@ def test_replay_algorithms_train_and_export(ray_local, tiny_csv, tmp_path, algo)
     config = resolve_train_config(algo, overrides=fast_overrides(algo, tiny_csv, timesteps=600))
     summary = train(config, agent=algo, runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
     policy, meta = load_policy(tmp_path / "models" / algo)
-    assert meta["algorithm"] == algo and summary["env_steps"] >= 600
-    env_obs = np.concatenate([np.zeros(meta["observation"]["size"] - 4), np.full(4, 0.25)]).astype(np.float32)
+    assert meta.algorithm == algo and summary["env_steps"] >= 600
+    env_obs = np.concatenate([np.zeros(meta.observation.size - 4), np.full(4, 0.25)]).astype(np.float32)
     assert policy.weights(env_obs).sum() == pytest.approx(1.0)

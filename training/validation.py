@@ -18,6 +18,7 @@ from typing import Any
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from backtesting.backtest import evaluation_env, path_env, run_batched
+from envs.config import EnvConfig
 from policies.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def _metrics(result) -> dict[str, float]:
     }
 
 
-def validation_envs(env_config: dict) -> list:
+def validation_envs(env_config: EnvConfig | dict) -> list:
     """The envs validation plays: the data's validation split, or ``validation_paths`` fresh paths of the market's
     law when training draws its episodes from that law (``train_paths`` law or auto on a synthetic market).
 
