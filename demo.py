@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default="reports/demo", help="report folder")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the Serve demo")
     parser.add_argument("--no-dashboard", action="store_true", help="run Ray without its dashboard")
+    parser.add_argument(
+        "--held-out-paths", type=int, default=100, help="fresh paths of the law the agents are compared on"
+    )
     args = parser.parse_args(argv)
     setup_console()
     started = time.perf_counter()
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.report import evaluate, log_to_mlflow, write_report
 
     try:
-        report = evaluate(Path(args.models), split="test", baselines=baselines_config)
+        report = evaluate(
+            Path(args.models), split="test", baselines=baselines_config, held_out_paths=args.held_out_paths
+        )
     except (ConfigError, DataError) as exc:
         return fail(exc)
     if report.dates != (str(dates[0]), str(dates[-1])):

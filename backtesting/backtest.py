@@ -45,6 +45,12 @@ class Strategy(Protocol):
     def weights(self, history: History) -> np.ndarray: ...
 
 
+class BatchStrategy(Strategy, Protocol):
+    """A strategy that can also decide for several envs at once (``run_batched_strategy``)."""
+
+    def weights_batch(self, histories: Sequence[History]) -> np.ndarray: ...
+
+
 @dataclass
 class PolicyStrategy:
     """Wrap a policy ``observation -> weights`` (e.g. an exported RL agent) as a daily-trading strategy."""
@@ -183,16 +189,38 @@ def run_batched(
     :param weights_batch: ``(N, F)`` observations -> ``(N, K)`` target weights (e.g. ``Policy.weights_batch``).
     :param envs: from ``evaluation_env`` or ``path_env``, all with the same number of steps.
     """
+    return _lockstep(name, lambda observations, envs: weights_batch(observations), envs, 1)
+
+
+def run_batched_strategy(strategy: BatchStrategy, envs: Sequence[PortfolioEnv]) -> list[BacktestResult]:
+    """``run_batched`` for a strategy that decides from each env's history (``weights_batch(histories)``), on its
+    own rebalance schedule: e.g. ``FilteredGrowth`` over many held-out paths, one batched solve a day."""
+
+    def decide(observations: np.ndarray, envs: Sequence[PortfolioEnv]) -> np.ndarray:
+        return strategy.weights_batch([History(e.history(), e.weights, o) for e, o in zip(envs, observations)])
+
+    return _lockstep(strategy.name, decide, envs, strategy.rebalance_every_days)
+
+
+def _lockstep(
+    name: str,
+    decide: Callable[[np.ndarray, Sequence[PortfolioEnv]], np.ndarray],
+    envs: Sequence[PortfolioEnv],
+    rebalance_every_days: int,
+) -> list[BacktestResult]:
     n_steps = {env.n_steps for env in envs}
     if len(n_steps) != 1:
-        raise ValueError(f"run_batched needs envs of one length, got {sorted(n_steps)} steps")
+        raise ValueError(f"a lockstep backtest needs envs of one length, got {sorted(n_steps)} steps")
     n_steps, n_assets = n_steps.pop(), len(envs[0].assets)
     observations = np.stack([env.reset(seed=0)[0] for env in envs])
     tapes = [_Tape(n_steps, n_assets) for _ in envs]
     for i in range(n_steps):
-        decided = weights_batch(observations)
+        decided = decide(observations, envs) if i % rebalance_every_days == 0 else None
         for j, (env, tape) in enumerate(zip(envs, tapes)):
-            target = _check_weights(name, decided[j], n_assets, env.market.dates[env.day])
+            if decided is None:
+                target = np.array(env.weights)
+            else:
+                target = _check_weights(name, decided[j], n_assets, env.market.dates[env.day])
             observations[j], terminated = tape.step(env, i, target)
     return [tape.result(name, env, terminated) for env, tape in zip(envs, tapes)]
 

@@ -20,7 +20,13 @@ from pydantic import Field
 
 from core.config import FrozenConfig
 from core.errors import ConfigError
-from envs.oracle import growth_optimal_weights
+from envs.oracle import (
+    growth_optimal_batch,
+    growth_optimal_net_of_costs,
+    growth_optimal_weights,
+    mixture_inputs,
+)
+from envs.regimes import RegimeModel, RunningFilter, from_law
 from envs.synthetic import MarketParams
 
 if TYPE_CHECKING:
@@ -46,6 +52,7 @@ class BaselinesConfig(FrozenConfig):
             "mean_variance",
             "risk_parity",
             "growth_optimal",
+            "regime_growth",
         )
     )
 
@@ -59,6 +66,11 @@ class Baseline:
 
     def weights(self, history: History) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def weights_batch(self, histories: Sequence[History]) -> np.ndarray:
+        """``(N, K)`` weights for ``N`` envs played in lockstep (``run_batched_strategy``); one at a time unless a
+        subclass can do better."""
+        return np.stack([self.weights(h) for h in histories])
 
 
 @dataclass
@@ -166,6 +178,41 @@ class RegimeOracle(Baseline):
         return self.regime_weights[self.regime_path[history.closes.shape[0] - 1]].copy()
 
 
+@dataclass
+class FilteredGrowth(Baseline):
+    """Each rebalance day, the growth-optimal weights of the one-day predictive mixture: the probabilities of the
+    regime that draws tomorrow's return, filtered from every return so far (``envs.regimes.RunningFilter``), times
+    each regime's law. A log-utility investor is myopic under partial information too (Longo and Mainini 2015), so
+    without costs this is Bayes-optimal for the model it filters with.
+
+    With a synthetic market's true law it is ``oracle_filtered``, the best a causal investor can do; with the law
+    fitted on the train split it is the classical baseline ``regime_growth`` (any data). ``cost_rate > 0`` decides
+    net of the trade's cost (``envs.oracle.growth_optimal_net_of_costs``); the default ignores costs in the decision,
+    which are still charged.
+    """
+
+    model: RegimeModel | None = None
+    cost_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._filters: list[RunningFilter] = []
+
+    def weights(self, history: History) -> np.ndarray:
+        return self.weights_batch([history])[0]
+
+    def weights_batch(self, histories: Sequence[History]) -> np.ndarray:
+        """``(N, K)`` weights for ``N`` envs played in lockstep (one running filter each, one batched solve)."""
+        while len(self._filters) < len(histories):
+            self._filters.append(RunningFilter(self.model))
+        predicted = np.stack([f.predicted(h.closes) for f, h in zip(self._filters, histories)])
+        mu, cov = mixture_inputs(predicted, self.model.means, self.model.covariances)
+        if self.cost_rate > 0:
+            return np.stack(
+                [growth_optimal_net_of_costs(m, c, h.held, self.cost_rate) for m, c, h in zip(mu, cov, histories)]
+            )
+        return growth_optimal_batch(mu, cov)
+
+
 def fixed_mix_weights(assets: Sequence[str], mix: Mapping[str, float] | None) -> np.ndarray:
     """Weights of a fixed mix over ``assets``; default 60% first asset, 40% second (100% first if only one)."""
     if mix is None:
@@ -179,8 +226,11 @@ def fixed_mix_weights(assets: Sequence[str], mix: Mapping[str, float] | None) ->
     return weights
 
 
-def make_baselines(assets: Sequence[str], config: BaselinesConfig | None = None) -> list[Baseline]:
-    """The configured classical baselines, in report order."""
+def make_baselines(
+    assets: Sequence[str], config: BaselinesConfig | None = None, regimes: RegimeModel | None = None
+) -> list[Baseline]:
+    """The configured classical baselines, in report order. ``regime_growth`` needs ``regimes``, the model fitted on
+    the data's train split; without one it is left out."""
     config = config or BaselinesConfig()
     every, lookback = config.rebalance_every_days, config.lookback_days
     factories = {
@@ -191,18 +241,22 @@ def make_baselines(assets: Sequence[str], config: BaselinesConfig | None = None)
         "mean_variance": lambda: MeanVariance("mean_variance", every, lookback),
         "risk_parity": lambda: RiskParity("risk_parity", every, lookback),
         "growth_optimal": lambda: GrowthOptimal("growth_optimal", every, lookback),
+        # It trades daily: the point is to follow the regimes as the filter sees them change.
+        "regime_growth": lambda: FilteredGrowth("regime_growth", 1, regimes),
     }
     unknown = [name for name in config.include if name not in factories]
     if unknown:
         raise ConfigError(f"baselines.include: unknown baseline(s) {unknown}; choose from {list(factories)}")
-    return [factories[name]() for name in config.include]
+    return [factories[name]() for name in config.include if name != "regime_growth" or regimes is not None]
 
 
 def make_oracles(params: MarketParams, regime_path: np.ndarray, rebalance_every_days: int = 21) -> list[Baseline]:
-    """The two oracles of a synthetic market.
+    """The three oracles of a synthetic market, from least to most informed.
 
-    The true constant mix trades on the baselines' schedule (its optimum needs no timing); the regime-aware mix
-    trades daily, since it must follow regime changes as they happen.
+    The true constant mix trades on the baselines' schedule (its optimum needs no timing); the filtered oracle and the
+    regime-aware mix trade daily, since they follow regime changes: the first as the true law's filter sees them from
+    past returns (the partial-information optimum, the project's yardstick), the second as they happen (it knows the
+    regime path, which no investor does).
     """
     from envs.oracle import oracle_weights
 
@@ -210,5 +264,6 @@ def make_oracles(params: MarketParams, regime_path: np.ndarray, rebalance_every_
     return [
         # The true growth-optimal constant mix: knows the law, not the path.
         FixedMix("oracle_constant_mix", rebalance_every_days, oracle_weights(params)),
+        FilteredGrowth("oracle_filtered", 1, from_law(params.transition, params.mu, params.cov)),
         RegimeOracle("oracle_regime_aware", 1, regime_weights, regime_path),
     ]

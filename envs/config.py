@@ -39,6 +39,69 @@ class DataConfig(FrozenConfig):
         return self
 
 
+class RegimeParams(FrozenConfig):
+    """A fitted (or true) regime model's parameters (``envs.regimes.RegimeModel``), carried in the env config so that
+    every process and every exported model filters with the same law."""
+
+    source: str = Field(description="'fitted' (on which train split) or 'true law'")
+    transition: list[list[float]] = Field(description="(K, K) transition matrix, rows sum to 1")
+    means: list[list[float]] = Field(description="(K, A) mean daily log returns")
+    covariances: list[list[list[float]]] = Field(description="(K, A, A) daily log-return covariances")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegimeParams:
+        k = len(self.transition)
+        a = len(self.means[0]) if self.means else 0
+        if k < 1 or any(len(row) != k for row in self.transition):
+            raise ValueError(f"transition must be a square K x K matrix, got {[len(r) for r in self.transition]} rows")
+        if any(abs(sum(row) - 1.0) > 1e-6 or min(row) < 0 for row in self.transition):
+            raise ValueError("every transition row must be non-negative and sum to 1")
+        if len(self.means) != k or any(len(m) != a for m in self.means):
+            raise ValueError(f"means must be K x A = {k} x {a}")
+        if len(self.covariances) != k or any(len(c) != a or any(len(r) != a for r in c) for c in self.covariances):
+            raise ValueError(f"covariances must be K x A x A = {k} x {a} x {a}")
+        return self
+
+
+class RegimeConfig(FrozenConfig):
+    """The regime model behind ``observe_regimes`` and the regime strategies (``envs.regimes``)."""
+
+    n_regimes: int | Literal["bic"] = Field(
+        default="bic",
+        description="regimes of the fitted model, or 'bic': the K in 1..max_regimes with the lowest BIC on train",
+    )
+    max_regimes: int = Field(default=4, ge=1, le=8)
+    window_days: int = Field(
+        default=130,
+        ge=5,
+        le=2000,
+        description="days of returns the observed filter runs over from the stationary distribution; the built-in "
+        "market's filter forgets its start within 65 (README: Regimes), so 130 leaves a margin of 2",
+    )
+    law: Literal["fitted", "true"] = Field(
+        default="fitted",
+        description="'fitted': EM on the train split (any data); 'true': a synthetic market's true law (an ablation)",
+    )
+    seed: int = Field(default=0, description="EM's initialisation seed (the fit is deterministic given it)")
+    iterations: int = Field(default=200, ge=1, le=10_000, description="most EM iterations per fit")
+    restarts: int = Field(
+        default=4,
+        ge=1,
+        le=50,
+        description="EM starts per number of regimes (seeds seed, seed+1, ...): the best is kept",
+    )
+    model: RegimeParams | None = Field(
+        default=None, description="the model itself, filled in by training before the first step; null: fit on use"
+    )
+
+    @field_validator("n_regimes")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 8:
+            raise ValueError(f"n_regimes must be 'bic' or between 1 and 8, got {value}")
+        return value
+
+
 class EnvConfig(FrozenConfig):
     """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
 
@@ -52,6 +115,10 @@ class EnvConfig(FrozenConfig):
     vol_window_days: int = Field(default=60, ge=2, le=1000, description="days in the rolling volatility feature")
     log_volatility: bool = Field(default=False, description="observe the log of the rolling volatility (envs.features)")
     observe_extras: bool = Field(default=False, description="append extra columns' values at day t to the observation")
+    observe_regimes: bool = Field(
+        default=False, description="append the regime probabilities filtered from past returns (envs.regimes)"
+    )
+    regimes: RegimeConfig = RegimeConfig()
     action_mode: Literal["continuous", "discrete"] = "continuous"
     continuous_map: Literal["softmax", "softmax_delta", "clip"] = "softmax"
     softmax_scale: float = Field(
@@ -88,6 +155,12 @@ class EnvConfig(FrozenConfig):
         description="with training on a synthetic law: validate on this many fresh paths of the law (each as long as "
         "the validation split, from seeds kept for validation) instead of the one validation split; 0 = the split",
     )
+
+    @property
+    def warmup_days(self) -> int:
+        """Days of returns the features need before the first decision (``envs.features.warmup_days``)."""
+        regime_window = self.regimes.window_days if self.observe_regimes else 0
+        return max(self.window_days, self.vol_window_days, regime_window)
 
     @model_validator(mode="after")
     def _law_paths_have_a_length(self) -> EnvConfig:

@@ -25,7 +25,6 @@ from core.config import parse_config
 from core.constants import TRADING_DAYS_PER_YEAR
 from core.errors import ConfigError, DataError
 from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, with_data
-from envs.features import warmup_days
 from envs.market import MarketData
 from envs.sources import load_market
 from envs.splits import split_market
@@ -34,7 +33,7 @@ from envs.synthetic import write_synthetic
 
 def min_rows(config: EnvConfig) -> int:
     """Fewest rows an env over ``config`` accepts: the feature warm-up plus a few trading days."""
-    return warmup_days(config.window_days, config.vol_window_days) + 4
+    return config.warmup_days + 4
 
 
 def market_summary(market: MarketData) -> dict:
@@ -64,7 +63,7 @@ def validate(path: str, config: EnvConfig) -> dict:
     """
     config = with_data(config, path)
     market = load_market(config.data, min_rows=min_rows(config))
-    warmup = warmup_days(config.window_days, config.vol_window_days)
+    warmup = config.warmup_days
     splits = split_market(
         market, train_end=config.data.train_end, validation_end=config.data.validation_end, warmup_days=warmup
     )

@@ -8,6 +8,7 @@ window ``W`` and ``E`` observed extras:
 | ``[0, W*K)``           | log returns of days ``t, t-1, .., t-W+1`` (lag-major, assets inner) | percent (x100) |
 | ``[W*K, W*K+K)``       | standard deviation of the last ``vol_window_days`` log returns | percent per day (its natural log with ``log_volatility``) |
 | ``[.., ..+E)``         | extra columns' values at day ``t``                             | as in the CSV   |
+| ``[.., ..+R)``         | regime probabilities filtered from the last ``regime_window_days`` returns (``envs.regimes``) | probability |
 | last ``K``             | current portfolio weights (after the day's drift)              | fraction        |
 """
 
@@ -16,13 +17,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from envs.regimes import RegimeModel, windowed_filter
+
 RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
 VOL_FLOOR = 1e-4  # percent per day: the log of a flat price's zero volatility stays finite
 
 
-def warmup_days(window_days: int, vol_window_days: int) -> int:
+def warmup_days(window_days: int, vol_window_days: int, regime_window_days: int = 0) -> int:
     """Days of returns needed before the first valid feature row; the first valid row index is this number."""
-    return max(window_days, vol_window_days)
+    return max(window_days, vol_window_days, regime_window_days)
 
 
 def compute_features(
@@ -31,6 +34,8 @@ def compute_features(
     vol_window_days: int,
     extras: np.ndarray | None = None,
     log_volatility: bool = False,
+    regimes: RegimeModel | None = None,
+    regime_window_days: int = 0,
 ) -> np.ndarray:
     """Feature rows for every day.
 
@@ -38,13 +43,16 @@ def compute_features(
     :param extras: ``(T, E)`` extra values observed as they are, or ``None``.
     :param log_volatility: observe ``log(volatility)``: regimes differ by ratios of volatilities (a bond's 0.3% against
         0.5% a day is as telling as a stock's 0.9% against 1.5%), which the log makes equal differences.
-    :returns: ``(T, W*K + K + E)`` ``float32``; rows before ``warmup_days(...)`` are NaN.
+    :param regimes: observe this model's regime probabilities, filtered over the last ``regime_window_days`` returns
+        (``envs.regimes.windowed_filter``): row ``t`` uses the returns of days ``t - regime_window_days + 1 .. t``.
+    :returns: ``(T, W*K + K + E + R)`` ``float32``; rows before ``warmup_days(...)`` are NaN.
     """
     closes = np.asarray(closes, dtype=np.float64)
     n_days, n_assets = closes.shape
     n_extras = 0 if extras is None else extras.shape[1]
-    features = np.full((n_days, window_days * n_assets + n_assets + n_extras), np.nan, dtype=np.float32)
-    first = warmup_days(window_days, vol_window_days)
+    n_regimes = 0 if regimes is None else regimes.n_regimes
+    features = np.full((n_days, window_days * n_assets + n_assets + n_extras + n_regimes), np.nan, dtype=np.float32)
+    first = warmup_days(window_days, vol_window_days, regime_window_days if regimes is not None else 0)
     if n_days <= first:
         return features
     log_returns = np.diff(np.log(closes), axis=0) * RETURN_SCALE  # row i is the return of day i+1
@@ -58,12 +66,16 @@ def compute_features(
         vol = np.log(np.maximum(vol, VOL_FLOOR))
     features[first:, window_days * n_assets : window_days * n_assets + n_assets] = vol
     if n_extras:
-        features[:, window_days * n_assets + n_assets :] = extras
+        features[:, window_days * n_assets + n_assets : window_days * n_assets + n_assets + n_extras] = extras
+    if regimes is not None:
+        # Row i of the log returns is day i+1's return, so day t's filter is windowed row t-1.
+        filtered = windowed_filter(regimes, np.diff(np.log(closes), axis=0), regime_window_days)
+        features[first:, features.shape[1] - n_regimes :] = filtered[first - 1 :]
     return features
 
 
-def observation_size(n_assets: int, window_days: int, n_extras: int = 0) -> int:
-    return window_days * n_assets + n_assets + n_extras + n_assets
+def observation_size(n_assets: int, window_days: int, n_extras: int = 0, n_regimes: int = 0) -> int:
+    return window_days * n_assets + n_assets + n_extras + n_regimes + n_assets
 
 
 def latest_observation(
@@ -73,26 +85,35 @@ def latest_observation(
     vol_window_days: int,
     extras: np.ndarray | None = None,
     log_volatility: bool = False,
+    regimes: RegimeModel | None = None,
+    regime_window_days: int = 0,
 ) -> np.ndarray:
     """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it.
 
     Needs ``T >= warmup_days(...) + 1`` closes. Used by the HTTP server so it cannot drift from the env.
     """
-    needed = warmup_days(window_days, vol_window_days) + 1
+    needed = warmup_days(window_days, vol_window_days, regime_window_days if regimes is not None else 0) + 1
     if closes.shape[0] < needed:
         raise ValueError(f"need at least {needed} closes per asset, got {closes.shape[0]}")
     tail = closes[-needed:]
     extra_tail = None if extras is None else extras[-needed:]
-    row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility)[-1]
+    row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility, regimes, regime_window_days)[
+        -1
+    ]
     return np.concatenate([row, np.asarray(weights, dtype=np.float32)])
 
 
 def feature_names(
-    assets: tuple[str, ...], window_days: int, extras: tuple[str, ...] = (), log_volatility: bool = False
+    assets: tuple[str, ...],
+    window_days: int,
+    extras: tuple[str, ...] = (),
+    log_volatility: bool = False,
+    n_regimes: int = 0,
 ) -> list[str]:
     """Names of the observation entries, in layout order."""
     names = [f"logret_pct[{asset}, t-{lag}]" for lag in range(window_days) for asset in assets]
     names += [f"{'log_vol_pct' if log_volatility else 'vol_pct'}[{asset}]" for asset in assets]
     names += [f"extra[{name}]" for name in extras]
+    names += [f"regime_prob[{k}]" for k in range(n_regimes)]
     names += [f"weight[{asset}]" for asset in assets]
     return names

@@ -16,8 +16,9 @@ from core.errors import ConfigError, DataError
 from envs.accounting import rebalance
 from envs.actions import ActionMap
 from envs.config import EnvConfig
-from envs.features import compute_features, observation_size, warmup_days
+from envs.features import compute_features, observation_size
 from envs.market import MarketData
+from envs.regimes import resolve_regime_model
 from envs.sources import load_market, market_law
 from envs.splits import Split, split_market
 from envs.synthetic import MarketParams, law_path
@@ -111,7 +112,7 @@ class PortfolioEnv(gym.Env):
         """
         self.config: EnvConfig = parse_config(EnvConfig, config, where="env_config")
         cfg = self.config
-        warmup = warmup_days(cfg.window_days, cfg.vol_window_days)
+        warmup = cfg.warmup_days
         self.market = market if market is not None else load_market(cfg.data, min_rows=warmup + 4)
         self.splits: dict[str, Split] = split_market(
             self.market, train_end=cfg.data.train_end, validation_end=cfg.data.validation_end, warmup_days=warmup
@@ -122,6 +123,10 @@ class PortfolioEnv(gym.Env):
 
         extras_names = tuple(cfg.data.extra_columns) if cfg.observe_extras else ()
         self.extra_names = extras_names
+        # The regime model comes from the data this env was configured with, never from a path it plays.
+        self.regime_model = (
+            resolve_regime_model(cfg, self.market, self.splits["train"]) if cfg.observe_regimes else None
+        )
         self._law = None
         if cfg.split == "train" and (cfg.train_paths == "law" or (cfg.train_paths == "auto" and market is None)):
             self._law = self._check_law(cfg, warmup, required=cfg.train_paths == "law")
@@ -139,7 +144,8 @@ class PortfolioEnv(gym.Env):
         self._load_prices(self.market)
         self._n_features = self._features.shape[1]
 
-        obs_size = observation_size(n_assets, cfg.window_days, len(extras_names))
+        n_regimes = 0 if self.regime_model is None else self.regime_model.n_regimes
+        obs_size = observation_size(n_assets, cfg.window_days, len(extras_names), n_regimes)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
         self.action_map = ActionMap.from_config(cfg, n_assets)
         self.grid = self.action_map.grid
@@ -269,7 +275,15 @@ class PortfolioEnv(gym.Env):
         cfg = self.config
         self.market = market
         extras = np.column_stack([market.extras[n] for n in self.extra_names]) if self.extra_names else None
-        features = compute_features(market.closes, cfg.window_days, cfg.vol_window_days, extras, cfg.log_volatility)
+        features = compute_features(
+            market.closes,
+            cfg.window_days,
+            cfg.vol_window_days,
+            extras,
+            cfg.log_volatility,
+            self.regime_model,
+            cfg.regimes.window_days,
+        )
         first, last = self._first_decision + 1, self._first_decision + self._n_steps
         self._features = np.ascontiguousarray(features[first - 1 : last + 1])  # the state after the last return too
         if not np.isfinite(self._features).all():

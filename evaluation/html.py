@@ -1,19 +1,26 @@
-"""The report as one self-contained HTML page: tables from the ``Report``, figures embedded as PNG, laid out by the
-Jinja2 template ``evaluation/templates/report.html`` (autoescaped; only the tables and images are passed as HTML)."""
+"""The report as one self-contained HTML page: compact tables from the ``Report`` (percentages, intervals beside
+their figure, agents in bold), figures embedded as PNG, laid out by the Jinja2 template
+``evaluation/templates/report.html`` (autoescaped; only the tables and images are passed as HTML). Every table fits a
+1,280-pixel-wide page (tested in Chromium).
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import html
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from backtesting.backtest import metrics_table
 from evaluation import plots
 
 if TYPE_CHECKING:
+    from evaluation.held_out import HeldOut
     from evaluation.report import Report
 
 TEMPLATES = jinja2.Environment(
@@ -27,42 +34,118 @@ def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode()
 
 
-def _with_intervals(table: pd.DataFrame, intervals: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
-    rows = table.copy()
-    if all("sharpe_ci95" in intervals[n] for n in rows.index):
-        rows.insert(
-            min(3, len(rows.columns)),
-            "sharpe 95% CI",
-            [f"[{intervals[n]['sharpe_ci95'][0]:.2f}, {intervals[n]['sharpe_ci95'][1]:.2f}]" for n in rows.index],
-        )
-    if all("annual_return_ci95" in intervals[n] for n in rows.index):
-        rows.insert(
-            1,
-            "annual return 95% CI",
+def _pct(value: float, digits: int = 1) -> str:
+    return "-" if not np.isfinite(value) else f"{100 * value:.{digits}f}%"
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _table(rows: list[list[str]], header: list[str], agents: set[str] = frozenset(), css: str = "") -> str:
+    """An HTML table whose first column names the row; rows of agents get the ``agent`` class (bold)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr{' class=agent' if row[0] in agents else ''}>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
+
+
+def summary_table(table: pd.DataFrame, intervals: Mapping[str, Mapping[str, list[float]]], agents: set[str]) -> str:
+    header = [
+        "strategy",
+        "annual return [95% CI]",
+        "volatility",
+        "Sharpe [95% CI]",
+        "Sortino",
+        "max drawdown",
+        "Calmar",
+        "CVaR 95%",
+        "log growth (bp/day)",
+        "turnover/yr",
+        "total cost",
+    ]
+    rows = []
+    for name, m in table.iterrows():
+        ci = intervals.get(name, {})
+        ret_ci = ci.get("annual_return_ci95")
+        sharpe_ci = ci.get("sharpe_ci95")
+        rows.append(
             [
-                f"[{intervals[n]['annual_return_ci95'][0]:.1%}, {intervals[n]['annual_return_ci95'][1]:.1%}]"
-                for n in rows.index
-            ],
+                html.escape(str(name)),
+                _pct(m["annual_return"]) + (f" [{_pct(ret_ci[0], 0)}, {_pct(ret_ci[1], 0)}]" if ret_ci else ""),
+                _pct(m["annual_volatility"]),
+                _num(m["sharpe"]) + (f" [{_num(sharpe_ci[0])}, {_num(sharpe_ci[1])}]" if sharpe_ci else ""),
+                _num(m["sortino"]),
+                _pct(m["max_drawdown"]),
+                _num(m["calmar"]),
+                _pct(m["cvar_95"], 2),
+                _num(1e4 * m["mean_daily_log_growth"], 2),
+                _num(m["annual_turnover"], 1),
+                _pct(m["total_cost"], 2),
+            ]
         )
-    return rows
+    return _table(rows, header, agents)
+
+
+def skill_table(skill: Mapping[str, Mapping[str, float]]) -> str:
+    rows = [
+        [html.escape(n), _num(s["psr_vs_equal_weight"], 3), _num(s["deflated_sharpe"], 3), str(int(s["n_trials"]))]
+        for n, s in skill.items()
+    ]
+    return _table(rows, ["agent", "PSR vs equal weight", "deflated Sharpe", "trials"])
+
+
+def matrix_table(pairwise: Mapping[str, Mapping[str, Mapping[str, float]]], agents: set[str]) -> str:
+    """Row minus column; names wrap at underscores so 14 strategies fit the page."""
+    names = list(pairwise)
+    header = [""] + [n.replace("_", " ") for n in names]
+    rows = [
+        [html.escape(a)]
+        + [
+            "" if a == b else f"{pairwise[a][b]['annualised_difference']:+.1%}<br>p={pairwise[a][b]['p_value']:.2f}"
+            for b in names
+        ]
+        for a in names
+    ]
+    return _table(rows, header, agents, css="matrix")
+
+
+def held_out_table(held_out: HeldOut, agents: set[str]) -> str:
+    summary = held_out.summary()
+    rows = []
+    for name, s in summary["strategies"].items():
+        cells = [
+            html.escape(name),
+            f"{1e4 * s['mean_daily_log_growth']:.2f} ± {1e4 * s['stderr']:.2f}",
+            _num(s["annual_turnover"], 1),
+        ]
+        for oracle in ("oracle_filtered", "oracle_constant_mix"):
+            e = summary["efficiency"][oracle].get(name)
+            cells.append("" if e is None else f"{e['value']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]")
+        rows.append(cells)
+    header = [
+        "strategy",
+        "log growth (bp/day) ± s.e.",
+        "turnover/yr",
+        "efficiency vs filtered oracle [95% CI]",
+        "efficiency vs constant mix [95% CI]",
+    ]
+    return _table(rows, header, agents)
+
+
+def window_efficiency_table(efficiency: Mapping[str, Mapping[str, float | None]]) -> str:
+    names = list(next(iter(efficiency.values())))
+    rows = [
+        [html.escape(n)] + ["n/a" if efficiency[o][n] is None else f"{efficiency[o][n]:.2f}" for o in efficiency]
+        for n in names
+    ]
+    return _table(rows, ["strategy"] + [f"vs {o.replace('_', ' ')}" for o in efficiency])
 
 
 def render_html(report: Report) -> str:
     results, agents = report.results, set(report.agents)
-    names = list(results)
-    matrix = pd.DataFrame(
-        [
-            [
-                ""
-                if a == b
-                else f"{report.pairwise[a][b]['annualised_difference']:+.1%} (p={report.pairwise[a][b]['p_value']:.2f})"
-                for b in names
-            ]
-            for a in names
-        ],
-        index=names,
-        columns=names,
-    )
     walk_forward = None
     if report.walk_forward is not None:
         wf = report.walk_forward
@@ -70,10 +153,17 @@ def render_html(report: Report) -> str:
             "n_folds": len(wf.folds),
             "timesteps": wf.timesteps,
             "folds": pd.DataFrame(wf.folds).to_html(index=False, border=0),
-            "table": _with_intervals(metrics_table(wf.results), wf.intervals).to_html(
-                float_format=lambda v: f"{v:.4f}", border=0
-            ),
+            "table": summary_table(metrics_table(wf.results), wf.intervals, agents),
             "equity": _b64(plots.equity_curves(wf.results, agents)),
+        }
+    held_out = None
+    if report.held_out is not None:
+        summary = report.held_out.summary()
+        held_out = {
+            "paths": summary["paths"],
+            "days": summary["days_per_path"],
+            "seeds": f"{summary['seeds'][0]}-{summary['seeds'][1]}",
+            "table": held_out_table(report.held_out, agents),
         }
     figures = [
         ("Equity curves", plots.equity_curves(results, agents)),
@@ -88,13 +178,12 @@ def render_html(report: Report) -> str:
         days=report.days,
         source=report.source,
         cost_bps=f"{report.cost_bps:g}",
-        summary=_with_intervals(report.table, report.intervals).to_html(
-            float_format=lambda v: f"{v:.4f}", classes="summary", border=0
-        ),
-        skill=pd.DataFrame(report.skill).T.to_html(float_format=lambda v: f"{v:.3f}", border=0),
+        summary=summary_table(report.table, report.intervals, agents),
+        skill=skill_table(report.skill),
         n_trials=report.skill[report.agents[0]]["n_trials"] if report.agents else 0,
-        matrix=matrix.to_html(border=0),
-        efficiency=report.efficiency,
+        matrix=matrix_table(report.pairwise, agents),
+        held_out=held_out,
+        efficiency=window_efficiency_table(report.efficiency) if report.efficiency else None,
         walk_forward=walk_forward,
         figures=[(title, _b64(png)) for title, png in figures],
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -39,8 +39,9 @@ from core.errors import ConfigError, DataError
 from core.runtime import setup_console
 from core.tracking import mlflow_uri
 from envs.config import EnvConfig, with_data
-from envs.features import warmup_days
+from envs.regimes import fitted_regime_model
 from envs.sources import describe_data, market_truth
+from evaluation.held_out import HeldOut, held_out_comparison
 from evaluation.html import render_html
 from evaluation.walkforward import WalkForward, walk_forward
 from policies.format import ModelMetadata, agent_dirs
@@ -60,13 +61,14 @@ class Report:
     intervals: dict[str, dict[str, list[float]]]
     skill: dict[str, dict[str, float]]
     pairwise: dict[str, dict[str, dict[str, float]]]
-    efficiency: dict[str, float | None] | None
+    efficiency: dict[str, dict[str, float | None]] | None  # oracle -> agent -> efficiency
     split: str
     dates: tuple[str, str]
     days: int
     cost_bps: float
     source: str
     agent_meta: dict[str, dict[str, Any]]
+    held_out: HeldOut | None = None  # synthetic data: agents and references on many fresh paths of the law
     walk_forward: WalkForward | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ class Report:
             "skill": self.skill,
             "pairwise": self.pairwise,
             "efficiency": self.efficiency,
+            "held_out": None if self.held_out is None else self.held_out.summary(),
             "walk_forward": None
             if self.walk_forward is None
             else {
@@ -128,7 +131,7 @@ def check_comparable(agents: Sequence[tuple[str, Policy, ModelMetadata, EnvConfi
     feature warm-up. Otherwise say which agents go together and how to report each group."""
     groups: dict[tuple, list[str]] = {}
     for name, _, _, config in agents:
-        key = (config.data, config.cost_bps, warmup_days(config.window_days, config.vol_window_days))
+        key = (config.data, config.cost_bps, config.warmup_days)
         groups.setdefault(key, []).append(name)
     if len(groups) > 1:
         described = "; ".join(
@@ -151,6 +154,8 @@ def evaluate(
     baselines: BaselinesConfig | None = None,
     bootstrap_resamples: int = 1000,
     agents: Sequence[str] | None = None,
+    held_out_paths: int = 100,
+    held_out_days: int = 1000,
 ) -> Report:
     """Backtest agents and baselines on the same days and compute every statistic of the report."""
     agents = load_agents(models_dir, data, agents)
@@ -165,7 +170,12 @@ def evaluate(
         raise ConfigError(
             "baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)"
         )
-    strategies = make_baselines(env.assets, baselines)
+    regimes = (
+        fitted_regime_model(reference, env.market, env.splits["train"])
+        if "regime_growth" in baselines.include
+        else None
+    )
+    strategies = make_baselines(env.assets, baselines, regimes)
     truth = market_truth(reference.data)
     if truth is not None:
         strategies += make_oracles(truth[0], truth[1], baselines.rebalance_every_days)
@@ -204,11 +214,26 @@ def evaluate(
     }
     efficiency = None
     if truth is not None:
+        # Each agent's edge over equal weight as a share of an oracle's: the filtered oracle (the best a causal
+        # investor can do, the yardstick) and the constant mix. Undefined (None) when that oracle did not beat equal
+        # weight on this window: the ratio would flip sign.
         g = {name: float(r.log_growth.mean()) for name, r in results.items()}
-        gap = g["oracle_constant_mix"] - g["equal_weight"]
-        # Undefined when the oracle did not beat equal weight on this window: the ratio would flip sign.
-        efficiency = {name: (g[name] - g["equal_weight"]) / gap if gap > 0 else None for name in agent_names}
+        efficiency = {}
+        for oracle in ("oracle_filtered", "oracle_constant_mix"):
+            gap = g[oracle] - g["equal_weight"]
+            efficiency[oracle] = {
+                n: (g[n] - g["equal_weight"]) / gap if gap > 0 else None
+                for n in agent_names + ["regime_growth"]
+                if n in g
+            }
+    held_out = None
+    if truth is not None and held_out_paths > 1:
+        log.info(f"playing every agent and reference on {held_out_paths} fresh paths of the market's law")
+        policies = {name: (policy, meta) for name, policy, meta, _ in agents}
+        fitted = regimes or fitted_regime_model(reference, env.market, env.splits["train"])
+        held_out = held_out_comparison(policies, reference, truth[0], fitted, paths=held_out_paths, days=held_out_days)
     return Report(
+        held_out=held_out,
         results=results,
         agents=agent_names,
         table=table,
@@ -272,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default reports/<timestamp>)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--config", default="configs/evaluation.yaml", help="baselines config (section 'baselines')")
+    parser.add_argument(
+        "--held-out-paths", type=int, default=100, help="synthetic data: fresh paths of the law to play (0: none)"
+    )
+    parser.add_argument("--held-out-days", type=int, default=1000, help="trading days per held-out path")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="K", help="add K retrained walk-forward folds")
     parser.add_argument("--walk-forward-timesteps", type=int, default=20_000, help="env steps per agent and fold")
     parser.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db"))
@@ -291,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             baselines=baselines,
             bootstrap_resamples=args.bootstrap,
             agents=names,
+            held_out_paths=args.held_out_paths,
+            held_out_days=args.held_out_days,
         )
         if args.walk_forward:
             wf = walk_forward(

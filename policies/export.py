@@ -106,6 +106,8 @@ def export_policy(
     try:
         shutil.copytree(module_source, staging / MODULE_DIR)
         extras = tuple(env_config.data.extra_columns) if env_config.observe_extras else ()
+        regime_model = env_config.regimes.model
+        n_regimes = len(regime_model.transition) if env_config.observe_regimes and regime_model is not None else 0
         data_path = env_config.data.path
         metadata = ModelMetadata.model_validate(
             {
@@ -116,12 +118,16 @@ def export_policy(
                 "assets": list(market.assets),
                 "env_config": env_config.model_dump(mode="json"),
                 "observation": {
-                    "size": observation_size(market.n_assets, env_config.window_days, len(extras)),
+                    "size": observation_size(market.n_assets, env_config.window_days, len(extras), n_regimes),
                     "window_days": env_config.window_days,
                     "vol_window_days": env_config.vol_window_days,
                     "log_volatility": env_config.log_volatility,
                     "extras": list(extras),
-                    "names": feature_names(market.assets, env_config.window_days, extras, env_config.log_volatility),
+                    "n_regimes": n_regimes,
+                    "regime_window_days": env_config.regimes.window_days if n_regimes else 0,
+                    "names": feature_names(
+                        market.assets, env_config.window_days, extras, env_config.log_volatility, n_regimes
+                    ),
                 },
                 "action": {
                     "mode": env_config.action_mode,

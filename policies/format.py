@@ -1,4 +1,4 @@
-"""The exported-policy format, version 2 (docs/architecture.md, "Exported model"):
+"""The exported-policy format, version 3 (docs/architecture.md, "Exported model"):
 
     models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint)
     models/<agent>/metadata.json    ``ModelMetadata``: agent, algorithm, env config, observation and action specs,
@@ -7,7 +7,8 @@
 
 ``read_metadata`` is the one reader: every problem with a ``metadata.json`` (missing, not JSON, a missing or wrong
 field, a format version this code does not read) is one ``DataError`` naming the file and the field. Version 1 (the
-same fields, with the mean daily log growth under ``validation.log_growth``) is read and upgraded in memory.
+mean daily log growth under ``validation.log_growth``) and version 2 (no regime fields) are read and upgraded in
+memory. A model that observes regimes carries its regime model in ``env_config.regimes.model``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from core.errors import DataError
 from core.records import Record
 from envs.config import EnvConfig
-from envs.features import warmup_days
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MODULE_DIR = "module"
 METADATA = "metadata.json"
 REGISTRY = "registry.json"
@@ -54,6 +54,8 @@ class ObservationSpec(Record):
     vol_window_days: int = Field(ge=2)
     log_volatility: bool = False
     extras: list[str]
+    n_regimes: int = Field(default=0, ge=0, description="regime probabilities observed (0: none)")
+    regime_window_days: int = Field(default=0, ge=0, description="days of returns the regime filter runs over")
     names: list[str]
 
 
@@ -111,7 +113,9 @@ class ModelMetadata(Record):
             validation = dict(raw.get("validation") or {})
             if "log_growth" in validation:
                 validation[SELECTION_METRIC] = validation.pop("log_growth")
-            raw = {**raw, "format_version": FORMAT_VERSION, "validation": validation}
+            raw = {**raw, "format_version": 2, "validation": validation}
+        if isinstance(raw, dict) and raw.get("format_version") == 2:
+            raw = {**raw, "format_version": FORMAT_VERSION}  # version 3 adds optional regime fields only
         return raw
 
     @field_validator("format_version")
@@ -124,10 +128,19 @@ class ModelMetadata(Record):
             )
         return version
 
+    @model_validator(mode="after")
+    def _regimes_travel_with_the_model(self) -> ModelMetadata:
+        if self.env_config.observe_regimes and self.env_config.regimes.model is None:
+            raise ValueError(
+                "env_config.regimes.model is missing, but the model observes regimes (env_config.observe_regimes): "
+                "it was exported without its regime parameters and cannot be served or evaluated; re-export it"
+            )
+        return self
+
     @property
     def closes_needed(self) -> int:
         """Closes per asset the agent needs to decide once: its feature warm-up plus the day itself."""
-        return warmup_days(self.observation.window_days, self.observation.vol_window_days) + 1
+        return self.env_config.warmup_days + 1
 
     @property
     def model_version(self) -> str:

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from backtesting.backtest import History
-from backtesting.baselines import EqualWeight, GrowthOptimal
+from backtesting.baselines import EqualWeight, FilteredGrowth, GrowthOptimal
 from core.errors import ConfigError
+from envs.config import RegimeParams
 from envs.features import latest_observation
+from envs.regimes import model_from_params
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,21 @@ class PolicyAgent:
         self.policy, meta = load_policy(agent_dir)
         self._window, self._vol_window = meta.observation.window_days, meta.observation.vol_window_days
         self._log_volatility = meta.observation.log_volatility
+        # The regime model the agent was trained with travels in its metadata (checked there when it observes regimes).
+        regimes = meta.env_config.regimes.model if meta.env_config.observe_regimes else None
+        self._regimes = None if regimes is None else model_from_params(regimes)
+        self._regime_window = meta.observation.regime_window_days
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
-        return latest_observation(closes, held, self._window, self._vol_window, log_volatility=self._log_volatility)
+        return latest_observation(
+            closes,
+            held,
+            self._window,
+            self._vol_window,
+            log_volatility=self._log_volatility,
+            regimes=self._regimes,
+            regime_window_days=self._regime_window,
+        )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
         """``N`` requests in one forward pass: ``(N, K)`` weights."""
@@ -82,25 +96,44 @@ class PolicyAgent:
 
 
 BASELINES = {
-    "equal_weight": lambda: EqualWeight("equal_weight", 1),
-    "growth_optimal": lambda: GrowthOptimal("growth_optimal", 1, 252),
+    "equal_weight": lambda regimes: EqualWeight("equal_weight", 1),
+    "growth_optimal": lambda regimes: GrowthOptimal("growth_optimal", 1, 252),
+    # The growth-optimal mix for the regimes filtered from the posted closes, with the agents' fitted law.
+    "regime_growth": lambda regimes: FilteredGrowth("regime_growth", 1, regimes),
 }
 
 
-def baseline_closes_needed(name: str, agents_need: int) -> int:
-    """Closes a served baseline needs: what the agents need, and for an estimated baseline its full lookback + 1."""
-    lookback = getattr(BASELINES[name](), "lookback_days", 0)
+def baseline_closes_needed(name: str, agents_need: int, regime_window_days: int = 0) -> int:
+    """Closes a served baseline needs: what the agents need, for an estimated baseline its full lookback + 1, and
+    for ``regime_growth`` a full regime window + 1 (its filter starts from the stationary distribution at the first
+    posted close and must have forgotten that start)."""
+    if name == "regime_growth":
+        return max(agents_need, regime_window_days + 1)
+    lookback = getattr(BASELINES[name](None), "lookback_days", 0)
     return max(agents_need, lookback + 1)
 
 
 class BaselineAgent:
     """A classical strategy from ``backtesting.baselines``, routable like any agent (and the last-resort fallback)."""
 
-    def __init__(self, name: str, assets: tuple[str, ...], agents_need: int) -> None:
-        """:param agents_need: closes the RL agents of the app need; an estimated baseline may need more."""
+    def __init__(
+        self,
+        name: str,
+        assets: tuple[str, ...],
+        agents_need: int,
+        regimes: RegimeParams | None = None,
+        regime_window_days: int = 0,
+    ) -> None:
+        """:param agents_need: closes the RL agents of the app need; an estimated baseline may need more.
+        :param regimes: the fitted regime model ``regime_growth`` filters with (an agent's, from its metadata)."""
         if name not in BASELINES:
-            raise ValueError(f"unknown baseline '{name}'; choose from {sorted(BASELINES)}")
-        self.strategy = BASELINES[name]()
+            raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
+        if name == "regime_growth" and regimes is None:
+            raise ConfigError(
+                "baselines: regime_growth filters with a fitted regime model, and none of the served agents carries "
+                "one; serve agents trained with observe_regimes (their metadata holds the model), or leave it out"
+            )
+        self.strategy = BASELINES[name](None if regimes is None else model_from_params(regimes))
         self.info = AgentInfo(
             name=name,
             kind="baseline",
@@ -108,7 +141,7 @@ class BaselineAgent:
             model_version="baseline",
             content_hash=None,
             assets=tuple(assets),
-            closes_needed=baseline_closes_needed(name, agents_need),
+            closes_needed=baseline_closes_needed(name, agents_need, regime_window_days),
             observation_size=None,
             validation=None,
         )

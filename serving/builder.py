@@ -8,6 +8,7 @@ naming it.
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from ray import serve
 
 from core.config import FrozenConfig, parse_config
 from core.errors import ConfigError
-from policies.format import agent_dirs
+from envs.config import RegimeParams
+from policies.format import agent_dirs, read_metadata
 from serving.agents import BASELINES, BaselineAgent, policy_info
 from serving.deployments import AgentDeployment, StatsStore
 from serving.ingress import Ingress
@@ -64,6 +66,16 @@ def discover(models_dir: str | Path) -> dict[str, Path]:
     return found
 
 
+def carried_regime_model(agent_dirs: Iterable[Path]) -> tuple[RegimeParams | None, int]:
+    """The fitted regime model an agent's metadata carries (the first one), and its filter window, for
+    ``regime_growth``; ``(None, 0)`` when no agent observes regimes."""
+    for agent_dir in agent_dirs:
+        config = read_metadata(agent_dir).env_config
+        if config.observe_regimes and config.regimes.model is not None:
+            return config.regimes.model, config.regimes.window_days
+    return None, 0
+
+
 def build_app(args: AppArgs) -> serve.Application:
     """The application for ``args`` (an ``AppArgs``, or the dict of its fields).
 
@@ -80,12 +92,18 @@ def build_app(args: AppArgs) -> serve.Application:
         )
     asset_list = next(iter(assets))
     closes_needed = max(i.closes_needed for i in infos.values())
+    regimes, regime_window = carried_regime_model(agents.values())
+    baseline_specs = {}
     for name in args.baselines:
         if name not in BASELINES:
             raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
         if name in infos:
             raise ConfigError(f"baselines: '{name}' clashes with an exported agent of the same name")
-        infos[name] = BaselineAgent(name, asset_list, closes_needed).info
+        infos[name] = BaselineAgent(name, asset_list, closes_needed, regimes, regime_window).info
+        baseline_specs[name] = {
+            "regimes": None if regimes is None else regimes.model_dump(),
+            "regime_window_days": regime_window,
+        }
     fallback = args.fallback
     if fallback not in infos:
         raise ConfigError(f"fallback: '{fallback}' is not deployed (agents: {sorted(infos)})")
@@ -101,7 +119,13 @@ def build_app(args: AppArgs) -> serve.Application:
         spec = (
             {"kind": "rl", "path": str(agents[name])}
             if info.kind == "rl"
-            else {"kind": "baseline", "name": name, "assets": list(asset_list), "closes_needed": info.closes_needed}
+            else {
+                "kind": "baseline",
+                "name": name,
+                "assets": list(asset_list),
+                "closes_needed": info.closes_needed,
+                **baseline_specs[name],
+            }
         )
         handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
     token = os.environ.get(args.token_env)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from envs.config import RegimeParams
 from serving.agents import BaselineAgent, PolicyAgent
 from serving.router import ABStats
 
@@ -23,7 +24,14 @@ class AgentDeployment:
         if spec["kind"] == "rl":
             self.agent = PolicyAgent(spec["path"])
         else:
-            self.agent = BaselineAgent(spec["name"], tuple(spec["assets"]), spec["closes_needed"])
+            regimes = spec.get("regimes")
+            self.agent = BaselineAgent(
+                spec["name"],
+                tuple(spec["assets"]),
+                spec["closes_needed"],
+                None if regimes is None else RegimeParams.model_validate(regimes),
+                spec.get("regime_window_days", 0),
+            )
 
     async def health(self) -> str:  # async: Serve runs plain methods in a thread pool, a costly hop for this
         return "ok"

@@ -212,6 +212,16 @@ def test_make_baselines_builds_the_configured_set_in_report_order(tiny):
     )
 
 
+def test_regime_growth_is_built_only_with_a_regime_model(tiny):
+    from envs.regimes import from_law
+
+    names = [b.name for b in make_baselines(tiny.market.assets, BaselinesConfig())]
+    assert "regime_growth" not in names
+    model = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
+    regime_growth = make_baselines(tiny.market.assets, BaselinesConfig(), regimes=model)[-1]
+    assert (regime_growth.name, regime_growth.rebalance_every_days, regime_growth.model) == ("regime_growth", 1, model)
+
+
 def test_unknown_baseline_name_is_a_config_error(tiny):
     with pytest.raises(ConfigError, match=r"baselines\.include: unknown baseline\(s\) \['momentum'\]"):
         make_baselines(tiny.market.assets, BaselinesConfig(include=("equal_weight", "momentum")))
@@ -240,9 +250,18 @@ def test_bad_fixed_mix_is_a_config_error(tiny, mix, message):
 
 
 def test_oracles_hold_the_true_constant_mix_and_each_regimes_optimum(tiny):
-    constant, regime_aware = make_oracles(tiny.params, tiny.regimes, rebalance_every_days=10)
+    constant, filtered, regime_aware = make_oracles(tiny.params, tiny.regimes, rebalance_every_days=10)
 
-    assert (constant.rebalance_every_days, regime_aware.rebalance_every_days) == (10, 1)
+    assert (constant.name, filtered.name, regime_aware.name) == (
+        "oracle_constant_mix",
+        "oracle_filtered",
+        "oracle_regime_aware",
+    )
+    assert (constant.rebalance_every_days, filtered.rebalance_every_days, regime_aware.rebalance_every_days) == (
+        10,
+        1,
+        1,
+    )
     np.testing.assert_allclose(constant.weights(history_at(tiny, 300)), oracle_weights(tiny.params))
     for day in (100, 400, 900):
         regime = tiny.regimes[day]  # the regime at the close of the decision day draws the next return

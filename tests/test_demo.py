@@ -13,7 +13,9 @@ STRATEGIES = (
     "mean_variance",
     "risk_parity",
     "growth_optimal",
+    "regime_growth",
     "oracle_constant_mix",
+    "oracle_filtered",
     "oracle_regime_aware",
 )
 
@@ -33,7 +35,16 @@ def test_demo_reports_every_strategy_on_the_builtin_markets_test_split(repo_root
     export_untrained_agent(models)
 
     report = tmp_path / "report"
-    args = ["--skip-training", "--skip-serving", "--models", str(models), "--report", str(report)]
+    args = [
+        "--skip-training",
+        "--skip-serving",
+        "--models",
+        str(models),
+        "--report",
+        str(report),
+        "--held-out-paths",
+        "4",
+    ]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert demo.main(args) == 0
     assert (report / "report.html").is_file()

@@ -106,6 +106,43 @@ def test_latest_observation_equals_the_env_observation_at_t(tiny, small_config, 
     np.testing.assert_array_equal(served, observation)
 
 
+def test_latest_observation_with_regimes_equals_the_env_observation(tiny, small_config):
+    """What the server computes from a request's closes (PolicyAgent), with regimes on, is what the env observed."""
+    from envs.config import RegimeConfig, RegimeParams
+    from envs.regimes import from_law
+
+    law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
+    regimes = RegimeConfig(window_days=60, model=RegimeParams.model_validate(law.to_json()))
+    config = small_config.model_copy(
+        update={
+            "split": "test",
+            "random_start": False,
+            "episode_days": None,
+            "observe_regimes": True,
+            "regimes": regimes,
+        }
+    )
+    env = PortfolioEnv(config, market=tiny.market)
+    for steps in (0, 37):
+        observation = drive_to(env, steps, seed=3)
+        served = latest_observation(
+            tiny.market.closes[: env.day + 1], env.weights, WINDOW, VOL_WINDOW, regimes=law, regime_window_days=60
+        )
+        np.testing.assert_array_equal(served, observation)
+
+
+@given(t=st.integers(100, 1007), seed=st.integers(0, 2**32 - 1))
+def test_regime_features_at_t_ignore_prices_after_t(tiny, perturb_after, t, seed):
+    from envs.regimes import from_law
+
+    law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
+    original = compute_features(tiny.market.closes, WINDOW, VOL_WINDOW, regimes=law, regime_window_days=60)
+    changed = compute_features(
+        perturb_after(tiny.market, t, seed).closes, WINDOW, VOL_WINDOW, regimes=law, regime_window_days=60
+    )
+    np.testing.assert_array_equal(changed[: t + 1], original[: t + 1])
+
+
 def test_latest_observation_with_extras_equals_the_env_observation(tiny, small_config):
     rf = np.linspace(0.01, 0.05, tiny.market.n_days)
     market = MarketData(tiny.market.dates, tiny.market.closes, tiny.market.assets, extras={"rf": rf})

@@ -124,9 +124,14 @@ def test_continuous_action_maps_to_target_weights(tiny, small_config, continuous
     split=st.sampled_from(["train", "validation", "test"]),
     steps=st.integers(0, 147),
     seed=st.integers(0, 2**32 - 1),
+    regimes=st.booleans(),
 )
-def test_observation_at_t_ignores_prices_after_t(tiny, small_config, perturb_after, split, steps, seed):
+def test_observation_at_t_ignores_prices_after_t(tiny, small_config, perturb_after, split, steps, seed, regimes):
+    """With ``observe_regimes`` the model is the one the config carries (as in training, which fills it in before the
+    first step; a model fitted on the train split is fitted on the data, before any decision)."""
     config = full_pass(small_config, split)
+    if regimes:
+        config = config.model_copy(update={"observe_regimes": True, "regimes": regime_config(tiny)})
     original = PortfolioEnv(config, market=tiny.market)
     rng = np.random.default_rng(seed)
     decisions = rng.dirichlet(np.ones(4), size=steps)  # the same trades in both worlds
@@ -146,6 +151,45 @@ def test_observation_at_t_ignores_prices_after_t(tiny, small_config, perturb_aft
     # The perturbation is real: the next observation differs.
     next_target = np.full(4, 0.25)
     assert not np.array_equal(original.step_weights(next_target)[0], perturbed.step_weights(next_target)[0])
+
+
+def regime_config(tiny):
+    """The true law of the tiny market, carried in the config, filtered over 20 days (the features' own warm-up)."""
+    from envs.config import RegimeConfig, RegimeParams
+    from envs.regimes import from_law
+
+    law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
+    return RegimeConfig(window_days=20, model=RegimeParams.model_validate(law.to_json()))
+
+
+def test_observed_regimes_are_the_windowed_filter_placed_before_the_weights(tiny, small_config):
+    from envs.regimes import model_from_params, windowed_filter
+
+    regimes = regime_config(tiny)
+    env = PortfolioEnv(
+        full_pass(small_config.model_copy(update={"observe_regimes": True, "regimes": regimes}), "test"),
+        market=tiny.market,
+    )
+    assert env.observation_space.shape == (10 * 4 + 4 + 3 + 4,)
+    observation, _ = env.reset(seed=0)
+    filtered = windowed_filter(model_from_params(regimes.model), tiny.market.log_returns(), 20)[env.day - 1]
+    np.testing.assert_allclose(observation[-7:-4], filtered, rtol=1e-6)
+    assert observation[-7:-4].sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_regime_model_for_other_assets_is_a_config_error(tiny, small_config):
+    regimes = regime_config(tiny)
+    two_assets = regimes.model.model_copy(
+        update={
+            "means": [m[:2] for m in regimes.model.means],
+            "covariances": [[r[:2] for r in c[:2]] for c in regimes.model.covariances],
+        }
+    )
+    config = small_config.model_copy(
+        update={"observe_regimes": True, "regimes": regimes.model_copy(update={"model": two_assets})}
+    )
+    with pytest.raises(ConfigError, match=r"regimes\.model: fitted on 2 assets, the data has 4"):
+        PortfolioEnv(config, market=tiny.market)
 
 
 def test_first_observation_is_the_feature_row_of_the_day_before_the_first_return(tiny, small_config):

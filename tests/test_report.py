@@ -26,7 +26,9 @@ STRATEGIES = {
     "mean_variance",
     "risk_parity",
     "growth_optimal",
+    "regime_growth",
     "oracle_constant_mix",
+    "oracle_filtered",
     "oracle_regime_aware",
 }
 
@@ -55,7 +57,7 @@ def models(tiny_csv, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    result = evaluate(models, bootstrap_resamples=200)
+    result = evaluate(models, bootstrap_resamples=200, held_out_paths=6, held_out_days=300)
     return result, write_report(result, out)
 
 
@@ -69,7 +71,30 @@ def test_report_writes_html_metrics_and_daily_returns(report):
     titles = {title for title, _ in images}
     assert {"Equity curves", "Drawdowns", "Rolling Sharpe", "Turnover", "Weights: ppo", "Weights: dqn"} <= titles
     assert all(len(data) > 1000 for _, data in images)
-    assert "Efficiency against the oracle" in html and "sharpe 95% CI" in html
+    assert "Sharpe [95% CI]" in html and "annual return [95% CI]" in html
+    assert "Skill apart from luck: 6 fresh paths" in html and "efficiency vs filtered oracle" in html
+    assert "Efficiency on this window" in html
+
+
+def test_held_out_paths_compare_agents_with_the_three_oracles(report):
+    result, paths = report
+    saved = json.loads(paths["metrics"].read_text())["held_out"]
+    assert saved["paths"] == 6 and saved["days_per_path"] == 300
+    assert set(saved["strategies"]) == {
+        "equal_weight",
+        "oracle_constant_mix",
+        "regime_growth",
+        "oracle_filtered",
+        "oracle_regime_aware",
+        "ppo",
+        "dqn",
+    }
+    assert set(saved["efficiency"]["oracle_filtered"]) == {"ppo", "dqn", "regime_growth"}
+    growth = result.held_out.growth
+    # the same paths for everyone: the filtered oracle's edge is paired, so its interval is tight around its mean
+    ppo = saved["efficiency"]["oracle_filtered"]["ppo"]
+    assert ppo["ci95"][0] <= ppo["value"] <= ppo["ci95"][1]
+    assert growth["oracle_filtered"].shape == growth["ppo"].shape == (6,)
 
 
 def test_every_strategy_is_backtested_on_identical_dates(report):
@@ -182,13 +207,17 @@ def test_report_renders_in_headless_chromium_without_broken_images(report):
                 "--disable-sync",
             ],
         )
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(paths["html"].as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-        tables = page.evaluate("document.querySelectorAll('table').length")
+        tables = page.evaluate(
+            "Array.from(document.querySelectorAll('table')).map(t => t.getBoundingClientRect().right)"
+        )
+        page_width = page.evaluate("document.documentElement.scrollWidth")
         browser.close()
-    assert len(images) >= 6 and tables >= 3
+    assert len(images) >= 6 and len(tables) >= 4
+    assert page_width <= 1280 and max(tables) <= 1280, (page_width, tables)  # every table fits a 1,280-pixel page
     broken = [alt for alt, complete, width in images if not complete or width == 0]
     assert not broken, broken
 

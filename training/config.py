@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from backtesting.backtest import evaluation_env
 from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
 from core.errors import ConfigError
-from envs.config import ENV_YAML, EnvConfig
+from envs.config import ENV_YAML, EnvConfig, RegimeParams
 from envs.portfolio_env import PortfolioEnv
 
 ALGORITHMS = ("dqn", "sac", "ppo")
@@ -124,3 +124,13 @@ def check_training(config: TrainConfig) -> PortfolioEnv:
     env = PortfolioEnv(config.env)
     evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
     return env
+
+
+def with_regime_model(config: TrainConfig, env: PortfolioEnv) -> TrainConfig:
+    """``config`` carrying the regime model its env resolved (fitted on the train split, or the true law), so every
+    process of the run, its validation and the exported model filter with that one model instead of each fitting."""
+    if env.regime_model is None or config.env.regimes.model is not None:
+        return config
+    params = RegimeParams.model_validate(env.regime_model.to_json())
+    regimes = config.env.regimes.model_copy(update={"model": params})
+    return config.model_copy(update={"env": config.env.model_copy(update={"regimes": regimes})})

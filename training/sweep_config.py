@@ -22,6 +22,7 @@ from training.config import (
     check_training,
     env_overrides,
     resolve_train_config,
+    with_regime_model,
 )
 
 
@@ -159,7 +160,7 @@ def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> d
     bases = {}
     for algo in algos:
         base = trial_train_config(sweep, algo, overrides)
-        check_training(base)
+        base = with_regime_model(base, check_training(base))
         check_search_space(sweep, algo, base, rng)
         bases[algo] = base
     return bases

@@ -22,7 +22,14 @@ from core.cli import fail
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
 from envs import register_rllib
-from training.config import ALGORITHMS, TrainConfig, check_training, env_overrides, resolve_train_config
+from training.config import (
+    ALGORITHMS,
+    TrainConfig,
+    check_training,
+    env_overrides,
+    resolve_train_config,
+    with_regime_model,
+)
 from training.progress import Throttle, iteration_line
 
 log = logging.getLogger("training.train")  # not __name__: run as a script, that is "__main__"
@@ -44,6 +51,7 @@ def train(
     from training.validation import BEST_MODULE_DIR, BEST_RECORD
 
     env = check_training(config)
+    config = with_regime_model(config, env)
     run_dir = runs_dir / f"{agent}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     algo_config = build_algorithm_config(config, run_dir=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)

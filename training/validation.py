@@ -52,7 +52,6 @@ def validation_envs(env_config: EnvConfig | dict) -> list:
     """
     import numpy as np
 
-    from envs.features import warmup_days
     from envs.portfolio_env import PortfolioEnv
     from envs.synthetic import law_path
 
@@ -62,7 +61,7 @@ def validation_envs(env_config: EnvConfig | dict) -> list:
     if not n_paths or not training.trains_on_law:
         return [split_env]
     cfg = training.config
-    law, warmup = training.law, warmup_days(cfg.window_days, cfg.vol_window_days)
+    law, warmup = training.law, cfg.warmup_days
     n_days = warmup + split_env.n_steps + 1
     envs = []
     for i in range(n_paths):

@@ -1,0 +1,343 @@
+"""Market regimes: a Gaussian hidden Markov model of daily log returns, and the causal filter the agents observe.
+
+Model (Hamilton 1989): regime ``z_j`` in ``0..K-1`` draws day ``j``'s log returns ``r_j ~ N(mu_k, S_k)`` (full
+covariance); regimes follow a Markov chain with transition matrix ``G``. It is fitted by EM (hmmlearn's
+``GaussianHMM``) on the train split's returns only, with ``K`` given or chosen by BIC, deterministically for a seed.
+A synthetic market's true law is the same model (``envs.synthetic``: the regime at close ``t`` draws ``r[t+1]``).
+
+Filter (Wonham 1965; Elliott 1993 in discrete time): ``a_j`` is proportional to ``(a_{j-1} G) * N(r_j; mu, S)``, so
+``a_j`` uses returns up to day ``j`` only; ``a_j G`` is the distribution of the regime that draws tomorrow's return.
+
+What agents observe is ``windowed_filter``: the filter run over the last ``window_days`` returns from the stationary
+distribution. That one definition serves the env, validation, backtests and the server (which sees only the closes
+a request posts), and it matches the filter over the whole history once the window is long enough for the start to
+be forgotten (``forgetting_days`` measures how long).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError, DataError
+
+SCALE = 100.0  # fit in percent: EM's covariance floor and tolerances suit unit-sized data
+MIN_OCCUPANCY = 0.02  # BIC's candidates need every regime at least this often in the stationary distribution
+EM_TOLERANCE = 1e-2  # hmmlearn's default: the smallest gain in total log-likelihood (percent units) worth an iteration
+
+
+@dataclass(frozen=True, eq=False)
+class RegimeModel:
+    """``K`` regimes over ``A`` assets, ordered from the calmest (smallest total variance) up.
+
+    :param transition: ``(K, K)``, rows sum to 1.
+    :param means: ``(K, A)`` mean daily log returns.
+    :param covariances: ``(K, A, A)`` daily log-return covariances.
+    :param source: ``fitted`` (on a train split) or ``true law`` (a synthetic market's).
+    """
+
+    transition: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    source: str = "fitted"
+
+    @property
+    def n_regimes(self) -> int:
+        return self.transition.shape[0]
+
+    def stationary(self) -> np.ndarray:
+        """``(K,)`` stationary distribution of the chain (left eigenvector of ``G`` for eigenvalue 1)."""
+        values, vectors = np.linalg.eig(self.transition.T)
+        pi = np.abs(np.real(vectors[:, np.argmin(np.abs(values - 1.0))]))
+        return pi / pi.sum()
+
+    def log_densities(self, log_returns: np.ndarray) -> np.ndarray:
+        """``(T, K)`` log density of each day's returns (``(T, A)``) under each regime."""
+        inverse_factors, log_normaliser = self._factors
+        centred = np.asarray(log_returns, dtype=np.float64)[:, None, :] - self.means[None]  # (T, K, A)
+        whitened = np.einsum("kab,tkb->tka", inverse_factors, centred)
+        return log_normaliser[None] - 0.5 * np.einsum("tka,tka->tk", whitened, whitened)
+
+    @cached_property
+    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse Cholesky factors ``(K, A, A)`` and log normalising constants ``(K,)`` of the regime densities."""
+        try:
+            factors = np.linalg.cholesky(self.covariances)
+        except np.linalg.LinAlgError:
+            raise ConfigError("regime model: a covariance matrix is not positive definite") from None
+        n_assets = self.means.shape[1]
+        log_det = 2.0 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
+        return np.linalg.inv(factors), -0.5 * (log_det + n_assets * np.log(2.0 * np.pi))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "transition": self.transition.tolist(),
+            "means": self.means.tolist(),
+            "covariances": self.covariances.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RegimeModel:
+        return cls(
+            transition=np.asarray(record["transition"], dtype=np.float64),
+            means=np.asarray(record["means"], dtype=np.float64),
+            covariances=np.asarray(record["covariances"], dtype=np.float64),
+            source=str(record.get("source", "fitted")),
+        )
+
+
+def _likelihoods(model: RegimeModel, log_returns: np.ndarray) -> np.ndarray:
+    """Per-day likelihoods rescaled by each day's largest (harmless: the filter normalises every step)."""
+    log_density = model.log_densities(log_returns)
+    return np.exp(log_density - log_density.max(axis=1, keepdims=True))
+
+
+def filter_probabilities(model: RegimeModel, log_returns: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """``(T, K)`` filtered probabilities over the whole history ``(T, A)``, from ``start`` (default stationary)."""
+    likelihood = _likelihoods(model, log_returns)
+    belief = model.stationary() if start is None else np.asarray(start, dtype=np.float64)
+    out = np.empty_like(likelihood)
+    for j in range(len(likelihood)):
+        belief = (belief @ model.transition) * likelihood[j]
+        belief /= belief.sum()
+        out[j] = belief
+    return out
+
+
+def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: int) -> np.ndarray:
+    """``(T, K)``: row ``j`` is the filter over returns ``j - window_days + 1 .. j`` from the stationary distribution;
+    rows before ``window_days - 1`` are NaN. All rows advance together, one vectorised step per day of the window."""
+    n_days = len(log_returns)
+    out = np.full((n_days, model.n_regimes), np.nan)
+    rows = n_days - window_days + 1
+    if rows <= 0:
+        return out
+    likelihood = _likelihoods(model, log_returns)
+    belief = np.broadcast_to(model.stationary(), (rows, model.n_regimes)).copy()
+    for step in range(window_days):
+        belief = (belief @ model.transition) * likelihood[step : step + rows]
+        belief /= belief.sum(axis=1, keepdims=True)
+    out[window_days - 1 :] = belief
+    return out
+
+
+class RunningFilter:
+    """The filter over a growing history, from the stationary distribution at its first day, advanced only by the
+    days added since the last call (a backtest asks once per decision day; anything but a longer copy of the same
+    history starts over)."""
+
+    def __init__(self, model: RegimeModel) -> None:
+        self.model = model
+        self._days = 0
+        self._last_close: np.ndarray | None = None
+        self._belief = model.stationary()
+
+    def update(self, closes: np.ndarray) -> np.ndarray:
+        """``(K,)`` filtered probabilities after the last day of ``closes`` (``(T, A)``, oldest first)."""
+        days = closes.shape[0]
+        continues = 0 < self._days <= days and np.array_equal(closes[self._days - 1], self._last_close)
+        if not continues:
+            self._days, self._belief = 1, self.model.stationary()
+        if days > self._days:
+            returns = np.diff(np.log(closes[self._days - 1 :]), axis=0)
+            likelihood = _likelihoods(self.model, returns)
+            belief = self._belief
+            for row in likelihood:
+                belief = (belief @ self.model.transition) * row
+                belief = belief / belief.sum()
+            self._belief = belief
+        self._days, self._last_close = days, np.array(closes[-1])
+        return self._belief
+
+    def predicted(self, closes: np.ndarray) -> np.ndarray:
+        """``(K,)`` distribution of the regime that draws the next day's return."""
+        return self.update(closes) @ self.model.transition
+
+
+def forgetting_days(model: RegimeModel, log_returns: np.ndarray, tolerance: float = 1e-3, longest: int = 500) -> int:
+    """Fewest days of returns after which the windowed filter stays within ``tolerance`` (largest absolute
+    difference of any probability, on any day) of the filter over the whole history, on ``log_returns``."""
+    if len(log_returns) <= 2 * longest:
+        raise DataError(f"forgetting_days needs more than {2 * longest} days of returns, got {len(log_returns)}")
+    full = filter_probabilities(model, log_returns)[longest:]
+    for window in range(5, longest + 1, 5):
+        gap = np.abs(windowed_filter(model, log_returns, window)[longest:] - full).max()
+        if gap <= tolerance:
+            return window
+    return longest
+
+
+def n_parameters(n_regimes: int, n_assets: int) -> int:
+    """Free parameters of a full-covariance Gaussian HMM: start, transitions, means and covariances."""
+    return (
+        (n_regimes - 1)
+        + n_regimes * (n_regimes - 1)
+        + n_regimes * n_assets
+        + n_regimes * n_assets * (n_assets + 1) // 2
+    )
+
+
+def fit_regimes(
+    log_returns: np.ndarray,
+    n_regimes: int | str = "bic",
+    *,
+    max_regimes: int = 4,
+    seed: int = 0,
+    iterations: int = 200,
+    restarts: int = 4,
+    where: str = "regimes",
+) -> RegimeModel:
+    """Fit the model to ``(T, A)`` daily log returns (a train split's); ``n_regimes="bic"`` picks ``K`` in
+    ``1..max_regimes`` with the lowest Bayesian information criterion among the fits that converge and visit every
+    regime at least ``MIN_OCCUPANCY`` of the time (on the built-in market's train split BIC otherwise adds a regime of
+    0.5% that fits a few outlier days).
+
+    :raises ConfigError: ``K`` with too many parameters for ``T`` days (fewer than 10 days per parameter), or EM
+        that does not converge within ``iterations``; both name ``where``.
+    """
+    from hmmlearn.hmm import GaussianHMM
+
+    log_returns = np.asarray(log_returns, dtype=np.float64)
+    if log_returns.ndim != 2 or not np.isfinite(log_returns).all():
+        raise DataError(f"{where}: returns to fit must be a finite (days, assets) array, got shape {log_returns.shape}")
+    n_days, n_assets = log_returns.shape
+    candidates = range(1, max_regimes + 1) if n_regimes == "bic" else [int(n_regimes)]
+    scaled = log_returns * SCALE
+    fits, unconverged = [], []
+    for k in candidates:
+        if 10 * n_parameters(k, n_assets) > n_days:
+            if n_regimes == "bic":
+                break
+            raise ConfigError(
+                f"{where}.n_regimes: {k} regimes over {n_assets} assets have {n_parameters(k, n_assets)} parameters, "
+                f"too many for {n_days} days of training returns (need 10 days per parameter); use fewer regimes"
+            )
+        # EM finds local optima: on the built-in market's train split two starts of four found the true law's
+        # three regimes (log-likelihood -26,889) and two a worse split (-27,176), so keep the best of several starts.
+        runs = []
+        for start in range(restarts):
+            hmm = GaussianHMM(
+                n_components=k, covariance_type="full", n_iter=iterations, tol=EM_TOLERANCE, random_state=seed + start
+            )
+            hmm.fit(scaled)
+            history = list(hmm.monitor_.history)
+            change = history[-1] - history[-2] if len(history) > 1 else np.inf
+            # hmmlearn counts running out of iterations as converged; here it is not, unless the last step was small.
+            if hmm.monitor_.iter >= iterations and change >= EM_TOLERANCE:
+                unconverged.append(f"{k} regimes from seed {seed + start} (last log-likelihood change {change:.3g})")
+                continue
+            runs.append((hmm.score(scaled), -start, hmm))
+        if not runs:
+            continue
+        _, _, hmm = max(runs, key=lambda run: run[:2])
+        occupancy = RegimeModel(hmm.transmat_, hmm.means_, hmm.covars_).stationary().min()
+        if n_regimes == "bic" and occupancy < MIN_OCCUPANCY:
+            continue  # a "regime" the chain visits on a handful of days fits outliers, not a state of the market
+        fits.append((hmm.bic(scaled), k, hmm))
+    if not fits:
+        if unconverged:
+            raise ConfigError(
+                f"{where}: EM did not converge in {iterations} iterations for {', '.join(unconverged)}; "
+                f"raise {where}.iterations or use fewer regimes"
+            )
+        raise ConfigError(
+            f"{where}: {n_days} days of training returns are too few for even one regime over {n_assets} assets"
+        )
+    _, _, hmm = min(fits, key=lambda fit: fit[0])
+    order = np.argsort([np.trace(c) for c in hmm.covars_])
+    transition = hmm.transmat_[np.ix_(order, order)]
+    return RegimeModel(
+        transition=transition / transition.sum(axis=1, keepdims=True),
+        means=hmm.means_[order] / SCALE,
+        covariances=hmm.covars_[order] / SCALE**2,
+        source="fitted",
+    )
+
+
+def from_law(transition: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> RegimeModel:
+    """A synthetic market's true law as a ``RegimeModel`` (regimes in the law's own order)."""
+    return RegimeModel(
+        np.asarray(transition, dtype=np.float64),
+        np.asarray(mu, dtype=np.float64),
+        np.asarray(cov, dtype=np.float64),
+        source="true law",
+    )
+
+
+def model_from_params(params: Any) -> RegimeModel:
+    """A ``RegimeModel`` from the ``RegimeParams`` an env config carries."""
+    return RegimeModel(
+        transition=np.asarray(params.transition, dtype=np.float64),
+        means=np.asarray(params.means, dtype=np.float64),
+        covariances=np.asarray(params.covariances, dtype=np.float64),
+        source=params.source,
+    )
+
+
+_FITTED: dict[tuple, RegimeModel] = {}
+
+
+def resolve_regime_model(config: Any, market: Any, train: Any) -> RegimeModel:
+    """The regime model an env config asks for: the one it carries (``regimes.model``, what training fills in and
+    exported models keep), else the data's true law (``regimes.law: true``, synthetic markets), else EM on the train
+    split's returns (cached per process: many envs of one run share one fit).
+
+    :param config: an ``EnvConfig``; :param market: its ``MarketData``; :param train: its train ``Split``.
+    :raises ConfigError: the true law asked for on data that has none, or a fit that cannot be made (named).
+    """
+    from envs.sources import market_law
+
+    regimes = config.regimes
+    if regimes.model is not None:
+        model = model_from_params(regimes.model)
+        if model.means.shape[1] != market.n_assets:
+            raise ConfigError(
+                f"env_config.regimes.model: fitted on {model.means.shape[1]} assets, the data has {market.n_assets}"
+            )
+        return model
+    if regimes.law == "true":
+        law = market_law(config.data)
+        if law is None or tuple(law.assets) != tuple(market.assets):
+            raise ConfigError(
+                "env_config.regimes.law: 'true' filters with a synthetic market's true law; "
+                f"{config.data.path or 'the data'} has none for these assets (use 'fitted')"
+            )
+        return from_law(law.transition, law.mu, law.cov)
+    key = (
+        market.fingerprint(),
+        train.first,
+        train.last,
+        regimes.n_regimes,
+        regimes.max_regimes,
+        regimes.seed,
+        regimes.iterations,
+        regimes.restarts,
+    )
+    if key not in _FITTED:
+        returns = market.log_returns()[train.first - 1 : train.last]  # the train days' returns, day first .. last
+        source = f"fitted on {market.source} {market.dates[train.first]} .. {market.dates[train.last]}"
+        fitted = fit_regimes(
+            returns,
+            regimes.n_regimes,
+            max_regimes=regimes.max_regimes,
+            seed=regimes.seed,
+            iterations=regimes.iterations,
+            restarts=regimes.restarts,
+            where="env_config.regimes",
+        )
+        _FITTED[key] = RegimeModel(fitted.transition, fitted.means, fitted.covariances, source=source)
+    return _FITTED[key]
+
+
+def fitted_regime_model(config: Any, market: Any, train: Any) -> RegimeModel:
+    """The law fitted on the train split, whatever ``config.regimes.law`` says: what the classical ``regime_growth``
+    baseline filters with. An agent's carried model is reused when it was fitted (same data, same split)."""
+    carried = config.regimes.model
+    if carried is not None and carried.source.startswith("fitted"):
+        return model_from_params(carried)
+    fitted = config.regimes.model_copy(update={"law": "fitted", "model": None})
+    return resolve_regime_model(config.model_copy(update={"regimes": fitted}), market, train)
