@@ -141,11 +141,16 @@ class EnvConfig(FrozenConfig):
     sharpe_eta: float = Field(default=0.01, gt=0.0, lt=1.0, description="differential_sharpe: moment adaptation rate")
     episode_days: int | None = Field(default=252, ge=1, description="steps per episode; null = the whole split")
     random_start: bool = Field(default=True, description="start episodes at a random day of the split")
-    train_paths: Literal["split", "law", "auto"] = Field(
+    train_paths: Literal["split", "law", "auto", "fitted", "bootstrap"] = Field(
         default="split",
         description="train split only: 'split' plays the data's train split; 'law' draws a fresh path of a synthetic "
         "market's true law every episode (built-in market, or a CSV with its .params.json); 'auto' is 'law' when the "
-        "data has a known law that fits (all its assets, no cash or extras) and 'split' otherwise",
+        "data has a known law that fits (all its assets, no cash or extras) and 'split' otherwise; 'fitted' draws a "
+        "fresh path of the regime model fitted on the train split (any data); 'bootstrap' a stationary block "
+        "bootstrap of the train split's daily returns (Politis and Romano 1994)",
+    )
+    bootstrap_block_days: int = Field(
+        default=20, ge=1, le=1000, description="train_paths bootstrap: mean block length in days (geometric)"
     )
 
     validation_paths: int = Field(

@@ -3,6 +3,7 @@
     python -m envs.data validate FILE.csv [--extra rf ...] [--env-config configs/env.yaml]
     python -m envs.data synth --out FILE.csv --seed N [--years Y --assets K --regimes R]
     python -m envs.data fetch --tickers SPY TLT GLD BTC-USD [--start 2010-01-01 --end 2024-12-31] --out FILE.csv
+    python -m envs.data sample {etf-factors,sp500-stocks,sp500-index} --out FILE.csv [--assets AAPL MSFT ...]
 
 ``validate`` applies training's own checks: the file's format, then enough rows for the feature window and
 splits that ``configs/env.yaml`` configures, with the same messages training would give. Exit status 0, or 1 with
@@ -26,6 +27,7 @@ from core.constants import TRADING_DAYS_PER_YEAR
 from core.errors import ConfigError, DataError
 from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, with_data
 from envs.market import MarketData
+from envs.samples import SAMPLES, write_sample
 from envs.sources import load_market
 from envs.splits import split_market
 from envs.synthetic import write_synthetic
@@ -100,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.add_argument("--years", type=float, default=25.0)
     synth.add_argument("--assets", type=int, default=4)
     synth.add_argument("--regimes", type=int, default=3)
+    sample = commands.add_parser("sample", help="write real daily prices built in (skfolio's datasets) as a CSV")
+    sample.add_argument("name", choices=sorted(SAMPLES))
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--assets", nargs="*", help="a subset of the sample's columns, in this order")
     fetch_cmd = commands.add_parser("fetch", help="download closes with yfinance into our CSV format (needs internet)")
     fetch_cmd.add_argument("--tickers", nargs="+", required=True)
     fetch_cmd.add_argument("--start")
@@ -133,6 +139,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 json.dumps(
                     {"csv": args.out, "rows": market.n_days, "assets": list(market.assets), "oracle": oracle}, indent=2
+                )
+            )
+        elif args.command == "sample":
+            from envs.market import load_csv
+
+            frame = write_sample(args.name, args.out, args.assets)
+            load_csv(args.out)  # what we write must pass our own validation
+            print(
+                json.dumps(
+                    {
+                        "csv": args.out,
+                        "rows": len(frame),
+                        "assets": list(frame.columns[1:]),
+                        "first_date": frame["date"].iloc[0],
+                        "last_date": frame["date"].iloc[-1],
+                        "about": SAMPLES[args.name][1],
+                    },
+                    indent=2,
                 )
             )
         else:

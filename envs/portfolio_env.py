@@ -18,7 +18,7 @@ from envs.actions import ActionMap
 from envs.config import EnvConfig
 from envs.features import compute_features, observation_size
 from envs.market import MarketData
-from envs.regimes import resolve_regime_model
+from envs.regimes import fitted_regime_model, resolve_regime_model
 from envs.sources import load_market, market_law
 from envs.splits import Split, split_market
 from envs.synthetic import MarketParams, law_path
@@ -127,15 +127,33 @@ class PortfolioEnv(gym.Env):
         self.regime_model = (
             resolve_regime_model(cfg, self.market, self.splits["train"]) if cfg.observe_regimes else None
         )
-        self._law = None
+        self._law = None  # the law training paths are drawn from: the data's true one, or the one fitted on train
+        self._bootstrap: np.ndarray | None = None  # or the train split's daily log returns, resampled in blocks
+        self.path_kind = "split"
         if cfg.split == "train" and (cfg.train_paths == "law" or (cfg.train_paths == "auto" and market is None)):
             self._law = self._check_law(cfg, warmup, required=cfg.train_paths == "law")
-        if self._law is not None:
+            self.path_kind = "law" if self._law is not None else "split"
+        elif cfg.split == "train" and cfg.train_paths in ("fitted", "bootstrap"):
+            self.path_kind = cfg.train_paths
+            self._check_paths(cfg, warmup)
+            train = self.splits["train"]
+            if cfg.train_paths == "fitted":
+                fitted = fitted_regime_model(cfg, self.market, train)
+                self._law = MarketParams(
+                    assets=self.assets,
+                    regimes=tuple(f"regime {k}" for k in range(fitted.n_regimes)),
+                    transition=fitted.transition,
+                    mu=fitted.means,
+                    cov=fitted.covariances,
+                )
+            else:
+                self._bootstrap = self.market.log_returns()[train.first - 1 : train.last]
+        if self.path_kind != "split":
             self._path_dates = self.market.dates[: warmup + cfg.episode_days + 1]
-            self._path_source = f"{self.market.source} law path"
+            self._path_source = f"{self.market.source} {self.path_kind} path"
         # Decision days t = first-1 .. last-1 earn the returns of days first .. last (every return in one split).
         self._first_decision = self.split.first - 1
-        self._n_steps = self.split.n_days if self._law is None else cfg.episode_days
+        self._n_steps = self.split.n_days if self.path_kind == "split" else cfg.episode_days
         if cfg.episode_days is not None and cfg.episode_days > self._n_steps:
             raise ConfigError(
                 f"env_config.episode_days: {cfg.episode_days} exceeds the {self._n_steps} trading days of the "
@@ -169,6 +187,9 @@ class PortfolioEnv(gym.Env):
         cfg = self.config
         if self._law is not None:
             self._load_prices(law_path(self._law, self._path_dates, self.np_random, self._path_source))
+            self._start = 0
+        elif self._bootstrap is not None:
+            self._load_prices(self._bootstrap_path())
             self._start = 0
         elif cfg.random_start:
             span = self._n_steps - (cfg.episode_days or 1)
@@ -260,6 +281,29 @@ class PortfolioEnv(gym.Env):
             raise ConfigError(problem)
         return None if problem is not None else law
 
+    def _check_paths(self, cfg: EnvConfig, warmup: int) -> None:
+        where = f"env_config.train_paths: '{cfg.train_paths}'"
+        if cfg.data.cash or cfg.observe_extras:
+            raise ConfigError(f"{where} simulates asset prices only: no cash asset, no observed extras")
+        if warmup + cfg.episode_days + 1 > self.market.n_days:
+            raise ConfigError(
+                f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
+            )
+
+    def _bootstrap_path(self) -> MarketData:
+        """A stationary block bootstrap of the train split's daily return vectors (blocks of geometric length with
+        mean ``bootstrap_block_days``, wrapping around; Politis and Romano 1994), compounded into closes."""
+        returns, rng = self._bootstrap, self.np_random
+        n_days, length = len(self._path_dates) - 1, len(self._bootstrap)
+        index = np.empty(n_days, dtype=np.int64)
+        index[0] = rng.integers(length)
+        restart = rng.random(n_days) < 1.0 / self.config.bootstrap_block_days
+        fresh = rng.integers(length, size=n_days)
+        for day in range(1, n_days):
+            index[day] = fresh[day] if restart[day] else (index[day - 1] + 1) % length
+        closes = 100.0 * np.exp(np.vstack([np.zeros(len(self.assets)), np.cumsum(returns[index], axis=0)]))
+        return MarketData(dates=self._path_dates, closes=closes, assets=self.assets, source=self._path_source)
+
     @property
     def law(self) -> MarketParams | None:
         """The synthetic law episodes are drawn from, or ``None`` when they play the data's train split."""
@@ -267,8 +311,9 @@ class PortfolioEnv(gym.Env):
 
     @property
     def trains_on_law(self) -> bool:
-        """True when every episode plays a fresh path of the market's law rather than the data's train split."""
-        return self._law is not None
+        """True when every episode plays a fresh path of the market's true law (validation then plays fresh law paths
+        too); ``fitted`` and ``bootstrap`` paths validate on the data's own validation split."""
+        return self.path_kind == "law"
 
     def _load_prices(self, market: MarketData) -> None:
         """Features, price relatives and equal-weight growth of the split's days (the only allocation; at reset)."""

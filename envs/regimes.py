@@ -341,3 +341,14 @@ def fitted_regime_model(config: Any, market: Any, train: Any) -> RegimeModel:
         return model_from_params(carried)
     fitted = config.regimes.model_copy(update={"law": "fitted", "model": None})
     return resolve_regime_model(config.model_copy(update={"regimes": fitted}), market, train)
+
+
+def carry_regime_model(config: Any, model: RegimeModel | None) -> Any:
+    """``config`` (an ``EnvConfig``) carrying ``model`` in ``regimes.model`` (unchanged when it carries one already or
+    ``model`` is None): what training does before the first step, so that every process filters with one model."""
+    from envs.config import RegimeParams
+
+    if model is None or config.regimes.model is not None:
+        return config
+    regimes = config.regimes.model_copy(update={"model": RegimeParams.model_validate(model.to_json())})
+    return config.model_copy(update={"regimes": regimes})

@@ -22,6 +22,7 @@ from backtesting.baselines import BaselinesConfig, make_baselines
 from core.config import parse_config
 from core.errors import DataError
 from envs.config import with_data
+from envs.regimes import fitted_regime_model
 from envs.sources import load_market
 from envs.splits import walk_forward_folds
 
@@ -126,11 +127,11 @@ def walk_forward(
         fold_models = runs_dir / f"fold{k}" / "models"
         for name, meta in metas.items():
             resolved = dict(meta.reproducibility.resolved_config)
-            env_config = meta.env_config
             data_config = reference.data.model_copy(update=bounds)
-            resolved["env"] = env_config.model_copy(update={"data": data_config, "split": "train"}).model_dump(
-                mode="json"
-            )
+            # The fold fits its own regime model on its own train split: the exported one saw later data.
+            regimes = meta.env_config.regimes.model_copy(update={"model": None})
+            env_config = meta.env_config.model_copy(update={"data": data_config, "split": "train", "regimes": regimes})
+            resolved["env"] = env_config.model_dump(mode="json")
             resolved["timesteps"] = timesteps
             config = parse_config(TrainConfig, resolved, where=f"{name}: resolved_config")
             train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models)
@@ -141,9 +142,18 @@ def walk_forward(
             env = evaluation_env(meta.env_config, "test", market=market)
             result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
-        fold_reference = reference.model_copy(update={"data": reference.data.model_copy(update=bounds)})
+        fold_regimes = reference.regimes.model_copy(update={"model": None})
+        fold_reference = reference.model_copy(
+            update={"data": reference.data.model_copy(update=bounds), "regimes": fold_regimes}
+        )
         env = evaluation_env(fold_reference, "test", market=market)
-        for name, result in run_all(make_baselines(env.assets, baselines), env).items():
+        baselines = baselines or BaselinesConfig()
+        fitted = (
+            fitted_regime_model(fold_reference, market, env.splits["train"])
+            if "regime_growth" in baselines.include
+            else None
+        )
+        for name, result in run_all(make_baselines(env.assets, baselines, fitted), env).items():
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
     results = {name: _stitch(parts) for name, parts in pieces.items()}
     intervals = {

@@ -176,6 +176,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# -- strategies a report or the demo shows ---------------------------------------------------------------------------
+
+# The configured classical baselines, in report order, when no regime model is at hand (configs/evaluation.yaml).
+BASELINE_NAMES = (
+    "equal_weight",
+    "buy_and_hold",
+    "fixed_mix",
+    "min_variance",
+    "mean_variance",
+    "risk_parity",
+    "growth_optimal",
+)
+# With the regime baseline and a synthetic market's three oracles.
+STRATEGY_NAMES = BASELINE_NAMES + ("regime_growth", "oracle_constant_mix", "oracle_filtered", "oracle_regime_aware")
+
+
 # -- exported agents -----------------------------------------------------------------------------------------------
 
 ASSETS = ["STOCK", "BOND", "GOLD", "CRYPTO"]
@@ -191,6 +207,7 @@ def build_module(env, algo: str):
 
 def export_agent(env, module_dir, models_dir, agent="ppo", mean_daily_log_growth=0.0004, algo="ppo"):
     """Export the module saved at ``module_dir`` for ``env`` as ``models_dir/agent``; the agent folder."""
+    from envs.regimes import carry_regime_model
     from policies.export import export_policy
 
     return export_policy(
@@ -198,7 +215,7 @@ def export_agent(env, module_dir, models_dir, agent="ppo", mean_daily_log_growth
         models_dir,
         agent=agent,
         algorithm=algo,
-        env_config=env.config,
+        env_config=carry_regime_model(env.config, env.regime_model),  # as training carries it
         market=env.market,
         splits=env.splits,
         validation={"mean_daily_log_growth": mean_daily_log_growth, "sharpe": 1.0},

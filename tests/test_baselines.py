@@ -23,16 +23,7 @@ from core.errors import ConfigError
 from envs.oracle import expected_log_growth, growth_optimal_weights, oracle_weights
 from envs.portfolio_env import PortfolioEnv
 from envs.synthetic import default_params, simulate
-
-ALL_BASELINES = (
-    "equal_weight",
-    "buy_and_hold",
-    "fixed_mix",
-    "min_variance",
-    "mean_variance",
-    "risk_parity",
-    "growth_optimal",
-)
+from tests.conftest import BASELINE_NAMES
 
 
 def history_at(tiny, day: int, held: np.ndarray | None = None) -> History:
@@ -198,7 +189,7 @@ def test_growth_optimal_estimate_converges_to_the_oracle_on_a_long_single_regime
 def test_make_baselines_builds_the_configured_set_in_report_order(tiny):
     baselines = make_baselines(tiny.market.assets)
 
-    assert tuple(b.name for b in baselines) == ALL_BASELINES
+    assert tuple(b.name for b in baselines) == BASELINE_NAMES
     schedule = {b.name: b.rebalance_every_days for b in baselines}
     assert schedule.pop("buy_and_hold") == 1
     assert set(schedule.values()) == {21}

@@ -33,6 +33,7 @@ ENV_YAML_CHOICES = {
     "window_days": 0,
     "vol_window_days": 20,
     "log_volatility": True,
+    "observe_regimes": True,
     "reward": "excess_log_growth",
     "train_paths": "auto",
     "validation_paths": 16,

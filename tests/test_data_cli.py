@@ -48,7 +48,7 @@ def test_validate_prints_a_json_summary_of_a_good_file(write_csv, tiny_env_yaml,
 
 
 def test_validate_rejects_a_file_too_short_for_the_configured_window_with_trainings_message(write_csv, capsys):
-    """configs/env.yaml's 20-day volatility window needs 24 rows; training says exactly this about an 8-row file."""
+    """configs/env.yaml's 130-day regime window needs 134 rows; training says exactly this about an 8-row file."""
     from envs.config import ENV_YAML, load_env_config, with_data
     from envs.portfolio_env import PortfolioEnv
 
@@ -59,7 +59,7 @@ def test_validate_rejects_a_file_too_short_for_the_configured_window_with_traini
     assert main(["validate", str(path), "--extra", "rf"]) == 1
     err = capsys.readouterr().err
     assert err == f"error: {training.value}\n"
-    assert "8 rows, need at least 24" in err and str(ENV_YAML).endswith("configs/env.yaml")
+    assert "8 rows, need at least 134" in err and str(ENV_YAML).endswith("configs/env.yaml")
 
 
 def test_validate_rejects_splits_that_do_not_fit_the_file(write_csv, tmp_path, capsys):
@@ -277,3 +277,26 @@ def test_with_cash_keeps_dates_and_extras(tiny):
     np.testing.assert_array_equal(cash_market.dates, market.dates)
     assert cash_market.extras["rf"] is rf
     assert cash_market.closes[-1, -1] == pytest.approx((1 + 0.03 / 252) ** (market.n_days - 1))
+
+
+# -- real prices built in --------------------------------------------------------------------------------------------
+
+
+def test_sample_writes_real_prices_that_validate(tmp_path, capsys):
+    out = tmp_path / "etf.csv"
+    assert main(["sample", "etf-factors", "--out", str(out)]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written["assets"] == ["MTUM", "QUAL", "SIZE", "USMV", "VLUE"] and written["rows"] == 2264
+    assert (written["first_date"], written["last_date"]) == ("2014-01-02", "2022-12-28")
+    assert main(["validate", str(out)]) == 0  # with configs/env.yaml's window and splits, as training would load it
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["splits"]["test"]["last"] == "2022-12-28"
+
+
+def test_sample_takes_an_asset_subset_in_order_and_names_unknown_ones(tmp_path, capsys):
+    out = tmp_path / "stocks.csv"
+    assert main(["sample", "sp500-stocks", "--out", str(out), "--assets", "XOM", "AAPL", "KO"]) == 0
+    assert load_csv(out).assets == ("XOM", "AAPL", "KO")
+    capsys.readouterr()
+    assert main(["sample", "sp500-stocks", "--out", str(tmp_path / "x.csv"), "--assets", "AAPL", "TSLA"]) == 2
+    assert "--assets: ['TSLA'] not in sp500-stocks" in capsys.readouterr().err

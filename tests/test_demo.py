@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import demo
-from tests.conftest import export_untrained
+import pytest
 
-STRATEGIES = (
-    "equal_weight",
-    "buy_and_hold",
-    "fixed_mix",
-    "min_variance",
-    "mean_variance",
-    "risk_parity",
-    "growth_optimal",
-    "regime_growth",
-    "oracle_constant_mix",
-    "oracle_filtered",
-    "oracle_regime_aware",
-)
+import demo
+from tests.conftest import STRATEGY_NAMES, export_untrained
+
+STRATEGIES = STRATEGY_NAMES
 
 
 def export_untrained_agent(models):
@@ -64,3 +54,39 @@ def test_demo_reports_every_strategy_on_the_builtin_markets_test_split(repo_root
     for name in ("ppo_untrained",) + STRATEGIES:
         assert f"\n{name} " in agents, name
     assert "==> 4/5" in captured.err and "Demo finished" in captured.err
+
+
+@pytest.mark.ray
+def test_demo_runs_the_pipeline_on_real_prices_built_in(tmp_path, monkeypatch, capsys):
+    """`python -m demo --sample etf-factors` (README: Real prices built in), on a one-iteration sweep."""
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    sweep = yaml.safe_load((REPO_ROOT / "configs" / "sweep.yaml").read_text())
+    sweep.update(
+        storage_path=str(tmp_path / "sweeps"),
+        num_samples=1,
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    )
+    sweep["algos"] = {"ppo": {"timesteps": 1000, "search_space": {}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = [
+        "--sample",
+        "etf-factors",
+        "--sweep-config",
+        str(tmp_path / "sweep.yaml"),
+        "--skip-serving",
+        "--no-dashboard",
+    ]
+    assert demo.main(args) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "data" / "etf-factors.csv").is_file() and (
+        tmp_path / "models" / "etf-factors" / "ppo" / "metadata.json"
+    ).is_file()
+    agents = out[out.index("Agents (selected on validation only)") :]
+    for name in ("ppo", "equal_weight", "risk_parity", "regime_growth"):
+        assert f"\n{name} " in agents, name
+    assert "oracle" not in agents and "fresh paths" not in out  # a real market has no known law

@@ -1,4 +1,5 @@
-"""PortfolioEnv on a synthetic market's law: a fresh path every episode (train_paths law / auto), other splits on the data."""
+"""PortfolioEnv on fresh training paths: a synthetic market's law (train_paths law / auto), the regime model fitted on
+the train split (fitted) or a block bootstrap of it (bootstrap); other splits and validation stay on the data."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
+from envs.config import DataConfig
 from envs.portfolio_env import PortfolioEnv
 from tests.conftest import full_pass
 
@@ -81,3 +83,38 @@ def test_auto_paths_use_the_law_when_there_is_one_and_the_split_otherwise(tmp_pa
     on_csv = auto.model_copy(update={"data": auto.data.model_copy(update={"path": str(path)})})
     assert not PortfolioEnv(on_csv).trains_on_law
     assert not PortfolioEnv(auto.model_copy(update={"data": auto.data.model_copy(update={"cash": True})})).trains_on_law
+
+
+@pytest.mark.parametrize("kind", ["fitted", "bootstrap"])
+def test_fitted_and_bootstrap_paths_train_on_fresh_paths_of_real_data_and_validate_on_its_split(
+    tmp_path, tiny, small_config, kind
+):
+    """On data without a known law (a plain CSV), every episode is a fresh path from the train split; the other splits
+    and validation stay on the data's own days."""
+    csv = tmp_path / "prices.csv"
+    tiny.market.to_csv(csv)  # no .params.json beside it: no known law
+    config = small_config.model_copy(
+        update={"train_paths": kind, "data": DataConfig(path=str(csv)), "episode_days": 60}
+    )
+    env = PortfolioEnv(config)
+    assert env.path_kind == kind and not env.trains_on_law
+    first, _ = env.reset(seed=1)
+    closes_first = env.market.closes.copy()
+    env.reset(seed=2)
+    assert not np.array_equal(env.market.closes, closes_first)  # a fresh path each episode
+    env.reset(seed=1)
+    np.testing.assert_array_equal(env.market.closes, closes_first)  # the same path for the same seed
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+    assert steps == 60
+    if kind == "bootstrap":  # every simulated daily return vector is one of the train split's
+        on_split = PortfolioEnv(config.model_copy(update={"train_paths": "split"}))  # the CSV's (rounded) prices
+        train = on_split.splits["train"]
+        pool = on_split.market.log_returns()[train.first - 1 : train.last]
+        path_returns = np.diff(np.log(env.market.closes), axis=0)
+        distance = np.abs(path_returns[:, None, :] - pool[None, :, :]).max(axis=2).min(axis=1)
+        assert distance.max() < 1e-9
+    validation = PortfolioEnv(config.model_copy(update={"split": "validation"}))
+    assert validation.path_kind == "split" and validation.market.source == str(csv)

@@ -16,21 +16,9 @@ from envs.config import EnvConfig
 from envs.portfolio_env import PortfolioEnv
 from evaluation.report import evaluate, write_report
 from evaluation.report import main as report_main
-from tests.conftest import export_untrained
+from tests.conftest import STRATEGY_NAMES, export_untrained
 
-STRATEGIES = {
-    "equal_weight",
-    "buy_and_hold",
-    "fixed_mix",
-    "min_variance",
-    "mean_variance",
-    "risk_parity",
-    "growth_optimal",
-    "regime_growth",
-    "oracle_constant_mix",
-    "oracle_filtered",
-    "oracle_regime_aware",
-}
+STRATEGIES = set(STRATEGY_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from pydantic import Field, field_validator, model_validator
 from backtesting.backtest import evaluation_env
 from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
 from core.errors import ConfigError
-from envs.config import ENV_YAML, EnvConfig, RegimeParams
+from envs.config import ENV_YAML, EnvConfig
 from envs.portfolio_env import PortfolioEnv
+from envs.regimes import carry_regime_model
 
 ALGORITHMS = ("dqn", "sac", "ppo")
 VALIDATION_METRIC = "validation/mean_daily_log_growth"  # mean daily log growth net of costs on the validation split
@@ -129,8 +130,4 @@ def check_training(config: TrainConfig) -> PortfolioEnv:
 def with_regime_model(config: TrainConfig, env: PortfolioEnv) -> TrainConfig:
     """``config`` carrying the regime model its env resolved (fitted on the train split, or the true law), so every
     process of the run, its validation and the exported model filter with that one model instead of each fitting."""
-    if env.regime_model is None or config.env.regimes.model is not None:
-        return config
-    params = RegimeParams.model_validate(env.regime_model.to_json())
-    regimes = config.env.regimes.model_copy(update={"model": params})
-    return config.model_copy(update={"env": config.env.model_copy(update={"regimes": regimes})})
+    return config.model_copy(update={"env": carry_regime_model(config.env, env.regime_model)})

@@ -59,11 +59,11 @@ def train(
     init_ray(num_cpus, dashboard=dashboard)
     register_rllib()
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=1))
-    episodes = (
-        f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode"
-        if env.trains_on_law
-        else f"the train split of {env.market.source}"
-    )
+    episodes = {
+        "law": f"a fresh {config.env.episode_days}-day path of {env.market.source}'s law per episode",
+        "fitted": f"a fresh {config.env.episode_days}-day path of the regime model fitted on {env.market.source}'s train split",
+        "bootstrap": f"a {config.env.episode_days}-day block bootstrap of {env.market.source}'s train split per episode",
+    }.get(env.path_kind, f"the train split of {env.market.source}")
     log.info(
         f"training {config.algo.upper()} '{agent}' for {config.timesteps:,} env steps on {episodes}; run folder {run_dir}"
     )
