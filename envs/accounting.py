@@ -39,3 +39,16 @@ def rebalance(
     gross = float(scratch.sum())
     np.divide(scratch, gross, out=current)
     return math.log1p(-cost) + math.log(gross), turnover, cost
+
+
+def rebalance_batch(
+    current: np.ndarray, target: np.ndarray, relatives: np.ndarray, cost_rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rebalance`` for ``N`` portfolios at once: ``(N, K)`` arrays, ``current`` overwritten with the drifted
+    weights; returns ``(N,)`` arrays ``(log_growth, turnover, cost)``."""
+    turnover = np.abs(target - current).sum(axis=1)
+    cost = cost_rate * turnover
+    grown = target * relatives
+    gross = grown.sum(axis=1)
+    np.divide(grown, gross[:, None], out=current)
+    return np.log1p(-cost) + np.log(gross), turnover, cost

@@ -161,3 +161,38 @@ class ActionMap:
                 raise ValueError("softmax_delta actions need the weights held")
             return softmax_delta_weights(action, held, self.softmax_scale, self._out)
         return clip_weights(action, self._out)
+
+    def batch(self, actions, held: np.ndarray) -> np.ndarray:
+        """``(N, K)`` weights for ``N`` actions (``(N,)`` indices or ``(N, K)`` numbers) given the ``(N, K)``
+        weights held: row ``i`` equals ``self(actions[i], held[i])`` (a new array)."""
+        n_envs = held.shape[0]
+        if self.grid is not None:
+            index = np.asarray(actions).reshape(-1).astype(np.int64)
+            size = len(self.grid) + int(self.hold)
+            if index.shape != (n_envs,) or ((index < 0) | (index >= size)).any():
+                raise ValueError(f"actions must be {n_envs} indices in Discrete({size}), got {actions!r}")
+            if self.hold:
+                target = np.where((index == 0)[:, None], held, self.grid[np.maximum(index - 1, 0)])
+            else:
+                target = self.grid[index]
+        else:
+            action = np.asarray(actions, dtype=np.float64)
+            if action.shape != held.shape or not np.isfinite(action).all():
+                raise ValueError(f"actions must be ({n_envs}, {self.n_assets}) finite numbers, got {actions!r}")
+            if self.continuous_map == "clip":
+                target = np.clip(action, 0.0, 1.0)
+                total = target.sum(axis=1, keepdims=True)
+                empty = total[:, 0] <= 1e-12
+                target = np.divide(target, total, out=np.zeros_like(target), where=~empty[:, None])
+                target[empty] = 1.0 / self.n_assets
+            else:
+                target = np.clip(action, -1.0, 1.0)
+                target *= self.softmax_scale
+                if self.continuous_map == "softmax_delta":
+                    target += np.log(held + HOLD_FLOOR)
+                target -= target.max(axis=1, keepdims=True)
+                np.exp(target, out=target)
+                target /= target.sum(axis=1, keepdims=True)
+        if self.trade_rate >= 1.0:
+            return np.array(target, dtype=np.float64)
+        return held + self.trade_rate * (target - held)

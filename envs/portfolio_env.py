@@ -21,7 +21,7 @@ from envs.market import MarketData
 from envs.regimes import fitted_regime_model, resolve_regime_model
 from envs.sources import load_market, market_law
 from envs.splits import Split, split_market
-from envs.synthetic import MarketParams, law_path
+from envs.synthetic import MarketParams, simulate_paths
 
 ENV_ID = "rlportfolio/Portfolio-v0"
 
@@ -184,18 +184,10 @@ class PortfolioEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        cfg = self.config
-        if self._law is not None:
-            self._load_prices(law_path(self._law, self._path_dates, self.np_random, self._path_source))
-            self._start = 0
-        elif self._bootstrap is not None:
-            self._load_prices(self._bootstrap_path())
-            self._start = 0
-        elif cfg.random_start:
-            span = self._n_steps - (cfg.episode_days or 1)
-            self._start = int(self.np_random.integers(0, span + 1))
-        else:
-            self._start = 0
+        paths = self.draw_paths([self.np_random])
+        if paths is not None:
+            self._load_prices(MarketData(self._path_dates, paths[0], self.assets, source=self._path_source))
+        self._start = 0 if paths is not None else self.draw_start(self.np_random)
         self._step_index = self._start
         self._steps_taken = 0
         self._wealth = 1.0
@@ -262,6 +254,52 @@ class PortfolioEnv(gym.Env):
         """Trading days in the split (the length of a full deterministic pass)."""
         return self._n_steps
 
+    # -- what a reset draws (PortfolioVectorEnv draws the same for each of its sub-environments) -------------------
+
+    def draw_paths(self, rngs: list[np.random.Generator]) -> np.ndarray | None:
+        """``(P, D, K)`` closes of one fresh training path per generator (the law's or a bootstrap of train's), or
+        ``None`` when episodes play the data's split. Each path uses its own generator only, as ``reset`` does."""
+        if self._law is not None:
+            return simulate_paths(self._law, len(self._path_dates), rngs)[0]
+        if self._bootstrap is not None:
+            return np.stack([self._bootstrap_closes(rng) for rng in rngs])
+        return None
+
+    def draw_start(self, rng: np.random.Generator) -> int:
+        """The first step of an episode on the data's split: uniform with ``random_start``, else 0."""
+        if not self.config.random_start:
+            return 0
+        return int(rng.integers(0, self._n_steps - (self.config.episode_days or 1) + 1))
+
+    def path_arrays(self, closes: np.ndarray, extras: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """Features ``(..., S+1, F)``, price relatives ``(..., S, K)`` and costless equal-weight log growth
+        ``(..., S)`` of the ``S`` steps an episode plays on ``closes`` (``(..., D, K)``; leading dimensions: paths)."""
+        cfg = self.config
+        features = compute_features(
+            closes,
+            cfg.window_days,
+            cfg.vol_window_days,
+            extras,
+            cfg.log_volatility,
+            self.regime_model,
+            cfg.regimes.window_days,
+        )
+        first, last = self._first_decision + 1, self._first_decision + self._n_steps
+        features = np.ascontiguousarray(features[..., first - 1 : last + 1, :])  # the state after the last return too
+        relatives = np.ascontiguousarray(closes[..., first : last + 1, :] / closes[..., first - 1 : last, :])
+        # Log growth of the equal-weight portfolio, rebalanced daily without costs: the excess reward's benchmark.
+        return features, relatives, np.log(relatives.mean(axis=-1))
+
+    @property
+    def split_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``path_arrays`` of the episode loaded now (the data's split until a training path is drawn)."""
+        return self._features, self._relatives, self._benchmark_log_growth
+
+    @property
+    def first_decision(self) -> int:
+        """Index into the market's dates of step 0's decision day."""
+        return self._first_decision
+
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _check_law(self, cfg: EnvConfig, warmup: int, *, required: bool) -> MarketParams | None:
@@ -290,19 +328,21 @@ class PortfolioEnv(gym.Env):
                 f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
             )
 
-    def _bootstrap_path(self) -> MarketData:
+    def _bootstrap_closes(self, rng: np.random.Generator) -> np.ndarray:
         """A stationary block bootstrap of the train split's daily return vectors (blocks of geometric length with
         mean ``bootstrap_block_days``, wrapping around; Politis and Romano 1994), compounded into closes."""
-        returns, rng = self._bootstrap, self.np_random
-        n_days, length = len(self._path_dates) - 1, len(self._bootstrap)
-        index = np.empty(n_days, dtype=np.int64)
-        index[0] = rng.integers(length)
+        returns = self._bootstrap
+        n_days, length = len(self._path_dates) - 1, len(returns)
+        start = rng.integers(length)
         restart = rng.random(n_days) < 1.0 / self.config.bootstrap_block_days
         fresh = rng.integers(length, size=n_days)
-        for day in range(1, n_days):
-            index[day] = fresh[day] if restart[day] else (index[day - 1] + 1) % length
-        closes = 100.0 * np.exp(np.vstack([np.zeros(len(self.assets)), np.cumsum(returns[index], axis=0)]))
-        return MarketData(dates=self._path_dates, closes=closes, assets=self.assets, source=self._path_source)
+        # Day d continues the block begun on the last restart day r <= d (day 0 begins one at `start`).
+        restart[0] = True
+        fresh[0] = start
+        days = np.arange(n_days)
+        begun = np.maximum.accumulate(np.where(restart, days, 0))
+        index = (fresh[begun] + days - begun) % length
+        return 100.0 * np.exp(np.vstack([np.zeros(len(self.assets)), np.cumsum(returns[index], axis=0)]))
 
     @property
     def law(self) -> MarketParams | None:
@@ -317,25 +357,11 @@ class PortfolioEnv(gym.Env):
 
     def _load_prices(self, market: MarketData) -> None:
         """Features, price relatives and equal-weight growth of the split's days (the only allocation; at reset)."""
-        cfg = self.config
         self.market = market
         extras = np.column_stack([market.extras[n] for n in self.extra_names]) if self.extra_names else None
-        features = compute_features(
-            market.closes,
-            cfg.window_days,
-            cfg.vol_window_days,
-            extras,
-            cfg.log_volatility,
-            self.regime_model,
-            cfg.regimes.window_days,
-        )
-        first, last = self._first_decision + 1, self._first_decision + self._n_steps
-        self._features = np.ascontiguousarray(features[first - 1 : last + 1])  # the state after the last return too
+        self._features, self._relatives, self._benchmark_log_growth = self.path_arrays(market.closes, extras)
         if not np.isfinite(self._features).all():
-            raise DataError(f"{market.source}: non-finite features in the '{cfg.split}' split")
-        self._relatives = np.ascontiguousarray(market.closes[first : last + 1] / market.closes[first - 1 : last])
-        # Log growth of the equal-weight portfolio, rebalanced daily without costs: the excess reward's benchmark.
-        self._benchmark_log_growth = np.log(self._relatives.mean(axis=1))
+            raise DataError(f"{market.source}: non-finite features in the '{self.config.split}' split")
 
     def _observation(self) -> np.ndarray:
         obs = self._obs

@@ -26,6 +26,7 @@ from core.errors import ConfigError, DataError
 
 SCALE = 100.0  # fit in percent: EM's covariance floor and tolerances suit unit-sized data
 MIN_OCCUPANCY = 0.02  # BIC's candidates need every regime at least this often in the stationary distribution
+RESCALE_EVERY = 8  # windowed_filter: products of 8 days' matrices stay far from float64's underflow
 EM_TOLERANCE = 1e-2  # hmmlearn's default: the smallest gain in total log-likelihood (percent units) worth an iteration
 
 
@@ -57,9 +58,15 @@ class RegimeModel:
     def log_densities(self, log_returns: np.ndarray) -> np.ndarray:
         """``(T, K)`` log density of each day's returns (``(T, A)``) under each regime."""
         inverse_factors, log_normaliser = self._factors
-        centred = np.asarray(log_returns, dtype=np.float64)[:, None, :] - self.means[None]  # (T, K, A)
-        whitened = np.einsum("kab,tkb->tka", inverse_factors, centred)
-        return log_normaliser[None] - 0.5 * np.einsum("tka,tka->tk", whitened, whitened)
+        # Days along the columns: (A, A) @ (A, T) is one fast BLAS call per regime, where (T, A) @ (A, A) with a
+        # small A, or a (T, K, A) einsum, is 20 to 60 times slower.
+        columns = np.ascontiguousarray(np.asarray(log_returns, dtype=np.float64).T)
+        out = np.empty((columns.shape[1], self.n_regimes))
+        for k in range(self.n_regimes):
+            whitened = inverse_factors[k] @ (columns - self.means[k][:, None])
+            whitened *= whitened
+            out[:, k] = log_normaliser[k] - 0.5 * whitened.sum(axis=0)
+        return out
 
     @cached_property
     def _factors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +98,10 @@ class RegimeModel:
 
 
 def _likelihoods(model: RegimeModel, log_returns: np.ndarray) -> np.ndarray:
-    """Per-day likelihoods rescaled by each day's largest (harmless: the filter normalises every step)."""
-    log_density = model.log_densities(log_returns)
-    return np.exp(log_density - log_density.max(axis=1, keepdims=True))
+    """Per-day likelihoods ``(..., T, K)`` rescaled by each day's largest (harmless: the filter normalises)."""
+    returns = np.asarray(log_returns, dtype=np.float64)
+    log_density = model.log_densities(returns.reshape(-1, returns.shape[-1])).reshape(*returns.shape[:-1], -1)
+    return np.exp(log_density - log_density.max(axis=-1, keepdims=True))
 
 
 def filter_probabilities(model: RegimeModel, log_returns: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -109,19 +117,49 @@ def filter_probabilities(model: RegimeModel, log_returns: np.ndarray, start: np.
 
 
 def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: int) -> np.ndarray:
-    """``(T, K)``: row ``j`` is the filter over returns ``j - window_days + 1 .. j`` from the stationary distribution;
-    rows before ``window_days - 1`` are NaN. All rows advance together, one vectorised step per day of the window."""
-    n_days = len(log_returns)
-    out = np.full((n_days, model.n_regimes), np.nan)
-    rows = n_days - window_days + 1
+    """``(..., T, K)``: row ``j`` is the filter over returns ``j - window_days + 1 .. j`` (``(..., T, A)``, any
+    leading batch dimensions: paths) from the stationary distribution; rows before ``window_days - 1`` are NaN.
+
+    Each row is ``pi M_s ... M_j`` normalised, with ``M_i = G diag(likelihood_i)``. Rather than running the filter
+    ``window_days`` steps for every row, the days are cut into blocks of ``window_days``: every window is a suffix
+    product of one block times a prefix product of the next, and all prefixes and suffixes of all blocks (and all
+    paths) advance together, so a path of ``T`` days costs ``2 * window_days`` vectorised steps of ``(paths, T /
+    window_days)`` small matrix products instead of ``window_days`` steps over ``(paths, T)`` rows. Products are
+    rescaled to sum 1 every ``RESCALE_EVERY`` steps (the final normalisation makes the scale irrelevant).
+    """
+    returns = np.asarray(log_returns, dtype=np.float64)
+    *lead, n_days, _ = returns.shape
+    n_regimes, width = model.n_regimes, window_days
+    out = np.full((*lead, n_days, n_regimes), np.nan)
+    rows = n_days - width + 1
     if rows <= 0:
         return out
-    likelihood = _likelihoods(model, log_returns)
-    belief = np.broadcast_to(model.stationary(), (rows, model.n_regimes)).copy()
-    for step in range(window_days):
-        belief = (belief @ model.transition) * likelihood[step : step + rows]
-        belief /= belief.sum(axis=1, keepdims=True)
-    out[window_days - 1 :] = belief
+    likelihood = _likelihoods(model, returns).reshape(-1, n_days, n_regimes)
+    n_paths, n_blocks = likelihood.shape[0], -(-n_days // width)
+    # steps[offset, path, block] = M of day block * width + offset (identity past the last day): offset-major, so
+    # each vectorised step below reads and writes contiguous memory.
+    steps = np.broadcast_to(np.eye(n_regimes), (n_blocks * width, n_paths, n_regimes, n_regimes)).copy()
+    steps[:n_days] = model.transition * likelihood.transpose(1, 0, 2)[:, :, None, :]  # G diag(l): column k times l_k
+    steps = steps.reshape(n_blocks, width, n_paths, n_regimes, n_regimes).transpose(1, 2, 0, 3, 4).copy()
+    prefix, suffix = np.empty_like(steps), np.empty_like(steps)
+    prefix[0], suffix[-1] = steps[0], steps[-1]
+    for offset in range(1, width):
+        np.matmul(prefix[offset - 1], steps[offset], out=prefix[offset])
+        np.matmul(steps[width - 1 - offset], suffix[width - offset], out=suffix[width - 1 - offset])
+        if offset % RESCALE_EVERY == 0:  # each step shrinks a product by at most a rare transition's probability
+            prefix[offset] /= prefix[offset].sum(axis=(-2, -1), keepdims=True)
+            suffix[width - 1 - offset] /= suffix[width - 1 - offset].sum(axis=(-2, -1), keepdims=True)
+    # Back to (path, day, K, K).
+    prefix = prefix.transpose(1, 2, 0, 3, 4).reshape(n_paths, n_blocks * width, n_regimes, n_regimes)
+    suffix = suffix.transpose(1, 2, 0, 3, 4).reshape(n_paths, n_blocks * width, n_regimes, n_regimes)
+    starts = np.arange(rows)
+    pi = model.stationary()
+    head = pi @ suffix[:, starts]  # (paths, rows, K): pi times the rest of the window's first block
+    aligned = starts % width == 0  # a window that is one whole block: its prefix product alone
+    head[:, aligned] = pi
+    belief = np.einsum("prk,prkl->prl", head, prefix[:, starts + width - 1])
+    belief /= belief.sum(axis=-1, keepdims=True)
+    out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief
     return out
 
 

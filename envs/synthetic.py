@@ -9,6 +9,7 @@ force at the close of day ``t`` draws the next day's log returns ``r[t+1] ~ N(mu
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,18 +136,43 @@ def simulate_closes(
     params: MarketParams, n_days: int, rng: np.random.Generator, initial_price: float = 100.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(n_days, K)`` closes and the ``(n_days,)`` regime path drawn with ``rng`` (no dates: the fast path for envs)."""
+    closes, regimes = simulate_paths(params, n_days, [rng], initial_price)
+    return closes[0], regimes[0]
+
+
+def simulate_paths(
+    params: MarketParams, n_days: int, rngs: Sequence[np.random.Generator], initial_price: float = 100.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One path per generator: ``(P, n_days, K)`` closes and ``(P, n_days)`` regimes.
+
+    Path ``p`` draws from ``rngs[p]`` alone and in a fixed order (the first regime, then the chain's uniforms, then
+    the return shocks), so it is the same path whichever other paths are drawn beside it: a vector env's
+    sub-environment replays exactly what a single env seeded alike would. The regime chains of all paths advance
+    together, one vectorised step per day.
+    """
     n_regimes, n_assets = params.mu.shape
-    regimes = np.empty(n_days, dtype=np.int64)
-    regimes[0] = rng.choice(n_regimes, p=params.stationary())
-    uniforms = rng.random(n_days)
+    n_paths = len(rngs)
+    stationary = params.stationary()
+    first = np.empty(n_paths, dtype=np.int64)
+    uniforms = np.empty((n_paths, n_days))
+    shocks = np.empty((n_paths, n_days - 1, n_assets))
+    for p, rng in enumerate(rngs):
+        first[p] = rng.choice(n_regimes, p=stationary)
+        uniforms[p] = rng.random(n_days)
+        shocks[p] = rng.standard_normal((n_days - 1, n_assets))
+    regimes = np.empty((n_paths, n_days), dtype=np.int64)
+    regimes[:, 0] = first
     cumulative = np.cumsum(params.transition, axis=1)
+    # following[r, p, t]: the regime path p moves to at day t if it was in r the day before (the first regime whose
+    # cumulative transition probability exceeds the day's uniform), for every r at once; the chain then only looks up.
+    following = np.minimum((cumulative[:, None, None, :] <= uniforms[None, :, :, None]).sum(axis=-1), n_regimes - 1)
+    paths = np.arange(n_paths)
     for t in range(1, n_days):
-        regimes[t] = min(int(np.searchsorted(cumulative[regimes[t - 1]], uniforms[t], side="right")), n_regimes - 1)
+        regimes[:, t] = following[regimes[:, t - 1], paths, t]
     chol = np.linalg.cholesky(params.cov)
-    shocks = rng.standard_normal((n_days - 1, n_assets))
-    drivers = regimes[:-1]
-    log_returns = params.mu[drivers] + np.einsum("tij,tj->ti", chol[drivers], shocks)
-    log_prices = np.vstack([np.zeros(n_assets), np.cumsum(log_returns, axis=0)])
+    drivers = regimes[:, :-1]
+    log_returns = params.mu[drivers] + np.einsum("ptij,ptj->pti", chol[drivers], shocks)
+    log_prices = np.concatenate([np.zeros((n_paths, 1, n_assets)), np.cumsum(log_returns, axis=1)], axis=1)
     return initial_price * np.exp(log_prices), regimes
 
 
