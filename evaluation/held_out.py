@@ -78,7 +78,19 @@ class HeldOut:
                 }
                 for oracle, table in self.efficiency.items()
             },
+            "vs_equal_weight": {
+                name: paired_difference(g, self.growth["equal_weight"])
+                for name, g in self.growth.items()
+                if name != "equal_weight"
+            },
         }
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Mean daily log growth of ``a`` minus ``b`` on the same paths, its standard error and 95% interval."""
+    difference = np.asarray(a) - np.asarray(b)
+    mean, stderr = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return {"mean_daily_difference": mean, "stderr": stderr, "ci95": [mean - 1.96 * stderr, mean + 1.96 * stderr]}
 
 
 def efficiency(agent: np.ndarray, equal: np.ndarray, oracle: np.ndarray) -> Efficiency:

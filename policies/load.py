@@ -38,3 +38,25 @@ def load_policy(agent_dir: str | Path, *, verify: bool = True) -> tuple[Policy, 
         raise DataError(f"{module_dir}: not a loadable RLModule checkpoint ({type(exc).__name__}: {exc})") from None
     module.eval()
     return Policy(module, ActionMap.from_config(metadata.env_config, len(metadata.assets))), metadata
+
+
+CHECKPOINT_MODULE = ("learner_group", "learner", "rl_module", "default_policy")  # in an RLlib algorithm checkpoint
+
+
+def load_final_policy(metadata: ModelMetadata) -> Policy:
+    """The module the training run ended with (its last algorithm checkpoint, ``metadata.source_checkpoint``),
+    beside the selected one that was exported: to check that selection did not pick a worse module.
+
+    :raises DataError: the checkpoint is gone or does not hold a loadable module.
+    """
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module_dir = Path(metadata.source_checkpoint).joinpath(*CHECKPOINT_MODULE)
+    if not module_dir.is_dir():
+        raise DataError(f"{module_dir}: no final module (the run's checkpoint was moved or deleted)")
+    try:
+        module = RLModule.from_checkpoint(str(module_dir))
+    except Exception as exc:  # as in load_policy
+        raise DataError(f"{module_dir}: not a loadable RLModule checkpoint ({type(exc).__name__}: {exc})") from None
+    module.eval()
+    return Policy(module, ActionMap.from_config(metadata.env_config, len(metadata.assets)))

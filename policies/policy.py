@@ -56,8 +56,5 @@ class Policy:
     def weights_batch(self, observations: np.ndarray) -> np.ndarray:
         """``(N, F)`` observations -> ``(N, K)`` weights."""
         observations = np.asarray(observations, dtype=np.float32)
-        n_assets = self.action_map.n_assets
-        held = observations[:, -n_assets:].astype(np.float64)
-        return np.stack(
-            [np.array(self.action_map(a, h), dtype=np.float64) for a, h in zip(self.actions(observations), held)]
-        )
+        held = observations[:, -self.action_map.n_assets :].astype(np.float64)
+        return self.action_map.batch(self.actions(observations), held)  # row i: action_map(actions[i], held[i])

@@ -44,3 +44,25 @@ def test_the_console_gets_first_last_and_one_line_per_interval_and_the_file_ever
     throttle = Throttle(every_s=10.0)
     levels = [throttle.level("t", final=i == 5) for i in range(6)]
     assert levels == [logging.INFO, logging.DEBUG, logging.DEBUG, logging.INFO, logging.DEBUG, logging.INFO]
+
+
+def test_a_budget_stops_before_an_iteration_that_would_end_past_it(monkeypatch):
+    from training import progress
+
+    clock = iter([0.0, 0.0, 0.0, 4.0, 4.0, 4.0, 9.0, 9.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    budget = progress.Budget(timesteps=None, seconds=10.0)  # starts at 0
+    assert not budget.spent(0)  # 0 + longest 0 < 10
+    budget.iteration_started()  # 0
+    budget.iteration_ended()  # 4: the longest iteration took 4 s
+    assert not budget.spent(100)  # 4 + 4 < 10
+    budget.iteration_started()  # 4
+    budget.iteration_ended()  # 9: 5 s
+    assert budget.spent(200)  # 9 + 5 > 10: the next iteration would end past the budget
+
+
+def test_a_step_limit_stops_without_a_budget():
+    from training.progress import Budget
+
+    budget = Budget(timesteps=1000, seconds=None)
+    assert not budget.spent(999) and budget.spent(1000) and budget.left_s() is None

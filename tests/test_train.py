@@ -78,3 +78,20 @@ def test_replay_algorithms_train_and_export(ray_local, tiny_csv, tmp_path, algo)
     assert meta.algorithm == algo and summary["env_steps"] >= 600
     env_obs = np.concatenate([np.zeros(meta.observation.size - 4), np.full(4, 0.25)]).astype(np.float32)
     assert policy.weights(env_obs).sum() == pytest.approx(1.0)
+
+
+def test_a_time_budget_alone_stops_training_and_exports(ray_local, tiny_csv, tmp_path):
+    """``--time-budget-s`` without ``--timesteps``: trains some iterations, stops near the budget, exports."""
+    config = resolve_train_config("ppo", overrides=fast_overrides("ppo", tiny_csv, timesteps=None, time_budget_s=8))
+    summary = train(config, agent="ppo_budget", runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
+    assert summary["env_steps"] >= 500  # at least one iteration
+    assert summary["seconds"] < 8 + 30  # stopped by the budget, not by a step count (there is none)
+    _, meta = load_policy(tmp_path / "models" / "ppo_budget")
+    assert meta.training.env_steps == summary["env_steps"]
+
+
+def test_no_step_limit_and_no_budget_is_a_config_error(tiny_csv):
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="timesteps: null needs a time_budget_s"):
+        resolve_train_config("ppo", overrides=fast_overrides("ppo", tiny_csv, timesteps=None))

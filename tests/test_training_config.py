@@ -146,5 +146,7 @@ def test_sweep_resources_override_only_what_they_set():
     )
     sac = trial_train_config(sweep, "sac", {})
     assert sac.resources.num_env_runners == 2
-    # SAC's own rollout fragment (one update per 32 env steps) must survive: "auto" made it ~20x slower.
-    assert sac.resources.rollout_fragment_length == resolve_train_config("sac").resources.rollout_fragment_length == 32
+    # SAC's own envs and rollout fragment (128 env steps per sample call) must survive: "auto" made it ~20x slower.
+    own = resolve_train_config("sac").resources
+    assert (sac.resources.num_envs_per_env_runner, sac.resources.rollout_fragment_length) == (32, 4)
+    assert (own.num_envs_per_env_runner, own.rollout_fragment_length) == (32, 4)

@@ -46,12 +46,29 @@ class ResourcesConfig(FrozenConfig):
 class TrainConfig(FrozenConfig):
     algo: Literal["dqn", "sac", "ppo"]
     seed: int = 0
-    timesteps: int = Field(default=100_000, ge=1, description="env steps for a single run")
+    timesteps: int | None = Field(
+        default=100_000, ge=1, description="env steps for a single run; null: as many as time_budget_s allows"
+    )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="wall-clock seconds of training, then checkpoint and export (None: no limit)"
+    )
     env: EnvConfig
     model: ModelConfig = ModelConfig()
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="AlgorithmConfig.training(**...)")
     resources: ResourcesConfig = ResourcesConfig()
     checkpoint_every_iterations: int = Field(default=10, ge=1)
+    validate_every_steps: int = Field(
+        default=0,
+        ge=0,
+        description="validate (and maybe keep the module) once this many env steps passed since the last validation; "
+        "0: after every iteration",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> TrainConfig:
+        if self.timesteps is None and self.time_budget_s is None:
+            raise ValueError("timesteps: null needs a time_budget_s, or training would never stop")
+        return self
 
     @field_validator("env")
     @classmethod

@@ -53,19 +53,53 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def iteration_line(label: str, result: dict[str, Any], total_steps: int) -> str:
-    """The progress line of one iteration's ``result`` (RLlib's, with our ``validation`` entries)."""
+def iteration_line(
+    label: str, result: dict[str, Any], total_steps: int | None, budget_left_s: float | None = None
+) -> str:
+    """The progress line of one iteration's ``result`` (RLlib's, with our ``validation`` entries); ``total_steps``
+    ``None`` (a time budget alone) shows the steps so far and the budget left."""
     steps = int(result.get(STEPS, 0))
     elapsed = float(result.get("time_total_s") or 0.0)
     rate = steps / elapsed if elapsed > 0 else float("nan")
-    left = (total_steps - steps) / rate if rate > 0 and steps < total_steps else 0.0
+    lefts = [budget_left_s] if budget_left_s is not None else []
+    if total_steps is not None:
+        lefts.append((total_steps - steps) / rate if rate > 0 and steps < total_steps else 0.0)
     val = result.get("validation") or {}
     g, best = val.get("mean_daily_log_growth", float("nan")), val.get("best_mean_daily_log_growth", float("nan"))
-    width = len(f"{total_steps:,}")
+    of = f"/{total_steps:,}" if total_steps is not None else ""
+    width = len(f"{total_steps:,}") if total_steps is not None else 9
     return (
-        f"{label} iter {int(result.get('training_iteration', 0)):>3}  steps {steps:>{width},}/{total_steps:,}  "
-        f"val {g:+.6f}/day (best {best:+.6f})  {rate:,.0f} steps/s  ~{duration(left)} left"
+        f"{label} iter {int(result.get('training_iteration', 0)):>3}  steps {steps:>{width},}{of}  "
+        f"val {g:+.6f}/day (best {best:+.6f})  {rate:,.0f} steps/s  ~{duration(min(lefts))} left"
     )
+
+
+class Budget:
+    """When training stops: after ``timesteps`` env steps, or before an iteration that would end past
+    ``seconds`` of wall-clock time (judged by the longest iteration so far), whichever comes first."""
+
+    def __init__(self, timesteps: int | None, seconds: float | None) -> None:
+        self.timesteps, self.seconds = timesteps, seconds
+        self._started = time.perf_counter()
+        self._iteration_started = self._started
+        self._longest = 0.0
+
+    def iteration_started(self) -> None:
+        self._iteration_started = time.perf_counter()
+
+    def iteration_ended(self) -> None:
+        self._longest = max(self._longest, time.perf_counter() - self._iteration_started)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self._started
+
+    def left_s(self) -> float | None:
+        return None if self.seconds is None else max(self.seconds - self.elapsed_s(), 0.0)
+
+    def spent(self, steps: int) -> bool:
+        if self.timesteps is not None and steps >= self.timesteps:
+            return True
+        return self.seconds is not None and self.elapsed_s() + self._longest > self.seconds
 
 
 class ProgressCallback(Callback):

@@ -1,7 +1,7 @@
 """Hyperparameter sweeps over DQN, SAC and PPO with Ray Tune, ASHA early stopping and MLflow tracking.
 
     python -m training.sweep [--config configs/sweep.yaml] [--data FILE.csv] [--algos dqn,sac,ppo]
-                             [--num-samples N] [--timesteps N] [--name NAME] [--no-dashboard]
+                             [--num-samples N] [--timesteps N] [--time-budget-s S] [--name NAME] [--no-dashboard]
     python -m training.sweep --resume [NAME]        # continue the latest sweep (or NAME) after a crash or a kill
 
 Each run gets its own folder ``<storage_path>/<config name>-<data>-<time>/`` (``training.sweep_state``) holding
@@ -36,7 +36,7 @@ from core.tracking import mlflow_uri
 from envs import register_rllib
 from envs.sources import data_tag, describe_data
 from training.config import ALGORITHMS, VALIDATION_METRIC, TrainConfig
-from training.progress import STEPS, ProgressCallback
+from training.progress import STEPS, ProgressCallback, duration
 from training.sweep_config import SweepConfig, check_sweep
 from training.sweep_results import export_best, results_table, summarize_trials
 from training.sweep_state import (
@@ -71,8 +71,10 @@ def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path)
     return space
 
 
-def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
-    """Run, resume or (when it already finished) just reload one algorithm's Tune experiment; its ``ResultGrid``."""
+def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | None = None) -> Any:
+    """Run, resume or (when it already finished) just reload one algorithm's Tune experiment; its ``ResultGrid``.
+
+    :param time_budget_s: stop every trial of this algorithm after this many seconds (Tune's global time budget)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -106,6 +108,7 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
             metric=VALIDATION_METRIC,
             mode="max",
             num_samples=sweep.num_samples,
+            time_budget_s=time_budget_s,
             search_alg=BasicVariantGenerator(
                 constant_grid_search=True, random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent_trials
             ),
@@ -142,8 +145,8 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str) -> Any:
 def new_plan(args: argparse.Namespace) -> SweepPlan:
     """The plan of a new sweep from the YAML and the command line, checked (``check_sweep``) before Ray starts."""
     raw = load_yaml(args.config)
-    for key in ("num_samples", "models_dir"):
-        if getattr(args, key) is not None:
+    for key in ("num_samples", "models_dir", "time_budget_s"):
+        if getattr(args, key, None) is not None:
             raw[key] = getattr(args, key)
     if args.timesteps is not None:
         for spec in (raw.get("algos") or {}).values():
@@ -180,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", help="this sweep's folder name (default <config name>-<data>-<time>)")
     parser.add_argument("--models-dir", help="where the best policies are exported (default from the YAML)")
     parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        help="wall-clock seconds for the whole sweep, shared among its algorithms; the best trial so far is exported",
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const="latest",
@@ -200,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             fixed = [
                 f"--{k.replace('_', '-')}"
-                for k in ("algos", "num_samples", "timesteps", "data", "name", "models_dir")
+                for k in ("algos", "num_samples", "timesteps", "data", "name", "models_dir", "time_budget_s")
                 if getattr(args, k) is not None
             ]
             if fixed:
@@ -225,16 +233,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_rllib()
     except ConfigError as exc:
         return fail(exc)
-    for algo in plan.algos:
+    for number, algo in enumerate(plan.algos):
         spec = plan.sweep.algos[algo]
         if algo in summaries:
             log.info(f"{algo}: finished earlier in this sweep; kept")
             continue
+        share = None
+        if plan.sweep.time_budget_s is not None:  # what is left, shared among the algorithms still to run
+            left = plan.sweep.time_budget_s - seconds_before - (time.perf_counter() - started)
+            share = max(left, 1.0) / len([a for a in plan.algos[number:] if a not in summaries])
         log.info(
             f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
             f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each"
+            + (f", {duration(share)} in all" if share is not None else "")
         )
-        summary = summarize_trials(run_algo(plan, folder, algo), plan.sweep, algo)
+        summary = summarize_trials(run_algo(plan, folder, algo, share), plan.sweep, algo)
         summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
         summaries[algo] = summary
         print(results_table(summary), flush=True)

@@ -92,6 +92,12 @@ class SweepConfig(FrozenConfig):
     max_concurrent_trials: int = Field(default=2, ge=1)
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local Ray instance; null = all")
     checkpoint_every_iterations: int = Field(default=5, ge=1)
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="wall-clock seconds for the whole sweep, shared among its algorithms (what one leaves goes to the "
+        "next); each algorithm's trials stop at its share, and the best so far is exported",
+    )
     asha: AshaConfig = AshaConfig()
     mlflow: MlflowConfig = MlflowConfig()
     resources: ResourcesConfig | None = Field(

@@ -1,8 +1,11 @@
-"""Train one agent: ``python -m training.train --algo {dqn,sac,ppo} [--config FILE] [--data FILE.csv] [--timesteps N]``.
+"""Train one agent: ``python -m training.train --algo {dqn,sac,ppo} [--config FILE] [--data FILE.csv] [--timesteps N]
+[--time-budget-s S]``.
 
 Prints one progress line per iteration on stderr (timesteps, episode return, validation metrics, throughput),
 checkpoints the algorithm every ``checkpoint_every_iterations`` under ``runs/<agent>-<time>/``, keeps the module
-with the best validation log growth, and exports it to ``models/<agent>/``. The final JSON summary goes to stdout.
+with the best validation log growth, and exports it to ``models/<agent>/``. With ``--time-budget-s`` it trains until
+the next iteration would end past the budget (or ``--timesteps``, when given too), then checkpoints and exports as
+usual: "15 minutes of training" is ``--time-budget-s 900``. The final JSON summary goes to stdout.
 Every config, data and resource problem is reported before Ray starts.
 """
 
@@ -13,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from training.config import (
     resolve_train_config,
     with_regime_model,
 )
-from training.progress import Throttle, iteration_line
+from training.progress import Budget, Throttle, duration, iteration_line
 
 log = logging.getLogger("training.train")  # not __name__: run as a script, that is "__main__"
 
@@ -64,28 +66,35 @@ def train(
         "fitted": f"a fresh {config.env.episode_days}-day path of the regime model fitted on {env.market.source}'s train split",
         "bootstrap": f"a {config.env.episode_days}-day block bootstrap of {env.market.source}'s train split per episode",
     }.get(env.path_kind, f"the train split of {env.market.source}")
-    log.info(
-        f"training {config.algo.upper()} '{agent}' for {config.timesteps:,} env steps on {episodes}; run folder {run_dir}"
-    )
+    limits = [f"{config.timesteps:,} env steps"] if config.timesteps is not None else []
+    if config.time_budget_s is not None:
+        limits.append(f"{duration(config.time_budget_s)} of wall-clock time")
+    log.info(f"training {config.algo.upper()} '{agent}' for {' or '.join(limits)} on {episodes}; run folder {run_dir}")
 
     algorithm = algo_config.build_algo()
     throttle, progress = Throttle(), logging.getLogger("training.progress")
-    started = time.perf_counter()
+    budget = Budget(config.timesteps, config.time_budget_s)
     steps = 0
     result: dict[str, Any] = {}
     checkpoint = None
     try:
-        while steps < config.timesteps:
+        while not budget.spent(steps):
+            budget.iteration_started()
             result = algorithm.train()
             steps = int(result.get("num_env_steps_sampled_lifetime", 0))
-            line = iteration_line(f"{config.algo} '{agent}'", result, config.timesteps)
-            progress.log(throttle.level(agent, steps >= config.timesteps), line)
+            budget.iteration_ended()
+            line = iteration_line(f"{config.algo} '{agent}'", result, config.timesteps, budget.left_s())
+            progress.log(throttle.level(agent, budget.spent(steps)), line)
             if result["training_iteration"] % config.checkpoint_every_iterations == 0:
                 checkpoint = algorithm.save_to_path(str((run_dir / "checkpoint").resolve()))
         checkpoint = algorithm.save_to_path(str((run_dir / "checkpoint").resolve()))
     finally:
         algorithm.stop()
-    elapsed = time.perf_counter() - started
+    elapsed = budget.elapsed_s()
+    if config.time_budget_s is not None:
+        log.info(
+            f"{config.algo} '{agent}': stopped after {steps:,} env steps in {duration(elapsed)} (budget {duration(config.time_budget_s)})"
+        )
 
     best = json.loads((run_dir / BEST_RECORD).read_text())
     exported = export_policy(
@@ -126,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="algorithm YAML (default configs/<algo>.yaml)")
     parser.add_argument("--data", help="price CSV (default: the config's data, else the built-in synthetic market)")
     parser.add_argument("--timesteps", type=int, help="env steps to train (default from the config)")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        help="train for this many wall-clock seconds, then checkpoint and export (with no --timesteps, the budget alone decides)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (default from the config)")
     parser.add_argument("--agent", help="exported agent name (default the algorithm name)")
     parser.add_argument("--runs-dir", default="runs", help="where checkpoints go (default runs/)")
@@ -140,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = env_overrides(args.data)
         if args.timesteps is not None:
             overrides["timesteps"] = args.timesteps
+        if args.time_budget_s is not None:
+            overrides["time_budget_s"] = args.time_budget_s
+            if args.timesteps is None:
+                overrides["timesteps"] = None
         if args.seed is not None:
             overrides["seed"] = args.seed
         config = resolve_train_config(args.algo, args.config, overrides=overrides)

@@ -104,12 +104,15 @@ class ValidationCallback(RLlibCallback):
 
     RUN_DIR: str | None = None
     PER_TRIAL: bool = False
+    EVERY_STEPS: int = 0  # validate once at least this many env steps passed since the last validation (0: always)
 
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs: Any) -> None:
         limit_torch_threads()
         self._envs = validation_envs(dict(algorithm.config.env_config))
         self._dir: Path | None = None  # known only once Tune has set the trial id, at the first result
         self._best = -math.inf
+        self._validated_at: int | None = None
+        self._last: dict[str, float] = {}
 
     def _run_dir(self, algorithm) -> Path:
         if self._dir is None:
@@ -128,6 +131,12 @@ class ValidationCallback(RLlibCallback):
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs: Any) -> None:
         started = time.perf_counter()
+        steps = int(result.get("num_env_steps_sampled_lifetime") or 0)
+        if self._validated_at is not None and steps - self._validated_at < self.EVERY_STEPS:
+            # Not due: repeat the last figures (Tune's scheduler needs its metric in every result), marked stale.
+            result["validation"] = {**self._last, "best_mean_daily_log_growth": self._best, "seconds": 0.0, "fresh": 0}
+            return
+        self._validated_at = steps
         run_dir = self._run_dir(algorithm)
         module = algorithm.get_module()
         metrics = validate_all(Policy(module, self._envs[0].action_map), self._envs)
@@ -147,14 +156,17 @@ class ValidationCallback(RLlibCallback):
                 "env_steps": result.get("num_env_steps_sampled_lifetime"),
             }
             (run_dir / BEST_RECORD).write_text(json.dumps(record, indent=1))
+        self._last = metrics
         result["validation"] = {
             **metrics,
             "best_mean_daily_log_growth": self._best,
             "seconds": time.perf_counter() - started,
+            "fresh": 1,
         }
 
 
-def with_run_dir(run_dir: str | Path, *, per_trial: bool = False) -> type[ValidationCallback]:
-    """A ``ValidationCallback`` that keeps its best module under ``run_dir`` (per Tune trial if ``per_trial``)."""
-    attributes = {"RUN_DIR": str(Path(run_dir).resolve()), "PER_TRIAL": per_trial}
+def with_run_dir(run_dir: str | Path, *, per_trial: bool = False, every_steps: int = 0) -> type[ValidationCallback]:
+    """A ``ValidationCallback`` that keeps its best module under ``run_dir`` (per Tune trial if ``per_trial``) and
+    validates once ``every_steps`` env steps have passed since its last validation (0: every iteration)."""
+    attributes = {"RUN_DIR": str(Path(run_dir).resolve()), "PER_TRIAL": per_trial, "EVERY_STEPS": every_steps}
     return type("ValidationCallbackInRunDir", (ValidationCallback,), attributes)
