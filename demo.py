@@ -180,8 +180,8 @@ def held_out_text(summary: dict) -> str:
     lines = [
         f"\nOne test window is one draw of a noisy path. Skill apart from luck: {summary['paths']} fresh paths of the "
         f"law, {summary['days_per_path']} days each (seeds {summary['seeds'][0]}-{summary['seeds'][1]}), same costs:",
-        f"{'strategy':<22}{'log growth bp/day':>20}{'turnover/yr':>13}{'efficiency vs filtered oracle':>32}"
-        f"{'vs constant mix':>24}",
+        f"{'strategy':<22}{'log growth bp/day':>20}{'minus equal weight':>22}{'turnover/yr':>13}"
+        f"{'efficiency vs filtered oracle':>32}{'vs constant mix':>24}",
     ]
     for name, s in summary["strategies"].items():
         cells = []
@@ -189,7 +189,17 @@ def held_out_text(summary: dict) -> str:
             e = summary["efficiency"][oracle].get(name)
             cells.append("" if e is None else f"{e['value']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]")
         growth = f"{1e4 * s['mean_daily_log_growth']:+.2f} +/- {1e4 * s['stderr']:.2f}"
-        lines.append(f"{name:<22}{growth:>20}{s['annual_turnover']:>13.1f}{cells[0]:>32}{cells[1]:>24}")
+        d = summary.get("vs_equal_weight", {}).get(name)
+        edge = (
+            ""
+            if d is None
+            else f"{1e4 * d['mean_daily_difference']:+.2f} [{1e4 * d['ci95'][0]:+.2f}, {1e4 * d['ci95'][1]:+.2f}]"
+        )
+        lines.append(f"{name:<22}{growth:>20}{edge:>22}{s['annual_turnover']:>13.1f}{cells[0]:>32}{cells[1]:>24}")
+    lines.append(
+        "(minus equal weight: paired difference on the same paths, bp/day [95% interval]; an agent whose "
+        "interval lies above 0 beats equal weight beyond luck)"
+    )
     return "\n".join(lines)
 
 
