@@ -189,7 +189,7 @@ def held_out_text(summary: dict) -> str:
             e = summary["efficiency"][oracle].get(name)
             cells.append("" if e is None else f"{e['value']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]")
         growth = f"{1e4 * s['mean_daily_log_growth']:+.2f} +/- {1e4 * s['stderr']:.2f}"
-        d = summary.get("vs_equal_weight", {}).get(name)
+        d = summary["vs_equal_weight"].get(name)
         edge = (
             ""
             if d is None

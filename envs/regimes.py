@@ -149,17 +149,16 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
         if offset % RESCALE_EVERY == 0:  # each step shrinks a product by at most a rare transition's probability
             prefix[offset] /= prefix[offset].sum(axis=(-2, -1), keepdims=True)
             suffix[width - 1 - offset] /= suffix[width - 1 - offset].sum(axis=(-2, -1), keepdims=True)
-    # Back to (path, day, K, K).
-    prefix = prefix.transpose(1, 2, 0, 3, 4).reshape(n_paths, n_blocks * width, n_regimes, n_regimes)
-    suffix = suffix.transpose(1, 2, 0, 3, 4).reshape(n_paths, n_blocks * width, n_regimes, n_regimes)
+    # Day d of the window starts and ends is [d % width, :, d // width] of those offset-major arrays.
     starts = np.arange(rows)
+    ends = starts + width - 1
     pi = model.stationary()
-    head = pi @ suffix[:, starts]  # (paths, rows, K): pi times the rest of the window's first block
+    head = pi @ suffix[starts % width, :, starts // width]  # (rows, paths, K): pi times the rest of the first block
     aligned = starts % width == 0  # a window that is one whole block: its prefix product alone
-    head[:, aligned] = pi
-    belief = np.einsum("prk,prkl->prl", head, prefix[:, starts + width - 1])
+    head[aligned] = pi
+    belief = np.einsum("rpk,rpkl->rpl", head, prefix[ends % width, :, ends // width])
     belief /= belief.sum(axis=-1, keepdims=True)
-    out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief
+    out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief.transpose(1, 0, 2)
     return out
 
 

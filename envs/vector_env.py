@@ -98,13 +98,12 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset: {len(seeds)} seeds for {self.num_envs} sub-environments")
-        mask = np.ones(self.num_envs, dtype=bool)
+        index = self._envs
         if options and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"], dtype=bool)
-        for i in np.flatnonzero(mask):
+            index = np.flatnonzero(np.asarray(options["reset_mask"], dtype=bool))
+        for i in index:
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
-        index = np.flatnonzero(mask)
         self._reset_envs(index)
         self._autoreset[index] = False
         infos: dict[str, Any] = {}

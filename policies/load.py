@@ -23,8 +23,6 @@ def load_policy(agent_dir: str | Path, *, verify: bool = True) -> tuple[Policy, 
     :raises DataError: missing or corrupt files (naming the file and field), or module files that do not match the
         content hash in the metadata.
     """
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
     agent_dir = Path(agent_dir).resolve()
     metadata = read_metadata(agent_dir)
     module_dir = agent_dir / MODULE_DIR
@@ -32,12 +30,7 @@ def load_policy(agent_dir: str | Path, *, verify: bool = True) -> tuple[Policy, 
         raise DataError(f"{agent_dir}: no {MODULE_DIR}/ folder beside {METADATA}")
     if verify and content_hash(module_dir) != metadata.content_hash:
         raise DataError(f"{agent_dir}: module files do not match the content hash in {METADATA}")
-    try:
-        module = RLModule.from_checkpoint(str(module_dir))
-    except Exception as exc:  # RLlib raises what torch, pickle or pyarrow raise on a damaged checkpoint
-        raise DataError(f"{module_dir}: not a loadable RLModule checkpoint ({type(exc).__name__}: {exc})") from None
-    module.eval()
-    return Policy(module, ActionMap.from_config(metadata.env_config, len(metadata.assets))), metadata
+    return _policy(module_dir, metadata), metadata
 
 
 CHECKPOINT_MODULE = ("learner_group", "learner", "rl_module", "default_policy")  # in an RLlib algorithm checkpoint
@@ -49,14 +42,19 @@ def load_final_policy(metadata: ModelMetadata) -> Policy:
 
     :raises DataError: the checkpoint is gone or does not hold a loadable module.
     """
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
     module_dir = Path(metadata.source_checkpoint).joinpath(*CHECKPOINT_MODULE)
     if not module_dir.is_dir():
         raise DataError(f"{module_dir}: no final module (the run's checkpoint was moved or deleted)")
+    return _policy(module_dir, metadata)
+
+
+def _policy(module_dir: Path, metadata: ModelMetadata) -> Policy:
+    """The module saved in ``module_dir``, in eval mode, with the action map of ``metadata``'s env."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
     try:
         module = RLModule.from_checkpoint(str(module_dir))
-    except Exception as exc:  # as in load_policy
+    except Exception as exc:  # RLlib raises what torch, pickle or pyarrow raise on a damaged checkpoint
         raise DataError(f"{module_dir}: not a loadable RLModule checkpoint ({type(exc).__name__}: {exc})") from None
     module.eval()
     return Policy(module, ActionMap.from_config(metadata.env_config, len(metadata.assets)))
