@@ -28,6 +28,27 @@ def test_shipped_algorithm_configs_resolve_and_build(algo):
     assert algo_config.seed == config.seed
 
 
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_replay_algorithms_use_the_array_replay_unless_told_rllib(algo):
+    from ray.rllib.algorithms.dqn import DQN
+    from ray.rllib.algorithms.sac import SAC
+
+    from training.replay_algorithms import ArrayReplayDQN, ArrayReplaySAC
+
+    shipped = build_algorithm_config(resolve_train_config(algo)).algo_class
+    assert shipped is {"dqn": ArrayReplayDQN, "sac": ArrayReplaySAC}[algo]
+    rllib = build_algorithm_config(resolve_train_config(algo, overrides={"replay": "rllib"})).algo_class
+    assert rllib is {"dqn": DQN, "sac": SAC}[algo]
+    with pytest.raises(ConfigError, match=r"replay"):
+        resolve_train_config(algo, overrides={"replay": "ring"})
+    ranged = resolve_train_config(algo, overrides={"hyperparameters": {"n_step": [1, 3]}})
+    with pytest.raises(ConfigError, match=r"n_step.*whole number"):
+        build_algorithm_config(ranged)
+    build_algorithm_config(
+        resolve_train_config(algo, overrides={"hyperparameters": {"n_step": [1, 3]}, "replay": "rllib"})
+    )
+
+
 def test_unknown_algorithm_is_rejected_by_name(capsys):
     assert train_main(["--algo", "a2c"]) == 2
     assert "unknown algorithm 'a2c'" in capsys.readouterr().err

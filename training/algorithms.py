@@ -16,19 +16,30 @@ from envs import ENV_ID
 from training.config import TrainConfig
 
 
-def algorithm_config_class(algo: str) -> type[AlgorithmConfig]:
+def algorithm_config_class(algo: str, replay: str = "array") -> type[AlgorithmConfig]:
+    """RLlib's config class for ``algo``; DQN and SAC replay from ``training.replay`` unless ``replay='rllib'``."""
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig
 
         return PPOConfig
+    if replay not in ("array", "rllib"):
+        raise ConfigError(f"replay: expected 'array' or 'rllib', got '{replay}'")
     if algo == "sac":
-        from ray.rllib.algorithms.sac import SACConfig
+        if replay == "rllib":
+            from ray.rllib.algorithms.sac import SACConfig
 
-        return SACConfig
+            return SACConfig
+        from training.replay_algorithms import ArrayReplaySACConfig
+
+        return ArrayReplaySACConfig
     if algo == "dqn":
-        from ray.rllib.algorithms.dqn import DQNConfig
+        if replay == "rllib":
+            from ray.rllib.algorithms.dqn import DQNConfig
 
-        return DQNConfig
+            return DQNConfig
+        from training.replay_algorithms import ArrayReplayDQNConfig
+
+        return ArrayReplayDQNConfig
     raise ConfigError(f"unknown algorithm '{algo}'")
 
 
@@ -53,7 +64,7 @@ def build_algorithm_config(
     """
     from training.validation import ValidationCallback, with_run_dir
 
-    config_class = algorithm_config_class(config.algo)
+    config_class = algorithm_config_class(config.algo, config.replay)
     _check_hyperparameters(config_class, config.hyperparameters)
     res = config.resources
     algo_config = (
@@ -100,4 +111,8 @@ def build_algorithm_config(
         algo_config = algo_config.training(**config.hyperparameters)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"hyperparameters: {exc}") from None
+    if config.algo in ("dqn", "sac") and config.replay == "array":
+        from training.replay import check_n_step
+
+        check_n_step(algo_config.n_step)
     return algo_config

@@ -55,6 +55,11 @@ class TrainConfig(FrozenConfig):
     env: EnvConfig
     model: ModelConfig = ModelConfig()
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="AlgorithmConfig.training(**...)")
+    replay: Literal["array", "rllib"] = Field(
+        default="array",
+        description="DQN and SAC: 'array' replays n-step transitions from numpy arrays (training.replay, uniform); "
+        "'rllib' uses RLlib's episode buffer named in hyperparameters.replay_buffer_config",
+    )
     resources: ResourcesConfig = ResourcesConfig()
     checkpoint_every_iterations: int = Field(default=10, ge=1)
     validate_every_steps: int = Field(

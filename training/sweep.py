@@ -84,7 +84,7 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
 
     sweep, base = plan.sweep, plan.bases[algo]
     experiment_dir = folder / algo
-    trainable = algorithm_config_class(algo)().algo_class
+    trainable = algorithm_config_class(algo, base.replay)().algo_class
     # The param space holds a class (the validation callback), which Tune stores by reference: pass it on restore too.
     space = param_space(base, sweep, algo, folder / "best_modules" / algo)
     if tune.Tuner.can_restore(str(experiment_dir)):
