@@ -57,27 +57,34 @@ class RegimeModel:
 
     def log_densities(self, log_returns: np.ndarray) -> np.ndarray:
         """``(T, K)`` log density of each day's returns (``(T, A)``) under each regime."""
-        inverse_factors, log_normaliser = self._factors
-        # Days along the columns: (A, A) @ (A, T) is one fast BLAS call per regime, where (T, A) @ (A, A) with a
-        # small A, or a (T, K, A) einsum, is 20 to 60 times slower.
+        stacked, shifts, log_normaliser = self._factors
+        # Days along the columns: all regimes' whitening is one (K*A, A) @ (A, T) BLAS call, where (T, A) @ (A, A)
+        # with a small A, or a (T, K, A) einsum, is 20 to 60 times slower.
         columns = np.ascontiguousarray(np.asarray(log_returns, dtype=np.float64).T)
-        out = np.empty((columns.shape[1], self.n_regimes))
-        for k in range(self.n_regimes):
-            whitened = inverse_factors[k] @ (columns - self.means[k][:, None])
-            whitened *= whitened
-            out[:, k] = log_normaliser[k] - 0.5 * whitened.sum(axis=0)
-        return out
+        whitened = stacked @ columns
+        whitened -= shifts
+        whitened *= whitened
+        n_assets = columns.shape[0]
+        distances = whitened.reshape(self.n_regimes, n_assets, -1).sum(axis=1)
+        return (log_normaliser[:, None] - 0.5 * distances).T
 
     @cached_property
-    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Inverse Cholesky factors ``(K, A, A)`` and log normalising constants ``(K,)`` of the regime densities."""
+    def _factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The regime densities' inverse Cholesky factors stacked ``(K*A, A)``, each applied to its mean
+        ``(K*A, 1)``, and log normalising constants ``(K,)``."""
         try:
             factors = np.linalg.cholesky(self.covariances)
         except np.linalg.LinAlgError:
             raise ConfigError("regime model: a covariance matrix is not positive definite") from None
-        n_assets = self.means.shape[1]
+        n_regimes, n_assets = self.means.shape
         log_det = 2.0 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
-        return np.linalg.inv(factors), -0.5 * (log_det + n_assets * np.log(2.0 * np.pi))
+        inverse = np.linalg.inv(factors)
+        shifts = np.einsum("kij,kj->ki", inverse, self.means).reshape(-1, 1)
+        return (
+            inverse.reshape(n_regimes * n_assets, n_assets),
+            shifts,
+            -0.5 * (log_det + n_assets * np.log(2.0 * np.pi)),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,10 +144,12 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     likelihood = _likelihoods(model, returns).reshape(-1, n_days, n_regimes)
     n_paths, n_blocks = likelihood.shape[0], -(-n_days // width)
     # steps[offset, path, block] = M of day block * width + offset (identity past the last day): offset-major, so
-    # each vectorised step below reads and writes contiguous memory.
-    steps = np.broadcast_to(np.eye(n_regimes), (n_blocks * width, n_paths, n_regimes, n_regimes)).copy()
-    steps[:n_days] = model.transition * likelihood.transpose(1, 0, 2)[:, :, None, :]  # G diag(l): column k times l_k
-    steps = steps.reshape(n_blocks, width, n_paths, n_regimes, n_regimes).transpose(1, 2, 0, 3, 4).copy()
+    # each vectorised step below reads and writes contiguous memory. G diag(l): column k of G times l_k.
+    padded = np.ones((n_paths, n_blocks * width, n_regimes))
+    padded[:, :n_days] = likelihood
+    by_offset = padded.reshape(n_paths, n_blocks, width, n_regimes).transpose(2, 0, 1, 3)
+    steps = model.transition * by_offset[..., None, :]
+    steps[n_days - (n_blocks - 1) * width :, :, -1] = np.eye(n_regimes)
     prefix, suffix = np.empty_like(steps), np.empty_like(steps)
     prefix[0], suffix[-1] = steps[0], steps[-1]
     for offset in range(1, width):
@@ -156,7 +165,7 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     head = pi @ suffix[starts % width, :, starts // width]  # (rows, paths, K): pi times the rest of the first block
     aligned = starts % width == 0  # a window that is one whole block: its prefix product alone
     head[aligned] = pi
-    belief = np.einsum("rpk,rpkl->rpl", head, prefix[ends % width, :, ends // width])
+    belief = (head[..., None, :] @ prefix[ends % width, :, ends // width])[..., 0, :]
     belief /= belief.sum(axis=-1, keepdims=True)
     out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief.transpose(1, 0, 2)
     return out

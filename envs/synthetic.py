@@ -153,25 +153,34 @@ def simulate_paths(
     n_regimes, n_assets = params.mu.shape
     n_paths = len(rngs)
     stationary = params.stationary()
-    first = np.empty(n_paths, dtype=np.int64)
-    uniforms = np.empty((n_paths, n_days))
+    draws = np.empty((n_paths, n_days + 1))
     shocks = np.empty((n_paths, n_days - 1, n_assets))
     for p, rng in enumerate(rngs):
-        first[p] = rng.choice(n_regimes, p=stationary)
-        uniforms[p] = rng.random(n_days)
-        shocks[p] = rng.standard_normal((n_days - 1, n_assets))
+        # One call for what ``rng.choice(n_regimes, p=stationary)`` and ``rng.random(n_days)`` draw in turn (the
+        # choice is one uniform against the cumulative probabilities): the same numbers, a third of the calls.
+        rng.random(out=draws[p])
+        rng.standard_normal(out=shocks[p])
+    stationary_cdf = np.cumsum(stationary)
+    stationary_cdf /= stationary_cdf[-1]
+    uniforms = draws[:, 1:]
     regimes = np.empty((n_paths, n_days), dtype=np.int64)
-    regimes[:, 0] = first
+    regimes[:, 0] = np.searchsorted(stationary_cdf, draws[:, 0], side="right")
     cumulative = np.cumsum(params.transition, axis=1)
     # following[r, p, t]: the regime path p moves to at day t if it was in r the day before (the first regime whose
     # cumulative transition probability exceeds the day's uniform), for every r at once; the chain then only looks up.
-    following = np.minimum((cumulative[:, None, None, :] <= uniforms[None, :, :, None]).sum(axis=-1), n_regimes - 1)
+    following = np.stack([np.searchsorted(row, uniforms, side="right") for row in cumulative])
+    np.minimum(following, n_regimes - 1, out=following)
     paths = np.arange(n_paths)
     for t in range(1, n_days):
         regimes[:, t] = following[regimes[:, t - 1], paths, t]
     chol = np.linalg.cholesky(params.cov)
     drivers = regimes[:, :-1]
-    log_returns = params.mu[drivers] + np.einsum("ptij,ptj->pti", chol[drivers], shocks)
+    # Each regime's Cholesky factor applied to every shock (one BLAS product per regime), then each day keeps its
+    # regime's: cheaper than gathering a factor per day.
+    log_returns = np.empty_like(shocks)
+    for r in range(n_regimes):
+        mask = drivers == r
+        log_returns[mask] = shocks[mask] @ chol[r].T + params.mu[r]
     log_prices = np.concatenate([np.zeros((n_paths, 1, n_assets)), np.cumsum(log_returns, axis=1)], axis=1)
     return initial_price * np.exp(log_prices), regimes
 
