@@ -148,7 +148,7 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     padded = np.ones((n_paths, n_blocks * width, n_regimes))
     padded[:, :n_days] = likelihood
     by_offset = padded.reshape(n_paths, n_blocks, width, n_regimes).transpose(2, 0, 1, 3)
-    steps = model.transition * by_offset[..., None, :]
+    steps = np.multiply(model.transition, by_offset[..., None, :], order="C")  # contiguous, whatever the view's order
     steps[n_days - (n_blocks - 1) * width :, :, -1] = np.eye(n_regimes)
     prefix, suffix = np.empty_like(steps), np.empty_like(steps)
     prefix[0], suffix[-1] = steps[0], steps[-1]

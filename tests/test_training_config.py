@@ -171,3 +171,33 @@ def test_sweep_resources_override_only_what_they_set():
     own = resolve_train_config("sac").resources
     assert (sac.resources.num_envs_per_env_runner, sac.resources.rollout_fragment_length) == (32, 4)
     assert (own.num_envs_per_env_runner, own.rollout_fragment_length) == (32, 4)
+
+
+def test_array_replay_refuses_what_it_cannot_do_before_ray():
+    small = resolve_train_config("dqn", overrides={"hyperparameters": {"replay_buffer_config": {"capacity": 100}}})
+    with pytest.raises(ConfigError, match=r"capacity: 100 is less than one train batch"):
+        build_algorithm_config(small)
+    stored = resolve_train_config("sac", overrides={"hyperparameters": {"store_buffer_in_checkpoints": True}})
+    with pytest.raises(ConfigError, match=r"store_buffer_in_checkpoints"):
+        build_algorithm_config(stored)
+    assert_ray_not_started()
+
+
+def test_sweeps_planned_before_the_replay_option_resume_with_rllibs_buffers(tmp_path):
+    """Tune restores only into the trainable class an experiment started with (DQN, not ArrayReplayDQN)."""
+    from training.sweep_state import SweepPlan
+
+    base = resolve_train_config("dqn").model_dump(mode="json")
+    del base["replay"]
+    plan = {
+        "name": "old",
+        "created_at": "2026-11-30T00:00:00",
+        "config_file": "configs/sweep.yaml",
+        "data_label": "synthetic",
+        "algos": ["dqn"],
+        "sweep": yaml.safe_load(open("configs/sweep.yaml")),
+        "bases": {"dqn": base},
+    }
+    assert SweepPlan.model_validate(plan).bases["dqn"].replay == "rllib"
+    plan["bases"]["dqn"]["replay"] = "array"
+    assert SweepPlan.model_validate(plan).bases["dqn"].replay == "array"

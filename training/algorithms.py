@@ -112,7 +112,7 @@ def build_algorithm_config(
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"hyperparameters: {exc}") from None
     if config.algo in ("dqn", "sac") and config.replay == "array":
-        from training.replay import check_n_step
+        from training.replay_algorithms import check_array_replay
 
-        check_n_step(algo_config.n_step)
+        check_array_replay(algo_config)
     return algo_config

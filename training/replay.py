@@ -5,12 +5,15 @@ building a one-step ``SingleAgentEpisode`` per sampled row that the learner conn
 2 CPUs that was about 70% of a SAC iteration (sampling 7.3 s, learner connector 3.8 s and adding 2.0 s of 20 s
 profiled, against 3.5 s of gradient work). Here a sampled batch is one fancy-indexing per column.
 
-Semantics follow RLlib's ``EpisodeReplayBuffer`` with a fixed ``n_step``: the row for step ``t`` holds
-``obs[t]``, ``actions[t]``, the discounted sum of the next ``h = min(n, steps left in the episode)`` rewards,
-``obs[t + h]`` as ``new_obs``, ``terminateds`` (the episode terminated at ``t + h``) and ``n_step = h``, so the
-learner bootstraps with ``gamma ** n_step``. A truncated episode's last rows bootstrap from its final observation.
-Episodes arrive in chunks (one per env per sample call); the last ``n - 1`` steps of an unfinished episode wait
-for its next chunk. Sampling is uniform (``weights`` are ones): no prioritisation.
+Rows: the row for step ``t`` holds ``obs[t]``, ``actions[t]``, the discounted sum of the next
+``h = min(n, steps left in the episode)`` rewards, ``obs[t + h]`` as ``new_obs``, ``terminateds`` (the episode
+terminated at ``t + h``) and ``n_step = h``, so the learner bootstraps with ``gamma ** h``. A truncated episode's
+last rows bootstrap from its final observation. With ``n_step: 1`` this is exactly what RLlib's
+``EpisodeReplayBuffer`` samples. For ``n > 1`` two things differ, on purpose: RLlib writes the configured ``n`` into
+``n_step`` even for rows with fewer rewards left (bootstrapping an episode's tail with ``gamma ** n``), and it samples
+the tail of an unfinished chunk with fewer than ``n`` rewards; here each row discounts by the steps it summed, and
+the last ``n - 1`` steps of an unfinished episode wait for its next chunk (one per env per sample call). Sampling is
+uniform (``weights`` are ones): no prioritisation.
 """
 
 from __future__ import annotations

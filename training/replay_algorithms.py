@@ -5,8 +5,8 @@ sampled-to-replayed ratio (``training_intensity``, through RLlib's ``calculate_r
 checkpoints. The training step is DQN's new-stack ``_training_step_new_api_stack`` (which SAC inherits) with two
 changes: sampled episodes go into the array buffer, and the learner receives a ready ``MultiAgentBatch`` (so the
 learner connector, which only turns episodes into that batch, is skipped). TD errors are dropped: the buffer samples
-uniformly. The buffer is not checkpointed (RLlib's default too); after a restore, learning waits until a batch's worth
-of transitions is stored again.
+uniformly. The buffer is not checkpointed (RLlib's default too); after a restore, learning waits until the buffer
+holds ``num_steps_sampled_before_learning_starts`` transitions (and one batch) again, as at the start.
 
 ``TrainConfig.replay: rllib`` keeps RLlib's own algorithms and buffer (``replay_buffer_config.type``).
 """
@@ -37,7 +37,24 @@ from ray.rllib.utils.metrics import (
 )
 
 from core.errors import ConfigError
-from training.replay import TransitionReplay
+from training.replay import TransitionReplay, check_n_step
+
+
+def check_array_replay(config: Any) -> None:
+    """What the array buffer cannot do, refused before anything is built (``training.algorithms`` calls it too)."""
+    if config.model_config.get("use_lstm"):
+        raise ConfigError("replay: 'array' stores single transitions; recurrent modules need replay: 'rllib'")
+    check_n_step(config.n_step)
+    capacity = int(config.replay_buffer_config.get("capacity", 100_000))
+    if capacity < config.total_train_batch_size:
+        raise ConfigError(
+            f"hyperparameters.replay_buffer_config.capacity: {capacity} is less than one train batch "
+            f"({config.total_train_batch_size}); learning would never start"
+        )
+    if config.store_buffer_in_checkpoints:
+        raise ConfigError(
+            "store_buffer_in_checkpoints: the array replay buffer is not checkpointed; use replay: 'rllib'"
+        )
 
 
 class _ArrayReplay:
@@ -50,8 +67,7 @@ class _ArrayReplay:
 
     def setup(self, config: Any) -> None:
         super().setup(config)  # type: ignore[misc]
-        if self.config.model_config.get("use_lstm"):
-            raise ConfigError("replay: 'array' stores single transitions; recurrent modules need replay: 'rllib'")
+        check_array_replay(self.config)
         self.transitions = TransitionReplay(
             int(self.config.replay_buffer_config.get("capacity", 100_000)),
             n_step=self.config.n_step,
@@ -80,9 +96,10 @@ class _ArrayReplay:
             with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
                 self.transitions.add_episodes(episodes)
 
-        sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
         batch_size = self.config.total_train_batch_size
-        if sampled < self.config.num_steps_sampled_before_learning_starts or len(self.transitions) < batch_size:
+        # The buffer itself must hold what learning waits for: after a restore the lifetime counters are back but
+        # the buffer (not checkpointed) starts empty.
+        if len(self.transitions) < max(batch_size, self.config.num_steps_sampled_before_learning_starts):
             return
         learner_results: list[dict[str, Any]] = []
         for _ in range(sample_and_train_weight):

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.errors import ConfigError
 from core.records import Record
@@ -41,6 +41,18 @@ class SweepPlan(Record):
     algos: list[str]
     sweep: SweepConfig
     bases: dict[str, TrainConfig]
+
+    @field_validator("bases", mode="before")
+    @classmethod
+    def _replay_of_older_plans(cls, bases: Any) -> Any:
+        """Plans written before ``TrainConfig.replay`` existed ran RLlib's buffers: resume them with those (Tune
+        restores only into the trainable class the experiment started with)."""
+        if isinstance(bases, dict):
+            return {
+                algo: {**base, "replay": "rllib"} if isinstance(base, dict) and "replay" not in base else base
+                for algo, base in bases.items()
+            }
+        return bases
 
 
 class TrialSummary(Record):
