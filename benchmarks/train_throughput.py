@@ -13,7 +13,8 @@ The anchor, measured in the same run, is RLlib's PPO on ``CartPole-v1`` with PPO
 (envs per runner, vectorize mode, batch sizes, epochs, network), without validation: the framework's own ceiling
 for this machine, so ``ratio_to_anchor`` can be compared across machines whose speed drifts.
 
-``--vectorize sync`` measures the same configs with gymnasium's ``SyncVectorEnv`` (one ``PortfolioEnv`` step per
+``--replay rllib`` trains DQN and SAC with RLlib's own (prioritised episode) replay buffer instead of the array
+one (``training.replay``), for the replay's before/after ratio in the same run. ``--vectorize sync`` measures the same configs with gymnasium's ``SyncVectorEnv`` (one ``PortfolioEnv`` step per
 env, as before the batched ``PortfolioVectorEnv``), for a before/after ratio in the same run.
 """
 
@@ -65,11 +66,11 @@ def run_for(algorithm, seconds: float) -> dict[str, Any]:
     }
 
 
-def measure_algo(algo: str, seconds: float, vectorize: str) -> dict[str, Any]:
+def measure_algo(algo: str, seconds: float, vectorize: str, replay: str | None = None) -> dict[str, Any]:
     from training.algorithms import build_algorithm_config
     from training.config import check_training, resolve_train_config, with_regime_model
 
-    config = resolve_train_config(algo, None, overrides={})
+    config = resolve_train_config(algo, None, overrides={"replay": replay} if replay and algo != "ppo" else {})
     env = check_training(config)
     config = with_regime_model(config, env)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -82,6 +83,7 @@ def measure_algo(algo: str, seconds: float, vectorize: str) -> dict[str, Any]:
             algorithm.stop()
     res = config.resources
     return figures | {
+        "replay": config.replay if algo != "ppo" else None,
         "num_envs_per_env_runner": res.num_envs_per_env_runner,
         "num_env_runners": res.num_env_runners,
         "hyperparameters": {k: v for k, v in config.hyperparameters.items() if k != "replay_buffer_config"},
@@ -128,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor-seconds", type=float, default=30.0)
     parser.add_argument("--algos", default="ppo,sac,dqn")
     parser.add_argument("--vectorize", default="vector_entry_point", choices=["vector_entry_point", "sync"])
+    parser.add_argument(
+        "--replay",
+        choices=["array", "rllib"],
+        help="DQN and SAC: override the YAMLs' replay (rllib: RLlib's prioritised episode buffer, as before the array one)",
+    )
     args = parser.parse_args(argv)
 
     from core.runtime import init_ray, setup_console
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     algorithms = {}
     for algo in [a.strip() for a in args.algos.split(",") if a.strip()]:
         print(f"train_throughput: {algo} for {args.seconds:.0f} s ...", file=sys.stderr, flush=True)
-        algorithms[algo] = measure_algo(algo, args.seconds, args.vectorize)
+        algorithms[algo] = measure_algo(algo, args.seconds, args.vectorize, args.replay)
     print(f"train_throughput: anchor (PPO on CartPole-v1) for {args.anchor_seconds:.0f} s ...", file=sys.stderr)
     anchor = measure_anchor(args.anchor_seconds, args.vectorize)
     for figures in algorithms.values():
