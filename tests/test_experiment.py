@@ -1,0 +1,104 @@
+"""serving.experiment: ramps, rollbacks, promotion and the bandit on simulated feedback streams (no Serve)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from serving.experiment import Experiment, ExperimentConfig
+
+NO_DRAWDOWN = {"max_drawdown": 1.0}  # noise streams of thousands of pooled returns wander far from their peak
+
+
+def feed(experiment: Experiment, rng, truth: dict[str, float], n: int, *, vol: float = 0.01, latency=1.0) -> None:
+    """``n`` requests routed by the experiment's shares, each with its feedback; decisions after every 20."""
+    names = sorted(experiment.shares)
+    for i in range(n):
+        arm = rng.choice(names, p=[experiment.shares[a] for a in names])
+        experiment.assigned(arm, latency)
+        experiment.feedback(arm, float(rng.normal(truth[arm], vol)))
+        if i % 20 == 19:
+            experiment.decide()
+
+
+def test_a_better_challenger_ramps_step_by_step_then_is_promoted():
+    config = ExperimentConfig(control="ew", challengers=("ppo",), routing="ramp", ramp={"min_feedback": 100})
+    experiment = Experiment(config, rng=np.random.default_rng(0))
+    assert experiment.shares == pytest.approx({"ew": 0.95, "ppo": 0.05})
+    feed(experiment, np.random.default_rng(1), {"ew": 0.0, "ppo": 0.004}, 20_000)
+    kinds = [d.kind for d in experiment.decisions]
+    assert kinds[:4] == ["start", "ramp", "ramp", "ramp"] and kinds[-1] == "promote"
+    assert [d.shares["ppo"] for d in experiment.decisions if d.kind == "ramp"] == pytest.approx([0.25, 0.5, 1.0])
+    assert experiment.shares == {"ew": 0.0, "ppo": 1.0}
+
+
+def test_a_worse_challenger_is_rolled_back_with_its_reason():
+    config = ExperimentConfig(
+        control="ew", challengers=("bad",), routing="ramp", ramp={"min_feedback": 100}, guardrails=NO_DRAWDOWN
+    )
+    experiment = Experiment(config, rng=np.random.default_rng(0))
+    feed(experiment, np.random.default_rng(2), {"ew": 0.0, "bad": -0.005}, 20_000)
+    rollback = [d for d in experiment.decisions if d.kind == "rollback"]
+    assert len(rollback) == 1 and "earns less" in rollback[0].reason
+    assert experiment.shares["bad"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [("latency", 400.0, "latency p99"), ("drawdown", None, "drawdown")],
+)
+def test_guardrails_roll_back(setting, value, words):
+    config = ExperimentConfig(control="ew", challengers=("c",), routing="fixed", split={"ew": 0.5, "c": 0.5})
+    experiment = Experiment(config, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(3)
+    for i in range(400):
+        arm = "c" if i % 2 else "ew"
+        experiment.assigned(arm, value if (setting == "latency" and arm == "c") else 1.0)
+        experiment.feedback(arm, -0.02 if (setting == "drawdown" and arm == "c") else float(rng.normal(0, 0.001)))
+    made = experiment.decide()
+    assert [d.kind for d in made] == ["rollback"] and words in made[0].reason
+    assert experiment.shares == {"c": 0.0, "ew": 1.0}
+
+
+def test_errors_trip_the_error_rate_guardrail():
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    for i in range(100):
+        experiment.assigned("b", 1.0, error=i % 5 == 0)
+        experiment.assigned("a", 1.0)
+    assert "error rate 20.0%" in experiment.decide()[0].reason
+
+
+def test_the_bandit_moves_traffic_to_the_better_arm_and_keeps_the_floor():
+    config = ExperimentConfig(
+        control="ew", challengers=("good", "bad"), routing="thompson", min_share=0.05, guardrails=NO_DRAWDOWN
+    )
+    experiment = Experiment(config, rng=np.random.default_rng(0))
+    feed(experiment, np.random.default_rng(4), {"ew": 0.0, "good": 0.0005, "bad": -0.0002}, 30_000)
+    assert experiment.shares["good"] > 0.8
+    assert min(experiment.shares.values()) >= 0.05 - 1e-9
+
+
+def test_sample_ratio_follows_the_moving_split():
+    config = ExperimentConfig(
+        control="ew", challengers=("ppo",), routing="ramp", ramp={"min_feedback": 100}, guardrails=NO_DRAWDOWN
+    )
+    experiment = Experiment(config, rng=np.random.default_rng(0))
+    feed(experiment, np.random.default_rng(5), {"ew": 0.0, "ppo": 0.0}, 4_000)
+    assert len([d for d in experiment.decisions if d.kind == "ramp"]) >= 2
+    assert not experiment.sample_ratio().mismatch
+    for _ in range(500):  # an arm that gets far more than its share
+        experiment.assigned("ppo", 1.0)
+    assert experiment.sample_ratio().mismatch
+
+
+def test_bad_configs_and_arms_name_the_field():
+    with pytest.raises(ValueError, match="challengers"):
+        ExperimentConfig(control="a", challengers=("a",))
+    with pytest.raises(ValueError, match="steps"):
+        ExperimentConfig(control="a", challengers=("b",), ramp={"steps": [0.5, 0.2]})
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    with pytest.raises(ConfigError, match="arm 'zzz'"):
+        experiment.feedback("zzz", 0.0)
+    with pytest.raises(ConfigError, match="finite"):
+        experiment.feedback("a", float("nan"))
