@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import ConfigError
 
@@ -201,10 +201,6 @@ class ExperimentLog:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def is_duplicate(exc: Exception) -> bool:
-    return isinstance(exc, IntegrityError)
 
 
 def rows_as_table(contents: LogContents) -> Iterable[dict[str, Any]]:

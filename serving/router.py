@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from core.errors import ConfigError
+from serving.buckets import unit_point
 
 
 class UnknownAgent(KeyError):
@@ -61,10 +62,6 @@ class TrafficSplit:
         return dict(self.weights)
 
 
-def _unit_interval(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
-
-
 class ABRouter:
     """Chooses an arm per request."""
 
@@ -78,7 +75,7 @@ class ABRouter:
             if override not in self.known:
                 raise UnknownAgent(override)
             return override
-        u = _unit_interval(f"{self.split.version}:{client_id}") if client_id else self._rng.random()
+        u = unit_point(self.split.version, client_id) if client_id else self._rng.random()
         cumulative = 0.0
         for name, weight in self.split.weights:
             cumulative += weight

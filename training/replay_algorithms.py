@@ -40,12 +40,16 @@ from core.errors import ConfigError
 from training.replay import TransitionReplay, check_n_step
 
 
+def _capacity(config: Any) -> int:
+    return int(config.replay_buffer_config.get("capacity", 100_000))
+
+
 def check_array_replay(config: Any) -> None:
     """What the array buffer cannot do, refused before anything is built (``training.algorithms`` calls it too)."""
     if config.model_config.get("use_lstm"):
         raise ConfigError("replay: 'array' stores single transitions; recurrent modules need replay: 'rllib'")
     check_n_step(config.n_step)
-    capacity = int(config.replay_buffer_config.get("capacity", 100_000))
+    capacity = _capacity(config)
     if capacity < config.total_train_batch_size:
         raise ConfigError(
             f"hyperparameters.replay_buffer_config.capacity: {capacity} is less than one train batch "
@@ -69,7 +73,7 @@ class _ArrayReplay:
         super().setup(config)  # type: ignore[misc]
         check_array_replay(self.config)
         self.transitions = TransitionReplay(
-            int(self.config.replay_buffer_config.get("capacity", 100_000)),
+            _capacity(self.config),
             n_step=self.config.n_step,
             gamma=self.config.gamma,
             seed=self.config.seed,
