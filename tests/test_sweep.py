@@ -114,7 +114,9 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
     process = subprocess.Popen(
         sweep_command(config),
         cwd=REPO_ROOT,
-        env=run_env(),
+        # Tune uploads result files to the sweep folder with each experiment snapshot (every 10 s or more by default):
+        # snapshot every second so that what this test watches is what a resume will find.
+        env={**run_env(), "TUNE_GLOBAL_CHECKPOINT_S": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -91,7 +91,9 @@ def build_algorithm_config(
             model_config={"fcnet_hiddens": list(config.model.hidden), "fcnet_activation": config.model.activation}
         )
         .callbacks(
-            with_run_dir(run_dir, per_trial=per_trial, every_steps=config.validate_every_steps)
+            with_run_dir(
+                run_dir, per_trial=per_trial, every_steps=config.validate_every_steps, selection=config.selection
+            )
             if run_dir
             else ValidationCallback
         )

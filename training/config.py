@@ -68,6 +68,12 @@ class TrainConfig(FrozenConfig):
         description="validate (and maybe keep the module) once this many env steps passed since the last validation; "
         "0: after every iteration",
     )
+    selection: Literal["best", "within_one_se"] = Field(
+        default="best",
+        description="which validated module to keep and export: 'best' the highest validation mean daily log growth; "
+        "'within_one_se' the newest within one standard error (across validation paths) of the best, so that a "
+        "lucky early module does not beat a later one validation cannot tell from it",
+    )
 
     @model_validator(mode="after")
     def _some_limit(self) -> TrainConfig:

@@ -80,6 +80,7 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from training.algorithms import algorithm_config_class
+    from training.checkpoint_pruning import CheckpointPruner
     from training.tracking import CuratedMLflowLoggerCallback
 
     sweep, base = plan.sweep, plan.bases[algo]
@@ -123,10 +124,12 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
             name=algo,
             storage_path=str(folder),
             stop={STEPS: spec.timesteps},
+            # Tune deletes nothing itself (num_to_keep=None): CheckpointPruner keeps what a snapshot can still name.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2, checkpoint_frequency=sweep.checkpoint_every_iterations, checkpoint_at_end=True
+                num_to_keep=None, checkpoint_frequency=sweep.checkpoint_every_iterations, checkpoint_at_end=True
             ),
             callbacks=[
+                CheckpointPruner(keep=2),
                 ProgressCallback(algo, spec.timesteps, sweep.n_trials(algo)),
                 CuratedMLflowLoggerCallback(
                     tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri),

@@ -48,7 +48,7 @@ def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSum
             trial_id=metrics["trial_id"],
             seed=result.config.get("seed"),
             params=params,
-            best_validation=metrics.get("validation", {}).get("best_mean_daily_log_growth"),
+            best_validation=selected_validation(metrics.get("validation", {})),
             env_steps=metrics.get(STEPS),
             seconds=metrics.get("time_total_s"),
             iterations=metrics.get("training_iteration"),
@@ -77,6 +77,12 @@ def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSum
     return AlgoSummary(
         algo=algo, n_trials=len(trials), configurations=configurations, trials=trials, best_trial=best_trial
     )
+
+
+def selected_validation(validation: dict) -> float | None:
+    """The validation score of the module a trial kept (``TrainConfig.selection``); results written before the
+    selection rule existed name only the best score, which was then the kept module's."""
+    return validation.get("selected_mean_daily_log_growth", validation.get("best_mean_daily_log_growth"))
 
 
 def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) -> str | None:

@@ -60,7 +60,10 @@ class TrialSummary(Record):
     trial_id: str | None = None
     seed: int | None = None
     params: dict[str, Any] = {}
-    best_validation: float | None = Field(default=None, description="the trial's best validation mean daily log growth")
+    best_validation: float | None = Field(
+        default=None,
+        description="the validation mean daily log growth of the module the trial kept (TrainConfig.selection)",
+    )
     env_steps: int | None = None
     seconds: float | None = None
     iterations: int | None = None

@@ -13,13 +13,16 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from backtesting.backtest import evaluation_env, path_env, run_batched
 from envs.config import EnvConfig
 from policies.policy import Policy
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,24 @@ def validate_all(policy: Policy, envs: list) -> dict[str, float]:
 
     The envs play in lockstep, one batched forward pass per day for all of them (``run_batched``).
     """
-    rows = [_metrics(result) for result in run_batched("agent", policy.weights_batch, envs)]
-    return {key: float(sum(row[key] for row in rows) / len(rows)) for key in rows[0]}
+    import numpy as np
+
+    results = run_batched("agent", policy.weights_batch, envs)
+    rows = [_metrics(result) for result in results]
+    metrics = {key: float(sum(row[key] for row in rows) / len(rows)) for key in rows[0]}
+    metrics["mean_daily_log_growth_se"] = standard_error(
+        [row["mean_daily_log_growth"] for row in rows], np.diff(np.log(results[0].wealth))
+    )
+    return metrics
+
+
+def standard_error(path_means: list[float], one_path_daily: np.ndarray) -> float:
+    """Standard error of the mean daily log growth: across paths when there are several (each path's mean is one
+    draw), else across the one path's days (serial correlation ignored: daily log growth is close to uncorrelated)."""
+    import numpy as np
+
+    values = np.asarray(path_means if len(path_means) > 1 else one_path_daily, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def limit_torch_threads() -> None:
@@ -105,12 +124,15 @@ class ValidationCallback(RLlibCallback):
     RUN_DIR: str | None = None
     PER_TRIAL: bool = False
     EVERY_STEPS: int = 0  # validate once at least this many env steps passed since the last validation (0: always)
+    SELECTION: str = "best"  # TrainConfig.selection: "best" or "within_one_se"
 
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs: Any) -> None:
         limit_torch_threads()
         self._envs = validation_envs(dict(algorithm.config.env_config))
         self._dir: Path | None = None  # known only once Tune has set the trial id, at the first result
-        self._best = -math.inf
+        self._best = -math.inf  # the best validation score so far
+        self._best_se = 0.0  # its standard error
+        self._selected = -math.inf  # the score of the module kept in best_module (the best one under "best")
         self._validated_at: int | None = None
         self._last: dict[str, float] = {}
 
@@ -126,23 +148,44 @@ class ValidationCallback(RLlibCallback):
             record = self._dir / BEST_RECORD
             # A resumed trial keeps its best so far instead of overwriting it with a worse module.
             if record.is_file():
-                self._best = json.loads(record.read_text())["mean_daily_log_growth"]
+                kept = json.loads(record.read_text())
+                self._selected = kept["mean_daily_log_growth"]
+                self._best = kept.get("best_mean_daily_log_growth", self._selected)
+                self._best_se = kept.get("best_mean_daily_log_growth_se", 0.0)
         return self._dir
+
+    def _keeps(self, metrics: dict[str, float]) -> bool:
+        """Whether this validation's module replaces the kept one; updates the best score.
+
+        ``within_one_se`` keeps the newest module scoring within one standard error of the best so far (Breiman's
+        one-standard-error rule): a later module that validation cannot tell apart from the best is preferred over
+        an early one that was luckier on the validation paths. Kept online, it ends as the newest module within one
+        standard error of the final best (a module kept before the final best arrived is replaced by that best)."""
+        score, se = metrics["mean_daily_log_growth"], metrics["mean_daily_log_growth_se"]
+        improved = score > self._best
+        if improved:
+            self._best, self._best_se = score, se
+        return improved or (self.SELECTION == "within_one_se" and score >= self._best - self._best_se)
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs: Any) -> None:
         started = time.perf_counter()
         steps = int(result.get("num_env_steps_sampled_lifetime") or 0)
         if self._validated_at is not None and steps - self._validated_at < self.EVERY_STEPS:
             # Not due: repeat the last figures (Tune's scheduler needs its metric in every result), marked stale.
-            result["validation"] = {**self._last, "best_mean_daily_log_growth": self._best, "seconds": 0.0, "fresh": 0}
+            result["validation"] = {
+                **self._last,
+                "best_mean_daily_log_growth": self._best,
+                "selected_mean_daily_log_growth": self._selected,
+                "seconds": 0.0,
+                "fresh": 0,
+            }
             return
         self._validated_at = steps
         run_dir = self._run_dir(algorithm)
         module = algorithm.get_module()
         metrics = validate_all(Policy(module, self._envs[0].action_map), self._envs)
-        improved = metrics["mean_daily_log_growth"] > self._best
-        if improved:
-            self._best = metrics["mean_daily_log_growth"]
+        if self._keeps(metrics):
+            self._selected = metrics["mean_daily_log_growth"]
             run_dir.mkdir(parents=True, exist_ok=True)
             tmp = run_dir / f".{BEST_MODULE_DIR}.tmp"
             module.save_to_path(str(tmp.resolve()))
@@ -152,6 +195,8 @@ class ValidationCallback(RLlibCallback):
             tmp.rename(target)
             record = {
                 **metrics,
+                "best_mean_daily_log_growth": self._best,
+                "best_mean_daily_log_growth_se": self._best_se,
                 "training_iteration": result.get("training_iteration"),
                 "env_steps": result.get("num_env_steps_sampled_lifetime"),
             }
@@ -160,13 +205,22 @@ class ValidationCallback(RLlibCallback):
         result["validation"] = {
             **metrics,
             "best_mean_daily_log_growth": self._best,
+            "selected_mean_daily_log_growth": self._selected,
             "seconds": time.perf_counter() - started,
             "fresh": 1,
         }
 
 
-def with_run_dir(run_dir: str | Path, *, per_trial: bool = False, every_steps: int = 0) -> type[ValidationCallback]:
-    """A ``ValidationCallback`` that keeps its best module under ``run_dir`` (per Tune trial if ``per_trial``) and
-    validates once ``every_steps`` env steps have passed since its last validation (0: every iteration)."""
-    attributes = {"RUN_DIR": str(Path(run_dir).resolve()), "PER_TRIAL": per_trial, "EVERY_STEPS": every_steps}
+def with_run_dir(
+    run_dir: str | Path, *, per_trial: bool = False, every_steps: int = 0, selection: str = "best"
+) -> type[ValidationCallback]:
+    """A ``ValidationCallback`` that keeps its selected module under ``run_dir`` (per Tune trial if ``per_trial``),
+    validates once ``every_steps`` env steps have passed since its last validation (0: every iteration) and selects
+    by ``selection`` (``TrainConfig.selection``)."""
+    attributes = {
+        "RUN_DIR": str(Path(run_dir).resolve()),
+        "PER_TRIAL": per_trial,
+        "EVERY_STEPS": every_steps,
+        "SELECTION": selection,
+    }
     return type("ValidationCallbackInRunDir", (ValidationCallback,), attributes)
