@@ -218,7 +218,14 @@ def ab_table(stats: dict) -> str:
             f"{'-' if mean is None else f'{mean:+.5f}':>13}{'-' if std is None else f'{std:.5f}':>9}"
         )
     for c in stats.get("comparisons", []):
-        lines.append(f"{c['a']} vs {c['b']}: {c['verdict']}")
+        seq = c["sequential"]
+        lines.append(
+            f"{c['challenger']} vs {c['control']} (control): {c['verdict']}; difference {c['mean_difference']:+.5f}, "
+            f"always-valid 95% interval [{seq['lower']:+.5f}, {seq['upper']:+.5f}]"
+        )
+    ratio = stats.get("sample_ratio")
+    if ratio:
+        lines.append(f"sample-ratio test: p = {ratio['p_value']:.3g} ({'MISMATCH' if ratio['mismatch'] else 'ok'})")
     return "\n".join(lines)
 
 

@@ -22,8 +22,10 @@ from envs.config import RegimeParams
 from policies.format import agent_dirs, read_metadata
 from serving.agents import BASELINES, BaselineAgent, policy_info
 from serving.deployments import AgentDeployment, StatsStore
+from serving.experiment import ExperimentConfig
+from serving.experiment_log import DEFAULT_URL
+from serving.experiment_runner import resolve_settings
 from serving.ingress import Ingress
-from serving.router import TrafficSplit
 
 
 class AppArgs(FrozenConfig):
@@ -34,6 +36,16 @@ class AppArgs(FrozenConfig):
         default=None, description="agent -> traffic weight; default equal over the RL agents"
     )
     shadow: str | None = Field(default=None, description="agent evaluated on every request but never returned")
+    experiment: ExperimentConfig | None = Field(
+        default=None,
+        description="the A/B experiment (control, challengers, routing fixed|ramp|thompson, guardrails); default a "
+        "fixed split over `split`'s arms",
+    )
+    experiment_log: str = Field(
+        default=DEFAULT_URL,
+        description="SQLAlchemy URL of the durable experiment log (relative SQLite paths resolve "
+        "against the directory the app is built in)",
+    )
     baselines: list[str] = Field(
         default=["equal_weight", "growth_optimal"], description="classical baselines, routable like agents"
     )
@@ -107,8 +119,11 @@ def build_app(args: AppArgs) -> serve.Application:
     fallback = args.fallback
     if fallback not in infos:
         raise ConfigError(f"fallback: '{fallback}' is not deployed (agents: {sorted(infos)})")
-    split = args.split or {name: 1.0 for name, i in infos.items() if i.kind == "rl"}
-    TrafficSplit.create(split, set(infos), args.shadow)  # fail here, with a clear message, not in a replica
+    default_split = {name: 1.0 for name, i in infos.items() if i.kind == "rl"} or {fallback: 1.0}
+    settings = {"experiment": args.experiment, "split": args.split, "shadow": args.shadow}
+    resolve_settings(settings, set(infos), fallback, default_split)  # fail here, with a clear message, not in a replica
+    settings = {k: (v.model_dump(mode="json") if isinstance(v, ExperimentConfig) else v) for k, v in settings.items()}
+    log_url = absolute_sqlite(args.experiment_log)
 
     logging_config = replica_logging(args.access_log)
     options: dict[str, Any] = {"ray_actor_options": {"num_cpus": args.agent_num_cpus}, "logging_config": logging_config}
@@ -130,10 +145,25 @@ def build_app(args: AppArgs) -> serve.Application:
         handles[name] = AgentDeployment.options(name=f"agent-{name}", **options).bind(spec)
     token = os.environ.get(args.token_env)
     token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
-    store = StatsStore.options(logging_config=logging_config).bind()
-    ingress = Ingress.options(
-        num_replicas=args.ingress_replicas,
-        user_config={"split": split, "shadow": args.shadow},
-        logging_config=logging_config,
+    store = StatsStore.options(logging_config=logging_config).bind(
+        log_url, {n: i.model_version for n, i in infos.items()}, fallback, default_split
     )
-    return ingress.bind(handles, store, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256)
+    ingress = Ingress.options(num_replicas=args.ingress_replicas, user_config=settings, logging_config=logging_config)
+    return ingress.bind(handles, store, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256, log_url)
+
+
+def absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute here, so every replica opens the same file; checked."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"experiment_log: '{url}' is not a database URL (e.g. sqlite:///runs/experiments.db)"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return parsed.set(database=str(Path(parsed.database).expanduser().resolve())).render_as_string(
+            hide_password=False
+        )
+    return url

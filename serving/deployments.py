@@ -1,16 +1,21 @@
 """The Serve deployments behind the ingress: ``AgentDeployment`` serves one agent (an exported policy or a classical
-baseline), ``StatsStore`` holds the app's one set of A/B statistics."""
+baseline), ``StatsStore`` runs the app's one A/B experiment over its durable log."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from core.errors import ConfigError
 from envs.config import RegimeParams
 from serving.agents import BaselineAgent, PolicyAgent
-from serving.router import ABStats
+from serving.experiment_log import ExperimentLog
+from serving.experiment_runner import ExperimentRunner
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, health_check_period_s=5)
@@ -47,23 +52,83 @@ class AgentDeployment:
         return {"action": action, "weights": np.asarray(weights, dtype=float).tolist()}
 
 
+STORE_POLL_S = 0.25  # how often the store reads the log's new rows and takes the decisions they call for
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=1000)
 class StatsStore:
-    """The app's one ``ABStats``: every ingress replica sends its records here, so ``/ab/stats`` and ``/feedback``
-    see all traffic whichever replica serves them, and the statistics outlive an ingress restart."""
+    """The app's one running experiment (``serving.experiment_runner``) over the durable log: the ingress replicas
+    write the log, this reads it, decides, and tells them the split to route by. Restarted, it rebuilds from the log.
 
-    def __init__(self) -> None:
-        self.stats = ABStats()
+    Calls answer plain dicts; a bad admin request answers ``{"error": {"field", "message"}}`` (a ``ConfigError``
+    raised here would reach the ingress wrapped in Ray's own exception)."""
 
-    async def ingest(self, records: list, errors: list, shadows: list) -> None:
-        self.stats.ingest(records, errors, shadows)
+    def __init__(self, log_url: str, versions: dict[str, str], fallback: str, default_split: dict[str, float]) -> None:
+        """:param versions: every deployed agent -> its model version (the experiment's key includes the arms')."""
+        from ray.serve import metrics
 
-    async def feedback(self, request_id: str, realized_return: float) -> str | None:
-        """The agent that served ``request_id``, or None if the id is unknown or its return was already reported."""
+        self.runner = ExperimentRunner(ExperimentLog(log_url), set(versions), fallback, default_split, versions)
+        self._poller: asyncio.Task | None = None
+        keys = ("experiment",)
+        self.srm_p = metrics.Gauge(
+            "rlportfolio_ab_srm_p_value", "Sample-ratio test p-value of the running experiment", tag_keys=keys
+        )
+        self.srm_mismatch = metrics.Gauge(
+            "rlportfolio_ab_srm_mismatch", "1 when the sample-ratio test rejects the split (p < alpha)", tag_keys=keys
+        )
+        self.share = metrics.Gauge(
+            "rlportfolio_ab_share", "Traffic share per arm of the running experiment", tag_keys=("experiment", "arm")
+        )
+
+    def _start_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_POLL_S)
+            try:
+                self.runner.poll()
+                self._gauges()
+            except Exception:  # the database may be briefly unavailable: read again next time
+                logging.getLogger(__name__).exception("experiment poll failed")
+
+    def _gauges(self) -> None:
+        experiment = self.runner.experiment
+        if experiment is None:
+            return
+        tags = {"experiment": self.runner.key}
+        ratio = experiment.sample_ratio()
+        self.srm_p.set(ratio.p_value, tags=tags)
+        self.srm_mismatch.set(float(ratio.mismatch), tags=tags)
+        for arm, share in experiment.shares.items():
+            self.share.set(share, tags={**tags, "arm": arm})
+
+    def _answer(self, call: Any) -> dict[str, Any]:
+        self._start_poller()
         try:
-            return self.stats.feedback(request_id, realized_return)
-        except KeyError:
-            return None
+            result = call()
+        except ConfigError as exc:
+            field, _, message = str(exc).partition(": ")
+            return {"error": {"field": field if message else "body", "message": str(exc)}}
+        return asdict(result) if is_dataclass(result) else result
+
+    async def configure(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The ingress ``user_config``; the routing to use (a deploy wins when it changes something)."""
+        return self._answer(lambda: self.runner.configure(settings))
+
+    async def routing(self) -> dict[str, Any]:
+        return self._answer(self.runner.routing)
 
     async def summary(self) -> dict[str, Any]:
-        return self.stats.summary()
+        return self._answer(self.runner.summary)
+
+    async def describe(self) -> dict[str, Any]:
+        return self._answer(self.runner.describe)
+
+    async def admin(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """``set_split``, ``promote``, ``rollback``, ``ramp`` or ``resume`` of ``ExperimentRunner``, logged as the
+        admin's decision; the routing after it."""
+        if operation not in ("set_split", "promote", "rollback", "ramp", "resume"):
+            return {"error": {"field": "operation", "message": f"unknown admin operation '{operation}'"}}
+        return self._answer(lambda: getattr(self.runner, operation)(**arguments))

@@ -10,8 +10,9 @@ only if read once, at a sample size fixed in advance). Sample-ratio mismatch ove
 Decisions (``decide``), each recorded with its reason:
 
 - **rollback** a challenger (its share to 0, the control takes it) when a guardrail trips: error rate, latency p99,
-  or the drawdown of the wealth its feedback returns compound to; or when the sequence says it is worse
-  (its upper end below 0).
+  or the drawdown of its average client's wealth (the mean feedback return of each ``drawdown_period_s``, a
+  trading day by default, compounded over the periods: pooling every client's returns into one sequence would
+  make the drawdown grow with the traffic); or when the sequence says it is worse (its upper end below 0).
 - **ramp** a challenger to the next step of ``ramp.steps`` once it has ``ramp.min_feedback`` feedback returns at the
   current step and the sequence does not say it is worse.
 - **promote** a challenger (all traffic) once it is at the last step and the sequence says it is better (lower end
@@ -23,6 +24,7 @@ Decisions (``decide``), each recorded with its reason:
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +47,12 @@ BANDIT_RECORD_MOVE = 0.02  # bandit shares are re-estimated by sampling: only a 
 class Guardrails(FrozenConfig):
     max_error_rate: float = Field(default=0.05, ge=0, le=1, description="errors per request above this trip it")
     max_latency_p99_ms: float = Field(default=250.0, gt=0, description="latency p99 above this trips it")
-    max_drawdown: float = Field(default=0.2, gt=0, le=1, description="drawdown of the arm's compounded feedback")
+    max_drawdown: float = Field(
+        default=0.2, gt=0, le=1, description="drawdown of the arm's per-period mean feedback returns, compounded"
+    )
+    drawdown_period_s: float = Field(
+        default=86_400.0, gt=0, description="the period whose mean feedback return is one step of that wealth path"
+    )
     min_requests: int = Field(default=50, ge=1, description="requests an arm needs before its rates are judged")
 
 
@@ -95,17 +102,36 @@ class ArmState:
     n: int = 0
     total: float = 0.0
     total_squares: float = 0.0
-    log_wealth: float = 0.0
+    log_wealth: float = 0.0  # closed periods' mean returns, compounded
     peak_log_wealth: float = 0.0
-    max_drawdown: float = 0.0
+    closed_drawdown: float = 0.0
+    period: int | None = None  # the open period, and its feedback
+    period_n: int = 0
+    period_total: float = 0.0
 
-    def add_return(self, value: float) -> None:
+    def add_return(self, value: float, period: int = 0) -> None:
         self.n += 1
         self.total += value
         self.total_squares += value * value
-        self.log_wealth += math.log1p(max(value, -0.999999))
+        if self.period is not None and period > self.period:
+            self._close_period()
+        if self.period is None or period > self.period:
+            self.period, self.period_n, self.period_total = period, 0, 0.0
+        self.period_n += 1
+        self.period_total += value
+
+    def _close_period(self) -> None:
+        self.log_wealth += math.log1p(max(self.period_total / self.period_n, -0.999999))
         self.peak_log_wealth = max(self.peak_log_wealth, self.log_wealth)
-        self.max_drawdown = max(self.max_drawdown, 1.0 - math.exp(self.log_wealth - self.peak_log_wealth))
+        self.closed_drawdown = max(self.closed_drawdown, 1.0 - math.exp(self.log_wealth - self.peak_log_wealth))
+
+    @property
+    def max_drawdown(self) -> float:
+        """The drawdown of the per-period wealth path, the open period's mean so far included."""
+        if not self.period_n:
+            return self.closed_drawdown
+        now = self.log_wealth + math.log1p(max(self.period_total / self.period_n, -0.999999))
+        return max(self.closed_drawdown, 1.0 - math.exp(now - max(self.peak_log_wealth, now)))
 
     @property
     def mean(self) -> float:
@@ -123,7 +149,7 @@ class ArmState:
 
 @dataclass(frozen=True)
 class Decision:
-    kind: Literal["start", "ramp", "promote", "rollback", "bandit", "split"]
+    kind: Literal["start", "ramp", "promote", "rollback", "bandit", "split", "resume", "deploy"]
     arm: str | None
     reason: str
     shares: dict[str, float]
@@ -139,30 +165,41 @@ class Experiment:
         self._feedback_at_step = {name: 0 for name in config.challengers}
         self.stopped: dict[str, str] = {}  # challenger -> why it gets no traffic any more
         self.promoted: str | None = None
+        self.paused = False  # an operator's split or ramp step holds the shares until ``resume``
+        self._base_split = normalise(config.split or {n: 1.0 for n in config.arms})  # routing fixed: the shares
         self.shares = self._initial_shares()
         self.decisions: list[Decision] = [Decision("start", None, f"routing {config.routing}", dict(self.shares))]
 
     # -- what happened ------------------------------------------------------------------------------------------
 
-    def assigned(self, arm: str, latency_ms: float, *, error: bool = False) -> None:
+    def assigned(
+        self, arm: str, latency_ms: float, *, error: bool = False, shares: Mapping[str, float] | None = None
+    ) -> None:
+        """A request the split routed to ``arm``; ``shares``: the split it was routed under (default the current
+        one), for the sample-ratio test; ``error``: a call to ``arm`` failed on the way."""
         state = self._arm(arm)
         state.requests += 1
         state.errors += int(error)
         if not error:
             state.latencies_ms.append(latency_ms)
-        for name, share in self.shares.items():
-            self.arms[name].expected += share
+        for name, share in (self.shares if shares is None else shares).items():
+            if name in self.arms:
+                self.arms[name].expected += share
 
-    def feedback(self, arm: str, realized_return: float) -> None:
+    def feedback(self, arm: str, realized_return: float, at: float | None = None) -> None:
+        """A realised return of a request ``arm`` answered, reported at time ``at`` (seconds; default now)."""
         if not math.isfinite(realized_return):
             raise ConfigError(f"realized_return: must be finite, got {realized_return}")
-        self._arm(arm).add_return(realized_return)
+        period = int((time.time() if at is None else at) // self.config.guardrails.drawdown_period_s)
+        self._arm(arm).add_return(realized_return, period)
 
     def _arm(self, name: str) -> ArmState:
         try:
             return self.arms[name]
         except KeyError:
-            raise ConfigError(f"arm '{name}' is not in experiment '{self.config.name}'") from None
+            raise ConfigError(
+                f"arm: '{name}' is not in experiment '{self.config.name}' (arms {list(self.config.arms)})"
+            ) from None
 
     # -- statistics ---------------------------------------------------------------------------------------------
 
@@ -219,10 +256,51 @@ class Experiment:
             return f"drawdown of its feedback {state.max_drawdown:.1%} above {g.max_drawdown:.1%}"
         return None
 
+    def summary(self) -> dict:
+        """What ``/ab/stats`` shows of the experiment (documented field by field in ``serving.schemas``)."""
+        arms = {}
+        for name, state in sorted(self.arms.items()):
+            latencies = np.asarray(state.latencies_ms) if state.latencies_ms else None
+            arms[name] = {
+                "share": self.shares.get(name, 0.0),
+                "requests": state.requests,
+                "errors": state.errors,
+                "error_rate": state.errors / state.requests if state.requests else None,
+                "latency_ms": None
+                if latencies is None
+                else {q: float(np.percentile(latencies, int(q[1:]))) for q in ("p50", "p95", "p99")},
+                "feedback": state.n,
+                "mean_return": state.mean if state.n else None,
+                "std_return": math.sqrt(state.variance) if state.n >= 2 else None,
+                "drawdown": state.max_drawdown,
+                "stopped": self.stopped.get(name),
+            }
+        ratio = self.sample_ratio()
+        return {
+            "name": self.config.name,
+            "routing": self.config.routing,
+            "control": self.config.control,
+            "alpha": self.config.alpha,
+            "promoted": self.promoted,
+            "arms": arms,
+            "comparisons": [self.comparison(name) for name in self.config.challengers],
+            "sample_ratio": {
+                "p_value": ratio.p_value,
+                "chi_square": ratio.chi_square,
+                "mismatch": ratio.mismatch,
+                "alpha": self.config.srm_alpha,
+                "observed": ratio.observed,
+                "expected": ratio.expected,
+            },
+        }
+
     # -- decisions ----------------------------------------------------------------------------------------------
 
     def decide(self) -> list[Decision]:
-        """Apply what the evidence calls for now; the decisions taken (also appended to ``self.decisions``)."""
+        """Apply what the evidence calls for now; the decisions taken (also appended to ``self.decisions``).
+
+        Guardrails and the sequential test's rollbacks always apply; ramp steps, promotion and bandit moves only
+        while the experiment is not ``paused`` (an operator's split or ramp pauses them)."""
         made: list[Decision] = []
         if self.promoted is not None:
             return made
@@ -234,53 +312,136 @@ class Experiment:
             if reason is None and comparison["sequential"]["upper"] < 0:
                 reason = comparison["verdict"]
             if reason is not None:
-                self.stopped[name] = reason
-                made.append(self._apply("rollback", name, reason))
+                made.append(self._stop(name, reason))
                 continue
-            if self.config.routing != "ramp":
+            if self.config.routing != "ramp" or self.paused:
                 continue
             state = self.arms[name]
             at_step = state.n - self._feedback_at_step[name]
             last = len(self.config.ramp.steps) - 1
             if self.step_index[name] < last and at_step >= self.config.ramp.min_feedback:
-                self.step_index[name] += 1
-                self._feedback_at_step[name] = state.n
-                share = self.config.ramp.steps[self.step_index[name]]
+                share = self.config.ramp.steps[self.step_index[name] + 1]
                 made.append(
-                    self._apply("ramp", name, f"{at_step} feedback returns at the last step, not worse: to {share:.0%}")
+                    self._to_step(
+                        name,
+                        self.step_index[name] + 1,
+                        f"{at_step} feedback returns at the last step, not worse: to {share:.0%}",
+                    )
                 )
             elif self.step_index[name] == last and comparison["sequential"]["lower"] > 0:
-                self.promoted = name
-                made.append(self._apply("promote", name, comparison["verdict"]))
+                made.append(self.promote(name, comparison["verdict"], kind="promote"))
                 return made
-        if self.config.routing == "thompson":
+        if self.config.routing == "thompson" and not self.paused:
             shares = self._bandit_shares()
             moved = max(abs(shares[n] - self.shares.get(n, 0.0)) for n in shares)
             if moved >= BANDIT_RECORD_MOVE:
-                self.shares = shares
-                made.append(Decision("bandit", None, "posterior probability of being best", dict(shares)))
-                self.decisions.append(made[-1])
+                made.append(self._record("bandit", None, "posterior probability of being best", shares))
         return made
 
+    # -- an operator's decisions (admin API) ---------------------------------------------------------------------
+
     def set_split(self, shares: Mapping[str, float], reason: str) -> Decision:
-        """An operator's split (admin API); guardrails keep applying."""
+        """An operator's split: arms left out get 0. It pauses ramp steps and bandit moves (``resume`` restarts
+        them); guardrails keep applying."""
         unknown = sorted(set(shares) - set(self.arms))
         if unknown:
             raise ConfigError(f"split: unknown arm(s) {unknown}; the experiment's arms are {sorted(self.arms)}")
-        self.shares = normalise({**{n: 0.0 for n in self.arms}, **shares})
-        decision = Decision("split", None, reason, dict(self.shares))
-        self.decisions.append(decision)
-        return decision
+        if self.promoted is not None:
+            raise ConfigError(f"split: '{self.promoted}' was promoted; start a new experiment to split again")
+        target = normalise({**{n: 0.0 for n in self.arms}, **shares})
+        stopped = sorted(n for n, share in target.items() if share > 0 and n in self.stopped)
+        if stopped:
+            raise ConfigError(
+                f"split: {stopped} were rolled back ({self.stopped[stopped[0]]}); they cannot get traffic"
+            )
+        self._base_split = dict(target)
+        self.paused = self.config.routing != "fixed"
+        return self._record("split", None, reason, target)
 
-    def _apply(self, kind: Literal["ramp", "promote", "rollback"], arm: str, reason: str) -> Decision:
-        self.shares = self._shares_now()
-        decision = Decision(kind, arm, reason, dict(self.shares))
+    def promote(self, arm: str, reason: str, *, kind: Literal["promote"] = "promote") -> Decision:
+        """All traffic to ``arm`` from now on; the experiment ends (no more automatic decisions)."""
+        self._arm(arm)
+        if arm in self.stopped:
+            raise ConfigError(f"arm: '{arm}' was rolled back ({self.stopped[arm]}); it cannot be promoted")
+        self.promoted = arm
+        return self._record(kind, arm, reason, {n: float(n == arm) for n in sorted(self.arms)})
+
+    def rollback(self, arm: str | None, reason: str) -> list[Decision]:
+        """Stop ``arm`` (every challenger when None): its traffic goes to the control."""
+        if arm is not None and arm not in self.config.challengers:
+            raise ConfigError(f"arm: '{arm}' is not a challenger of the experiment ({list(self.config.challengers)})")
+        names = [arm] if arm is not None else [n for n in self.config.challengers if n not in self.stopped]
+        if self.promoted is not None and self.promoted in names:
+            self.promoted = None
+        return [self._stop(name, reason) for name in names]
+
+    def ramp_to(self, arm: str, step: int, reason: str) -> Decision:
+        """Put challenger ``arm`` at ramp step ``step`` (an index of ``ramp.steps``); pauses automatic ramping."""
+        if self.config.routing != "ramp":
+            raise ConfigError(f"routing: the experiment routes by '{self.config.routing}', not by ramp steps")
+        if arm not in self.config.challengers:
+            raise ConfigError(f"arm: '{arm}' is not a challenger of the experiment ({list(self.config.challengers)})")
+        if not 0 <= step < len(self.config.ramp.steps):
+            raise ConfigError(f"step: an index of ramp.steps {list(self.config.ramp.steps)}, got {step}")
+        if arm in self.stopped:
+            raise ConfigError(f"arm: '{arm}' was rolled back ({self.stopped[arm]}); it cannot ramp")
+        self.paused = True
+        return self._to_step(arm, step, reason)
+
+    def resume(self, reason: str) -> Decision:
+        """Let ramp steps and bandit moves happen again."""
+        self.paused = False
+        shares = self._shares_now() if self.config.routing != "fixed" else self.shares
+        return self._record("resume", None, reason, shares)
+
+    # -- state for rebuilds ---------------------------------------------------------------------------------------
+
+    def control_state(self) -> dict:
+        """What the decisions so far have set (JSON): saved with every decision, so a rebuild restores it."""
+        return {
+            "stopped": dict(self.stopped),
+            "promoted": self.promoted,
+            "paused": self.paused,
+            "step_index": dict(self.step_index),
+            "feedback_at_step": dict(self._feedback_at_step),
+            "base_split": dict(self._base_split),
+            "shares": dict(self.shares),
+        }
+
+    def restore(self, state: Mapping) -> None:
+        """Take the control state a decision saved (statistics come from replaying the log)."""
+        self.stopped = dict(state["stopped"])
+        self.promoted = state["promoted"]
+        self.paused = bool(state["paused"])
+        self.step_index = {n: int(state["step_index"].get(n, 0)) for n in self.config.challengers}
+        self._feedback_at_step = {n: int(state["feedback_at_step"].get(n, 0)) for n in self.config.challengers}
+        self._base_split = dict(state["base_split"])
+        self.shares = {n: float(state["shares"].get(n, 0.0)) for n in sorted(self.arms)}
+
+    # -- applying ------------------------------------------------------------------------------------------------
+
+    def _stop(self, arm: str, reason: str) -> Decision:
+        self.stopped[arm] = reason
+        shares = dict(self.shares)
+        shares[self.config.control] = shares.get(self.config.control, 0.0) + shares.get(arm, 0.0)
+        shares[arm] = 0.0
+        self._base_split = normalise(shares)
+        return self._record("rollback", arm, reason, self._base_split)
+
+    def _to_step(self, arm: str, step: int, reason: str) -> Decision:
+        self.step_index[arm] = step
+        self._feedback_at_step[arm] = self.arms[arm].n
+        return self._record("ramp", arm, reason, self._shares_now())
+
+    def _record(self, kind: str, arm: str | None, reason: str, shares: Mapping[str, float]) -> Decision:
+        self.shares = {n: float(shares.get(n, 0.0)) for n in sorted(self.arms)}
+        decision = Decision(kind, arm, reason, dict(self.shares))  # type: ignore[arg-type]
         self.decisions.append(decision)
         return decision
 
     def _initial_shares(self) -> dict[str, float]:
         if self.config.routing == "fixed":
-            return normalise(self.config.split or {n: 1.0 for n in self.config.arms})
+            return {n: self._base_split.get(n, 0.0) for n in sorted(self.config.arms)}
         if self.config.routing == "thompson":
             return {n: 1.0 / len(self.config.arms) for n in sorted(self.config.arms)}
         return self._shares_now()
@@ -290,10 +451,7 @@ class Experiment:
         if self.promoted is not None:
             return {n: float(n == self.promoted) for n in sorted(self.arms)}
         if self.config.routing == "fixed":
-            base = self.config.split or {n: 1.0 for n in self.config.arms}
-            live = {n: (0.0 if n in self.stopped else w) for n, w in base.items()}
-            live[self.config.control] = max(live.get(self.config.control, 0.0), 1e-12)
-            return normalise(live)
+            return dict(self._base_split)
         if self.config.routing == "thompson":
             return self._bandit_shares()
         shares = {

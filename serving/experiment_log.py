@@ -1,27 +1,41 @@
 """The durable experiment log: assignments, responses, feedback and decisions in a real database.
 
-A SQLite file by default, any SQLAlchemy URL by configuration (PostgreSQL on a cluster). Three append-only tables:
+A SQLite file by default, any SQLAlchemy URL by configuration (PostgreSQL on a cluster). Three append-only tables,
+each with an integer ``seq`` that readers tail:
 
-- ``assignments``: one row per answered request: request id, experiment, client id (may be empty), arm, model
-  version, the weights returned (JSON), latency, whether a fallback answered, the time.
-- ``feedback``: one row per realised return reported for a request id (the first report wins; later ones are
-  refused by the primary key).
-- ``decisions``: the experiment's changes (split, ramp step, promotion, rollback), each with its reason.
+- ``assignments``: one row per answered (or failed) ``/allocate`` and per shadow evaluation: request id, experiment,
+  client id (may be empty), the arm the split routed to, the arm that answered (empty when none could), whether
+  ``X-Agent`` forced it (forced requests are logged but kept out of the experiment's statistics), the model version,
+  the weights returned (JSON), latency, failed agent calls before the answer, the split version it was routed under,
+  the time.
+- ``feedback``: one row per realised return reported for a request id; the first report wins (the request id is
+  unique), later ones are refused.
+- ``decisions``: the experiment's changes (start, split, ramp, promotion, rollback, bandit moves, deploys), each with
+  its reason, who made it, the shares and the bucket layout they produced.
 
-Writers append in batches (``append``: one transaction for many rows); statistics are rebuilt from the log after a
-restart (``read``). SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
-that wrote it being killed (not a power cut, which ``synchronous=FULL`` would add at the cost of an fsync per
-batch), and readers never block the writer.
+Ingress replicas append in batches (group commit: a request waits for the batch it joined to be committed, so an
+answer is never acknowledged before its row is durable); the app's experiment store tails the tables by ``seq`` and
+rebuilds its statistics from them after a restart. SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed
+batch survives the process that wrote it being killed (not a power cut, which ``synchronous=FULL`` would add at the
+cost of an fsync per batch), and readers never block the writers.
+
+Tailing by ``seq`` is exact when writers commit in ``seq`` order, as SQLite's one-writer-at-a-time does. Where
+transactions commit out of order (PostgreSQL with several writers), a ``seq`` skipped by a tail may appear later:
+``Tail`` re-asks for skipped ``seq`` values for ``GAP_RECHECK_S`` seconds.
+
+    python -m serving.experiment_log export --url sqlite:///runs/experiments.db --out ab.parquet   # or .csv
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,76 +43,108 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.errors import ConfigError
 
 DEFAULT_URL = "sqlite:///runs/experiments.db"
+GAP_RECHECK_S = 60.0
+READ_CHUNK = 20_000
 
 metadata = sa.MetaData()
 assignments = sa.Table(
     "assignments",
     metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("experiment", sa.String(128), nullable=False, index=True),
-    sa.Column("client_id", sa.String(256), nullable=False, default=""),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("experiment", sa.String(160), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # answer | shadow
+    sa.Column("client_id", sa.String(256), nullable=False),
+    sa.Column("routed_arm", sa.String(128), nullable=False),
     sa.Column("arm", sa.String(128), nullable=False),
-    sa.Column("model_version", sa.String(128), nullable=False, default=""),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=False),
     sa.Column("weights", sa.Text, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
-    sa.Column("fallback", sa.Boolean, nullable=False, default=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("split_version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 feedback = sa.Table(
     "feedback",
     metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
     sa.Column("realized_return", sa.Float, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 decisions = sa.Table(
     "decisions",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("experiment", sa.String(128), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(160), nullable=False, index=True),
     sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("arm", sa.String(128), nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("split", sa.Text, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # engine | admin | deploy
+    sa.Column("split_version", sa.Integer, nullable=False),
+    sa.Column("shares", sa.Text, nullable=False),
+    sa.Column("layout", sa.Text, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # the settings it applied under (JSON)
+    sa.Column("state", sa.Text, nullable=False),  # the experiment's control state after it (JSON), for rebuilds
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
 
 @dataclass(frozen=True)
 class Assignment:
+    """One ``/allocate`` answer (``kind`` answer) or shadow evaluation (``kind`` shadow)."""
+
     request_id: str
     experiment: str
-    arm: str
+    routed_arm: str
+    arm: str  # the arm that answered; "" when none could (the request failed)
     weights: tuple[float, ...]
     latency_ms: float
+    split_version: int = 0
     client_id: str = ""
+    forced: bool = False
     model_version: str = ""
-    fallback: bool = False
-    created_at: float = 0.0
+    errors: int = 0
+    kind: Literal["answer", "shadow"] = "answer"
+    created_at: float = field(default_factory=time.time)
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "weights": json.dumps(list(self.weights)), "created_at": self.created_at or time.time()}
+        return {**asdict(self), "weights": json.dumps(list(self.weights))}
 
 
 @dataclass(frozen=True)
 class Feedback:
     request_id: str
     realized_return: float
-    created_at: float = 0.0
+    created_at: float = field(default_factory=time.time)
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at or time.time()}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionRecord:
     experiment: str
-    kind: str  # split | ramp | promote | rollback | hold
+    kind: str  # start | split | ramp | promote | rollback | bandit | deploy
     reason: str
-    split: Mapping[str, float]
-    created_at: float = 0.0
+    source: str  # engine | admin | deploy
+    split_version: int
+    shares: Mapping[str, float]
+    layout: Mapping[str, Any]
+    config: Mapping[str, Any]
+    state: Mapping[str, Any]
+    arm: str | None = None
+    created_at: float = field(default_factory=time.time)
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "split": json.dumps(dict(self.split)), "created_at": self.created_at or time.time()}
+        return {
+            **asdict(self),
+            **{key: json.dumps(dict(getattr(self, key))) for key in ("shares", "layout", "config", "state")},
+        }
+
+
+FeedbackStatus = Literal["recorded", "unknown", "duplicate"]
 
 
 @dataclass(frozen=True)
@@ -112,85 +158,158 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _decode_assignment(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["weights"] = json.loads(out["weights"])
+    return out
+
+
+def _decode_decision(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("shares", "layout", "config", "state"):
+        out[key] = json.loads(out[key])
+    return out
 
 
 class ExperimentLog:
     """Appends to and reads the log at ``url`` (tables created on first use)."""
 
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True) -> None:
+        """:param create: make the database file (SQLite) and tables when missing; else a missing file is an error."""
         try:
             self.url = sa.engine.make_url(url)
         except sa.exc.ArgumentError:
             raise ConfigError(
-                f"experiment log: '{url}' is not a database URL (e.g. sqlite:///runs/experiments.db)"
+                f"experiment_log: '{url}' is not a database URL (e.g. sqlite:///runs/experiments.db)"
             ) from None
         if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
-            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(self.url)
+            path = Path(self.url.database).expanduser()
+            if not create and not path.is_file():
+                raise ConfigError(f"experiment_log: {path} does not exist (no experiment has been logged there)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = sa.create_engine(self.url)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ConfigError(f"experiment_log: cannot use {self.where}: {exc}") from None
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise ConfigError(
-                f"experiment log: cannot open {self.url.render_as_string(hide_password=True)}: {exc}"
-            ) from None
+            raise ConfigError(f"experiment_log: cannot open {self.where}: {exc}") from None
+
+    @property
+    def where(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # -- writing --------------------------------------------------------------------------------------------------
 
     def append(
         self,
         assignments_: Sequence[Assignment] = (),
         feedback_: Sequence[Feedback] = (),
-        decisions_: Sequence[Decision] = (),
-    ) -> list[str]:
-        """Write a batch in one transaction; the request ids whose feedback was already logged (those are skipped)."""
-        duplicates: list[str] = []
+        decisions_: Sequence[DecisionRecord] = (),
+    ) -> list[tuple[FeedbackStatus, str | None]]:
+        """Write a batch in one transaction. Per feedback, in order: ``("recorded", arm that answered)``, or
+        ``("unknown", None)`` (no such answered request, in the log or in this batch), or ``("duplicate", None)``
+        (its return was already reported)."""
+        statuses: list[tuple[FeedbackStatus, str | None]] = []
         with self.engine.begin() as conn:
             if assignments_:
                 conn.execute(sa.insert(assignments), [a.row() for a in assignments_])
             if feedback_:
-                known = {
-                    row[0]
-                    for row in conn.execute(
-                        sa.select(feedback.c.request_id).where(
-                            feedback.c.request_id.in_([f.request_id for f in feedback_])
+                ids = list({f.request_id for f in feedback_})
+                answered = {
+                    r.request_id: r.arm
+                    for r in conn.execute(
+                        sa.select(assignments.c.request_id, assignments.c.arm).where(
+                            assignments.c.request_id.in_(ids), assignments.c.kind == "answer", assignments.c.arm != ""
                         )
                     )
                 }
-                fresh, seen = [], set(known)
+                seen = {
+                    r[0] for r in conn.execute(sa.select(feedback.c.request_id).where(feedback.c.request_id.in_(ids)))
+                }
+                fresh = []
                 for item in feedback_:
-                    if item.request_id in seen:
-                        duplicates.append(item.request_id)
+                    if item.request_id not in answered:
+                        statuses.append(("unknown", None))
+                    elif item.request_id in seen:
+                        statuses.append(("duplicate", None))
                     else:
                         seen.add(item.request_id)
                         fresh.append(item.row())
+                        statuses.append(("recorded", answered[item.request_id]))
                 if fresh:
                     conn.execute(sa.insert(feedback), fresh)
             if decisions_:
                 conn.execute(sa.insert(decisions), [d.row() for d in decisions_])
-        return duplicates
+        return statuses
+
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def decisions(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(decisions).order_by(decisions.c.seq)
+        if experiment is not None:
+            query = query.where(decisions.c.experiment == experiment)
+        with self.engine.connect() as conn:
+            return [_decode_decision(r._mapping) for r in conn.execute(query)]
+
+    def last_decision(self, experiment: str) -> dict[str, Any] | None:
+        query = sa.select(decisions).where(decisions.c.experiment == experiment).order_by(decisions.c.seq.desc())
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return None if row is None else _decode_decision(row._mapping)
 
     def read(self, experiment: str | None = None) -> LogContents:
         """Everything logged (for one experiment if given), oldest first."""
-        with self.engine.connect() as conn:
-            query = sa.select(assignments).order_by(assignments.c.created_at)
+        rows = list(self.iter_assignments(experiment))
+        fb = list(self.iter_feedback(experiment))
+        return LogContents(rows, fb, self.decisions(experiment))
+
+    def iter_assignments(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
+        last = 0
+        while True:
+            query = sa.select(assignments).where(assignments.c.seq > last).order_by(assignments.c.seq)
             if experiment is not None:
                 query = query.where(assignments.c.experiment == experiment)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            ids = {r["request_id"] for r in rows}
-            fb = [dict(r._mapping) for r in conn.execute(sa.select(feedback).order_by(feedback.c.created_at))]
+            with self.engine.connect() as conn:
+                chunk = [_decode_assignment(r._mapping) for r in conn.execute(query.limit(READ_CHUNK))]
+            yield from chunk
+            if len(chunk) < READ_CHUNK:
+                return
+            last = chunk[-1]["seq"]
+
+    def iter_feedback(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
+        """Feedback rows with the experiment, arms and kind of the request they report on, oldest first."""
+        last = 0
+        while True:
+            query = self._feedback_query().where(feedback.c.seq > last).order_by(feedback.c.seq)
             if experiment is not None:
-                fb = [r for r in fb if r["request_id"] in ids]
-            dq = sa.select(decisions).order_by(decisions.c.id)
-            if experiment is not None:
-                dq = dq.where(decisions.c.experiment == experiment)
-            ds = [dict(r._mapping) for r in conn.execute(dq)]
-        for r in rows:
-            r["weights"] = json.loads(r["weights"])
-        for d in ds:
-            d["split"] = json.loads(d["split"])
-        return LogContents(rows, fb, ds)
+                query = query.where(assignments.c.experiment == experiment)
+            with self.engine.connect() as conn:
+                chunk = [dict(r._mapping) for r in conn.execute(query.limit(READ_CHUNK))]
+            yield from chunk
+            if len(chunk) < READ_CHUNK:
+                return
+            last = chunk[-1]["seq"]
+
+    @staticmethod
+    def _feedback_query() -> sa.Select:
+        return sa.select(
+            feedback.c.seq,
+            feedback.c.request_id,
+            feedback.c.realized_return,
+            feedback.c.created_at,
+            assignments.c.experiment,
+            assignments.c.arm,
+            assignments.c.routed_arm,
+            assignments.c.forced,
+        ).join(assignments, assignments.c.request_id == feedback.c.request_id)
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -203,8 +322,95 @@ class ExperimentLog:
         self.engine.dispose()
 
 
-def rows_as_table(contents: LogContents) -> Iterable[dict[str, Any]]:
-    """One row per assignment with its feedback (None when none came), for export and offline analysis."""
-    returns = {r["request_id"]: r["realized_return"] for r in contents.feedback}
-    for row in contents.assignments:
-        yield {**row, "weights": json.dumps(row["weights"]), "realized_return": returns.get(row["request_id"])}
+class Tail:
+    """New rows of one table since the last call, by ``seq``; skipped ``seq`` values are asked for again for
+    ``GAP_RECHECK_S`` seconds (a transaction that took them may still commit)."""
+
+    def __init__(self, log: ExperimentLog, table: Literal["assignments", "feedback"], experiment: str) -> None:
+        self.log, self.table, self.experiment = log, table, experiment
+        self.cursor = 0
+        self._gaps: dict[int, float] = {}  # seq -> when first missed
+
+    def _query(self) -> sa.Select:
+        if self.table == "assignments":
+            return sa.select(assignments).where(assignments.c.experiment == self.experiment)
+        return ExperimentLog._feedback_query().where(assignments.c.experiment == self.experiment)
+
+    def poll(self, limit: int = READ_CHUNK) -> list[dict[str, Any]]:
+        """Up to ``limit`` new rows, oldest first."""
+        seq = assignments.c.seq if self.table == "assignments" else feedback.c.seq
+        now = time.monotonic()
+        self._gaps = {s: t for s, t in self._gaps.items() if now - t < GAP_RECHECK_S}
+        condition = seq > self.cursor
+        if self._gaps:
+            condition = sa.or_(condition, seq.in_(list(self._gaps)))
+        with self.log.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(self._query().where(condition).order_by(seq).limit(limit))]
+        for row in rows:
+            s = row["seq"]
+            self._gaps.pop(s, None)
+            if s > self.cursor:
+                self._gaps.update({missing: now for missing in range(self.cursor + 1, s)})
+                self.cursor = s
+        if self.table == "assignments":
+            rows = [_decode_assignment(r) for r in rows]
+        return rows
+
+
+# -- export -----------------------------------------------------------------------------------------------------------
+
+
+def rows_as_table(log: ExperimentLog, experiment: str | None = None) -> Iterable[dict[str, Any]]:
+    """One row per answer, failed request or shadow evaluation with its feedback (None when none came) and the
+    shares of the split it was routed under (JSON; for the sample-ratio test), for offline analysis."""
+    returns = {r["request_id"]: r["realized_return"] for r in log.iter_feedback(experiment)}
+    shares = {(d["experiment"], d["split_version"]): json.dumps(d["shares"]) for d in log.decisions(experiment)}
+    for row in log.iter_assignments(experiment):
+        yield {
+            **row,
+            "weights": json.dumps(row["weights"]),
+            "split_shares": shares.get((row["experiment"], row["split_version"]), "{}"),
+            "realized_return": returns.get(row["request_id"]),
+        }
+
+
+def export(log: ExperimentLog, out: Path, experiment: str | None = None) -> int:
+    """Write ``rows_as_table`` to ``out`` (``.csv`` or ``.parquet``, by its suffix), atomically; the row count."""
+    import pandas as pd
+
+    if out.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--out: '{out}' must end in .csv or .parquet")
+    frame = pd.DataFrame(list(rows_as_table(log, experiment)))
+    if frame.empty:
+        frame = pd.DataFrame(columns=[c.name for c in assignments.columns] + ["split_shares", "realized_return"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return len(frame)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from core.cli import fail
+
+    parser = argparse.ArgumentParser(prog="python -m serving.experiment_log", description="the A/B experiment log")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ex = commands.add_parser("export", help="write every answer with its feedback as CSV or Parquet")
+    ex.add_argument("--url", default=DEFAULT_URL, help=f"SQLAlchemy URL of the log (default {DEFAULT_URL})")
+    ex.add_argument("--out", required=True, help="output file, .csv or .parquet")
+    ex.add_argument("--experiment", help="only this experiment (its key, as /ab/experiment shows it)")
+    args = parser.parse_args(argv)
+    try:
+        log = ExperimentLog(args.url, create=False)
+        n = export(log, Path(args.out), args.experiment)
+    except ConfigError as exc:
+        return fail(exc)
+    print(f"wrote {n:,} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

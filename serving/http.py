@@ -57,6 +57,17 @@ def authorize(token_sha256: str | None, authorization: str | None) -> None:
         )
 
 
+def authorize_admin(token_sha256: str | None, authorization: str | None) -> None:
+    """The admin API: always behind the bearer token. Without a configured token, 403 saying how to enable it."""
+    if token_sha256 is None:
+        raise HTTPException(
+            status_code=403,
+            detail="the admin API needs a bearer token: start the server with SERVE_API_TOKEN set (AppArgs.token_env "
+            "names the variable), then send Authorization: Bearer <token>",
+        )
+    authorize(token_sha256, authorization)
+
+
 def parse_allocation(body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray, np.ndarray]:
     """``(closes (T, K), held (K,))`` for ``info``'s assets, in its order; a 422 naming the field otherwise."""
     assets = list(info.assets)

@@ -1,6 +1,8 @@
-"""The A/B ingress: a FastAPI app inside a Serve deployment that chooses an arm per request, validates the request
-against it, calls it (batching concurrent calls per agent), falls back on failure, and records A/B statistics and
-Prometheus series. The HTTP API is documented in docs/architecture.md and at ``/docs``.
+"""The A/B ingress: a FastAPI app inside a Serve deployment that chooses an arm per request by the running
+experiment's layout, validates the request against it, calls it (batching concurrent calls per agent), falls back on
+failure, logs every answer and feedback to the durable experiment log before acknowledging it (group commit:
+requests that arrive while a batch is being written join the next one), records Prometheus series, and serves the
+experiment's statistics and admin API. The HTTP API is documented in docs/architecture.md and at ``/docs``.
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
@@ -17,27 +19,37 @@ from fastapi import Header, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
+from core.errors import ConfigError
 from serving.agents import AgentInfo
 from serving.batching import batched_caller
-from serving.http import api, authorize, parse_allocation, problem
+from serving.experiment_log import Assignment, ExperimentLog, Feedback
+from serving.http import api, authorize, authorize_admin, parse_allocation, problem
 from serving.metrics import RequestMetrics
-from serving.router import ABRouter, StatsBuffer, TrafficSplit, UnknownAgent
+from serving.router import Route, Router, UnknownAgent
 from serving.schemas import (
+    ABStatsResponse,
     AgentDescription,
     AllocateRequest,
     AllocateResponse,
+    ArmRequest,
+    ExperimentView,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
     PredictRequest,
     PredictResponse,
+    RampRequest,
+    RollbackRequest,
+    RoutingView,
+    SplitRequest,
 )
 
 log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_S = 5.0
-STATS_FLUSH_S = 0.25  # how often each ingress replica hands its A/B records to the app's StatsStore
+STATS_FLUSH_S = 0.25  # how often each ingress replica records its Prometheus series and asks for the current split
 METRIC_PREFIX = "rlportfolio_"
+CONFLICTS = ("rolled back", "was promoted", "routes by")  # ExperimentRunner refusals that are 409, not 422
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
@@ -52,6 +64,7 @@ class Ingress:
         infos: dict[str, dict],
         fallback: str,
         token_sha256: str | None = None,
+        log_url: str = "sqlite:///runs/experiments.db",
     ) -> None:
         from ray.serve import metrics
 
@@ -62,72 +75,113 @@ class Ingress:
         self.infos = {name: AgentInfo(**info) for name, info in infos.items()}
         self.fallback = fallback
         self.token_sha256 = token_sha256
-        self.stats = StatsBuffer()
+        self.log = ExperimentLog(log_url)
+        self.router: Router | None = None  # set by reconfigure, which Serve calls before any request
+        self._settings: dict[str, Any] = {}
         self._flusher: asyncio.Task | None = None
-        self._flush_lock = asyncio.Lock()  # one hand-over at a time, so a store call after _flush sees every record
-        self.router = ABRouter(
-            TrafficSplit.create(
-                {n: 1.0 for n, i in self.infos.items() if i.kind == "rl"} or {fallback: 1.0}, set(self.infos)
-            ),
-            set(self.infos),
-        )
+        self._writer: asyncio.Task | None = None
+        self._queue: list[tuple[Assignment | None, Feedback | None, asyncio.Future | None]] = []
+        self._wake = asyncio.Event()
         self.series = RequestMetrics(METRIC_PREFIX, metrics)
         self._background: set[asyncio.Task] = set()
         self._allocate = {name: batched_caller(handle) for name, handle in self.handles.items()}
 
     async def __del__(self) -> None:
-        """Serve awaits this on a graceful shutdown: hand over the last records, if the store is still there."""
+        """Serve awaits this on a graceful shutdown: record the last series and write the rows still queued."""
         try:
             self.series.flush()
         except Exception:
             log.exception("shutting down: recording the last Prometheus series failed")
         try:
             async with asyncio.timeout(2.0):
-                await self._flush()
-        except Exception as exc:
-            log.warning(
-                "shutting down: %d A/B records not handed over (%s)", len(self.stats.records), type(exc).__name__
-            )
+                while self._queue:
+                    await asyncio.sleep(0.01)
+        except Exception:
+            log.warning("shutting down: %d experiment log rows not written", len(self._queue))
 
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: ``{"split": {agent: weight}, "shadow": agent | null}``; applied live."""
-        split = TrafficSplit.create(config.get("split") or {}, set(self.infos), config.get("shadow"))
-        self.router = ABRouter(split, set(self.infos))
-        log.info("traffic split now %s (shadow %s), version %s", split.as_dict(), split.shadow, split.version)
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config`` (``ExperimentSettings``: ``experiment``, ``split``, ``shadow``), applied live by the
+        experiment store: a deploy that changes the settings wins, the same settings leave the state as it is."""
+        self._settings = config
+        self._use(await self.store.configure.remote(config))
+
+    def _use(self, routing: dict[str, Any]) -> Router:
+        """Route by ``routing`` (from the store) unless this replica already has that version or a newer one."""
+        if "error" in routing:
+            raise ConfigError(routing["error"]["message"])
+        if (
+            self.router is None
+            or routing["experiment"] != self.router.experiment
+            or routing["version"] > self.router.version
+        ):
+            self.router = Router(routing, set(self.infos))
+            log.info("routing %s version %s: %s", self.router.experiment, self.router.version, self.router.shares)
+        return self.router
 
     # -- helpers -----------------------------------------------------------------------------------------------
-
-    async def _flush(self) -> None:
-        """Hand this replica's A/B records to the StatsStore; if it cannot take them, keep them for the next try."""
-        async with self._flush_lock:
-            taken = self.stats.take()
-            if taken is None:
-                return
-            try:
-                await self.store.ingest.remote(*taken)
-            except Exception:
-                self.stats.put_back(taken)
-                raise
 
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(STATS_FLUSH_S)
             try:
                 self.series.flush()
-            except Exception:  # a batch of Prometheus records is lost; the A/B statistics are not
+            except Exception:  # a batch of Prometheus records is lost; the experiment log is not
                 log.exception("recording the Prometheus series failed")
             try:
-                await self._flush()
+                routing = await self.store.routing.remote()
+                if "error" in routing:  # a restarted store knows no experiment until a replica configures it
+                    routing = await self.store.configure.remote(self._settings)
+                self._use(routing)
             except Exception as exc:
-                log.warning(
-                    "A/B statistics store unavailable (%s); keeping the records for the next try", type(exc).__name__
-                )
+                log.warning("experiment store unavailable (%s); routing by the split it gave last", type(exc).__name__)
 
-    def _start_flusher(self) -> None:
+    def _start_background(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
 
-    def _choose(self, client_id: str | None, override: str | None) -> str:
+    async def _write_forever(self) -> None:
+        """Group commit: write everything queued in one transaction, wake its waiters, repeat."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                rows = [a for a, _, _ in batch if a is not None]
+                feedback = [f for _, f, _ in batch if f is not None]
+                try:
+                    statuses = await asyncio.to_thread(self.log.append, rows, feedback)
+                except Exception as exc:
+                    log.warning("experiment log write failed (%s: %s)", type(exc).__name__, exc)
+                    for _, _, future in batch:
+                        if future is not None and not future.done():
+                            future.set_exception(exc)
+                    continue
+                answers = iter(statuses)
+                for _, item, future in batch:
+                    status = next(answers) if item is not None else None
+                    if future is not None and not future.done():
+                        future.set_result(status)
+
+    def _enqueue(self, assignment: Assignment | None = None, feedback: Feedback | None = None, *, wait: bool = True):
+        """Queue a row for the next commit; a future that resolves once it is durable (the feedback's status)."""
+        self._start_background()
+        future = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.append((assignment, feedback, future))
+        self._wake.set()
+        return future
+
+    async def _durable(self, assignment: Assignment | None = None, feedback: Feedback | None = None) -> Any:
+        try:
+            async with asyncio.timeout(AGENT_TIMEOUT_S):
+                return await self._enqueue(assignment, feedback)
+        except Exception as exc:
+            raise HTTPException(
+                status_code=503, detail=f"experiment log unavailable ({type(exc).__name__}); not acknowledged, retry"
+            ) from None
+
+    def _choose(self, client_id: str | None, override: str | None) -> Route:
         try:
             return self.router.choose(client_id, override)
         except UnknownAgent:
@@ -136,14 +190,13 @@ class Ingress:
             ) from None
 
     async def _call(self, agent: str, endpoint: str, call: Awaitable[Any]) -> Any:
-        self._start_flusher()  # it also records the Prometheus series
+        self._start_background()  # the flusher also records the Prometheus series
         started = time.perf_counter()
         try:
             async with asyncio.timeout(AGENT_TIMEOUT_S):  # unlike wait_for, no extra task per call
                 result = await call
         except Exception:
             self.series.failed(agent, endpoint)
-            self.stats.record_error(agent)
             raise
         self.series.observe(agent, endpoint, (time.perf_counter() - started) * 1000)
         return result
@@ -151,22 +204,34 @@ class Ingress:
     def _candidates(self, first: str, n_closes: int) -> list[str]:
         """The routed agent (tried twice), then the other arms by traffic weight, then the baseline fallback; only
         agents that can use ``n_closes`` closes."""
-        others = [name for name, _ in sorted(self.router.split.weights, key=lambda nw: -nw[1]) if name != first]
+        others = [name for name in self.router.by_share() if name != first]
         tail = [self.fallback] if self.fallback not in (first, *others) else []
         return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
 
-    def _shadow(self, agent: str, request: tuple[np.ndarray, np.ndarray], n_closes: int) -> None:
-        shadow = self.router.split.shadow
+    def _shadow(self, agent: str, request: tuple[np.ndarray, np.ndarray], n_closes: int, request_id: str) -> None:
+        router = self.router
+        shadow = router.shadow
         if shadow is None or shadow == agent or self.infos[shadow].closes_needed > n_closes:
             return
 
         async def run() -> None:
             started = time.perf_counter()
             try:
-                await self._call(shadow, "allocate_shadow", self._allocate[shadow](request))
-                self.stats.record_shadow(shadow, (time.perf_counter() - started) * 1000)
+                weights = await self._call(shadow, "allocate_shadow", self._allocate[shadow](request))
             except Exception:  # the shadow never affects the answer; its failures are counted in _call
-                pass
+                return
+            row = Assignment(
+                request_id=f"{request_id}:shadow",
+                experiment=router.experiment,
+                routed_arm=shadow,
+                arm=shadow,
+                weights=tuple(weights),
+                latency_ms=(time.perf_counter() - started) * 1000,
+                split_version=router.version,
+                model_version=self.infos[shadow].model_version,
+                kind="shadow",
+            )
+            self._enqueue(row, wait=False)  # what it would have answered, for offline analysis
 
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
@@ -177,7 +242,7 @@ class Ingress:
     @api.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def health(self) -> JSONResponse:
         """200 when every routed agent answers, 503 otherwise."""
-        routed = {name for name, _ in self.router.split.weights} | ({self.router.split.shadow} - {None})
+        routed = set(self.router.by_share()) | ({self.router.shadow} - {None})
         status = {}
         for name in sorted(routed):
             try:
@@ -193,7 +258,7 @@ class Ingress:
     async def agents(self, authorization: str | None = Header(default=None)) -> list[AgentDescription]:
         """Deployed agents with algorithm, model version, traffic weight and validation metrics."""
         authorize(self.token_sha256, authorization)
-        split = self.router.split.as_dict()
+        split = self.router.shares
         return [
             AgentDescription(
                 name=name,
@@ -202,7 +267,7 @@ class Ingress:
                 model_version=i.model_version,
                 content_hash=i.content_hash,
                 traffic_weight=split.get(name, 0.0),
-                shadow=self.router.split.shadow == name,
+                shadow=self.router.shadow == name,
                 assets=list(i.assets),
                 closes_needed=i.closes_needed,
                 validation=i.validation,
@@ -220,21 +285,38 @@ class Ingress:
         """Target weights for the closes given, from the routed agent (or the one named by ``X-Agent``)."""
         authorize(self.token_sha256, authorization)
         started = time.perf_counter()
-        chosen = self._choose(body.client_id, x_agent)
+        router = self.router
+        route = self._choose(body.client_id, x_agent)
+        chosen = route.arm
         closes, held = parse_allocation(body, self.infos[chosen])
         request_id = uuid.uuid4().hex
+        failures = 0
         for agent in self._candidates(chosen, closes.shape[0]):
             try:
                 weights = await self._call(agent, "allocate", self._allocate[agent]((closes, held)))
             except Exception as exc:
                 log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
+                failures += 1
                 continue
             latency = (time.perf_counter() - started) * 1000
             fallback = agent != chosen
-            self.stats.record(agent, request_id, latency, fallback=fallback)
-            self.series.answered(agent, "allocate")
-            self._shadow(agent, (closes, held), closes.shape[0])
             info = self.infos[agent]
+            row = Assignment(
+                request_id=request_id,
+                experiment=router.experiment,
+                routed_arm=chosen,
+                arm=agent,
+                weights=tuple(weights),
+                latency_ms=latency,
+                split_version=router.version,
+                client_id=body.client_id or "",
+                forced=route.forced,
+                model_version=info.model_version,
+                errors=failures,
+            )
+            await self._durable(row)  # acknowledged only once logged
+            self.series.answered(agent, "allocate")
+            self._shadow(agent, (closes, held), closes.shape[0], request_id)
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
             # would otherwise validate and serialise it through the response model again on every request.
             return JSONResponse(
@@ -246,6 +328,19 @@ class Ingress:
                     "fallback": fallback,
                 }
             )
+        failed = Assignment(
+            request_id=request_id,
+            experiment=router.experiment,
+            routed_arm=chosen,
+            arm="",
+            weights=(),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            split_version=router.version,
+            client_id=body.client_id or "",
+            forced=route.forced,
+            errors=failures,
+        )
+        self._enqueue(failed, wait=False)  # counts against the routed arm's error rate
         raise HTTPException(status_code=503, detail="no agent could answer; see /health")
 
     @api.post("/predict", response_model=PredictResponse, responses={400: {}, 401: {}, 422: {}, 503: {}})
@@ -259,13 +354,13 @@ class Ingress:
         authorize(self.token_sha256, authorization)
         if x_agent is None:
             # Observations only make sense to RL agents: route among the split's RL arms.
-            rl_arms = [name for name, _ in self.router.split.weights if self.infos[name].kind == "rl"]
+            rl_arms = [name for name in self.router.by_share() if self.infos[name].kind == "rl"]
             if not rl_arms:
                 raise problem(422, "header.X-Agent", "the traffic split has no RL agent; name one in X-Agent")
-            agent = self._choose(None, None)
+            agent = self._choose(None, None).arm
             agent = agent if agent in rl_arms else rl_arms[0]
         else:
-            agent = self._choose(None, x_agent)
+            agent = self._choose(None, x_agent).arm
         info = self.infos[agent]
         if info.kind != "rl":
             raise problem(422, "header.X-Agent", f"'{agent}' is a classical baseline; it needs prices (/allocate)")
@@ -288,42 +383,96 @@ class Ingress:
             request_id=uuid.uuid4().hex,
         )
 
-    @api.post("/feedback", response_model=FeedbackResponse, responses={401: {}, 404: {}, 422: {}})
+    @api.post("/feedback", response_model=FeedbackResponse, responses={401: {}, 404: {}, 422: {}, 503: {}})
     async def feedback(
         self, body: FeedbackRequest, authorization: str | None = Header(default=None)
     ) -> FeedbackResponse:
-        """Report the realised portfolio return of an earlier ``/allocate`` answer."""
+        """Report the realised portfolio return of an earlier ``/allocate`` answer (once per request id)."""
         authorize(self.token_sha256, authorization)
-        agent = await self._store_call(lambda store: store.feedback.remote(body.request_id, body.realized_return))
-        if agent is None:
-            raise problem(
-                404, "body.request_id", f"unknown request id '{body.request_id}' (or its return was already reported)"
-            )
+        status, agent = await self._durable(feedback=Feedback(body.request_id, body.realized_return))
+        if status == "unknown":
+            raise problem(404, "body.request_id", f"unknown request id '{body.request_id}'")
+        if status == "duplicate":
+            raise problem(404, "body.request_id", f"the return of request '{body.request_id}' was already reported")
         return FeedbackResponse(request_id=body.request_id, agent=agent)
 
-    async def _store_call(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
-        """``call(store handle)`` once this replica's records are in the StatsStore (a handle call is sent when it is
-        made, so it is made here); 503 if the store does not answer."""
+    async def _store_call(self, call: Callable[[Any], Awaitable[Any]], fields: dict[str, str] | None = None) -> Any:
+        """``call(store handle)``; 503 if the store does not answer, a 4xx naming the field for a refused request."""
         try:
             async with asyncio.timeout(AGENT_TIMEOUT_S):
-                await self._flush()
-                return await call(self.store)
+                answer = await call(self.store)
         except Exception as exc:
             raise HTTPException(
-                status_code=503, detail=f"A/B statistics store unavailable ({type(exc).__name__})"
+                status_code=503, detail=f"experiment store unavailable ({type(exc).__name__})"
             ) from None
+        if isinstance(answer, dict) and "error" in answer:
+            message = answer["error"]["message"]
+            conflict = any(
+                words in message for words in CONFLICTS
+            )  # well-formed, but the experiment's state forbids it
+            field = (fields or {}).get(answer["error"]["field"], answer["error"]["field"])
+            raise problem(409 if conflict else 422, f"body.{field}", message)
+        return answer
 
-    @api.get("/ab/stats")
+    @api.get("/ab/stats", response_model=ABStatsResponse, responses={401: {}, 503: {}})
     async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """Per-arm counts, latency, realised-return statistics and pairwise Welch t-tests with a verdict."""
+        """The running experiment: per-arm counts, latency, realised returns, each challenger against the control
+        with the always-valid sequential test (and Welch's fixed-horizon test for reference), the sample-ratio test.
+        Every acknowledged answer and feedback is in it."""
         authorize(self.token_sha256, authorization)
-        summary = await self._store_call(lambda store: store.summary.remote())
+        return await self._store_call(lambda store: store.summary.remote())
+
+    # -- the admin API: always behind the bearer token ------------------------------------------------------------
+
+    @api.get("/ab/experiment", response_model=ExperimentView, responses={401: {}, 403: {}, 503: {}})
+    async def ab_experiment(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """The experiment's config, its state (rollbacks, ramp steps, promotion, pause) and every decision with its
+        reason and source."""
+        authorize_admin(self.token_sha256, authorization)
+        return await self._store_call(lambda store: store.describe.remote())
+
+    async def _admin(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        fields = {"split": "shares"} if operation == "set_split" else {}  # the body field the store's error means
+        routing = await self._store_call(lambda store: store.admin.remote(operation, arguments), fields)
+        router = self._use(routing)  # this replica at once; the others within STATS_FLUSH_S
         return {
-            "split": self.router.split.as_dict(),
-            "shadow": self.router.split.shadow,
-            "split_version": self.router.split.version,
-            **summary,
+            "experiment": router.experiment,
+            "split_version": router.version,
+            "shares": router.shares,
+            "decision": operation,
         }
+
+    @api.put("/ab/split", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_split(self, body: SplitRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """Set the shares now (arms left out get 0); pauses automatic ramp steps and bandit moves."""
+        authorize_admin(self.token_sha256, authorization)
+        return await self._admin("set_split", {"shares": body.shares, "reason": body.reason})
+
+    @api.post("/ab/promote", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_promote(self, body: ArmRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """All traffic to one arm; the experiment ends."""
+        authorize_admin(self.token_sha256, authorization)
+        return await self._admin("promote", {"arm": body.arm, "reason": body.reason})
+
+    @api.post("/ab/rollback", response_model=RoutingView, responses={401: {}, 403: {}, 422: {}, 503: {}})
+    async def ab_rollback(
+        self, body: RollbackRequest, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        """Stop a challenger (every challenger when ``arm`` is null): its traffic goes to the control."""
+        authorize_admin(self.token_sha256, authorization)
+        return await self._admin("rollback", {"arm": body.arm, "reason": body.reason})
+
+    @api.post("/ab/ramp", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_ramp(self, body: RampRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """Move a challenger to a ramp step (``arm`` and ``step``: pauses automatic steps) or ``resume`` them."""
+        authorize_admin(self.token_sha256, authorization)
+        if body.resume:
+            if body.arm is not None or body.step is not None:
+                raise problem(422, "body.resume", "resume takes no arm or step")
+            return await self._admin("resume", {"reason": body.reason})
+        if body.arm is None or body.step is None:
+            raise problem(422, "body.step", "give arm and step (an index of ramp.steps), or resume: true")
+        return await self._admin("ramp", {"arm": body.arm, "step": body.step, "reason": body.reason})
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:

@@ -109,3 +109,143 @@ class AgentDescription(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     agents: dict[str, str]
+
+
+# -- A/B statistics and the admin API ---------------------------------------------------------------------------------
+
+
+class Latency(BaseModel):
+    p50: float = Field(description="median ingress latency of the arm's answered requests (ms)")
+    p95: float = Field(description="95th percentile (ms)")
+    p99: float = Field(description="99th percentile (ms), the latency guardrail's figure")
+
+
+class ArmStatistics(BaseModel):
+    share: float = Field(description="the arm's share of routed traffic now")
+    requests: int = Field(description="requests the split routed to the arm (X-Agent requests are not counted)")
+    errors: int = Field(description="of those, requests on which a call to the arm failed (retried or fallen back)")
+    error_rate: float | None = Field(description="errors / requests; the error-rate guardrail's figure")
+    latency_ms: Latency | None = Field(description="latency of the arm's answered requests; null before any")
+    feedback: int = Field(description="realised returns reported for requests the arm answered")
+    mean_return: float | None = Field(description="mean realised return of those")
+    std_return: float | None = Field(description="their standard deviation (null below 2)")
+    drawdown: float = Field(
+        description="drawdown of the arm's average client: per-period mean returns compounded "
+        "(guardrails.drawdown_period_s); the drawdown guardrail's figure"
+    )
+    stopped: str | None = Field(description="why the arm was rolled back, or null")
+
+
+class SequentialInterval(BaseModel):
+    lower: float = Field(description="lower end of the always-valid 1 - alpha confidence sequence of the difference")
+    upper: float = Field(description="upper end")
+    p_value: float = Field(
+        description="always-valid p-value (running minimum over looks): valid however often it is read, and "
+        "whenever the experiment stops"
+    )
+
+
+class WelchTest(BaseModel):
+    t_statistic: float
+    p_value: float = Field(description="valid only if read once, at a sample size fixed in advance")
+
+
+class Comparison(BaseModel):
+    challenger: str
+    control: str
+    mean_difference: float = Field(description="challenger minus control, mean realised return")
+    sequential: SequentialInterval = Field(
+        description="normal-mixture confidence sequence (Howard et al. 2021), the test the verdict and the "
+        "experiment's decisions use"
+    )
+    fixed_horizon_welch: WelchTest | None = Field(
+        description="Welch's t-test, for reference only: peeking at it inflates false positives (null below 2 "
+        "returns per arm)"
+    )
+    verdict: str = Field(description="the sequential test's reading, in words")
+
+
+class SampleRatioStatistics(BaseModel):
+    p_value: float = Field(description="chi-square test of routed counts against the shares they were routed under")
+    chi_square: float
+    mismatch: bool = Field(description="p_value < alpha: assignment is broken and no comparison can be trusted")
+    alpha: float = Field(description="the mismatch threshold (0.001 by default)")
+    observed: dict[str, int] = Field(description="requests routed per arm")
+    expected: dict[str, float] = Field(description="requests expected per arm from the shares at each assignment")
+
+
+class ShadowStatistics(BaseModel):
+    requests: int = Field(description="shadow evaluations run")
+    latency_p50_ms: float
+
+
+class ABStatsResponse(BaseModel):
+    experiment: str = Field(description="the experiment's key: its name and a hash of its config")
+    name: str
+    routing: str = Field(description="fixed, ramp or thompson")
+    control: str
+    alpha: float = Field(description="level of the sequential test")
+    split: dict[str, float] = Field(description="arms with traffic now and their shares")
+    split_version: int = Field(description="grows with every decision; each logged request names the version")
+    shadow: str | None
+    promoted: str | None = Field(description="the arm that won all traffic, or null")
+    arms: dict[str, ArmStatistics]
+    comparisons: list[Comparison] = Field(description="each challenger against the control")
+    sample_ratio: SampleRatioStatistics
+    shadows: dict[str, ShadowStatistics]
+
+
+class DecisionView(BaseModel):
+    split_version: int
+    kind: str = Field(description="start, split, ramp, promote, rollback, bandit, resume or deploy")
+    arm: str | None
+    reason: str
+    source: str = Field(description="engine (the experiment's own rule), admin (the admin API) or deploy")
+    shares: dict[str, float]
+    created_at: float = Field(description="Unix time")
+
+
+class ExperimentView(BaseModel):
+    experiment: str
+    config: dict = Field(description="the experiment config (ExperimentConfig)")
+    split_version: int
+    shares: dict[str, float]
+    layout: dict[str, list[list[float]]] = Field(description="arm -> ranges of the client hash in [0, 1)")
+    shadow: str | None
+    state: dict = Field(description="rollbacks, ramp steps, promotion, whether automatic decisions are paused")
+    decisions: list[DecisionView]
+
+
+class SplitRequest(BaseModel):
+    model_config = _STRICT
+    shares: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] = Field(
+        description="arm -> share (normalised; arms left out get 0)", min_length=1
+    )
+    reason: str = Field(default="operator", max_length=500)
+
+
+class ArmRequest(BaseModel):
+    model_config = _STRICT
+    arm: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="operator", max_length=500)
+
+
+class RollbackRequest(BaseModel):
+    model_config = _STRICT
+    arm: str | None = Field(default=None, max_length=128, description="the challenger; null: every challenger")
+    reason: str = Field(default="operator", max_length=500)
+
+
+class RampRequest(BaseModel):
+    model_config = _STRICT
+    arm: str | None = Field(default=None, max_length=128, description="the challenger to move (with step)")
+    step: int | None = Field(default=None, ge=0, description="an index of ramp.steps")
+    resume: bool = Field(default=False, description="let automatic ramp steps and bandit moves happen again")
+    reason: str = Field(default="operator", max_length=500)
+
+
+class RoutingView(BaseModel):
+    experiment: str
+    split_version: int
+    shares: dict[str, float]
+    decision: str = Field(description="what was recorded")

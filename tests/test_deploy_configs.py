@@ -41,7 +41,10 @@ def test_serve_yaml_points_at_the_app_builder(repo_root):
     module, attr = app["import_path"].split(":")
     assert callable(getattr(importlib.import_module(module), attr))
     ingress = next(d for d in app["deployments"] if d["name"] == "Ingress")
-    assert set(ingress["user_config"]) == {"split", "shadow"}
+    assert set(ingress["user_config"]) <= {"experiment", "split", "shadow"}
+    from serving.experiment_runner import ExperimentSettings
+
+    ExperimentSettings.model_validate(ingress["user_config"])
 
 
 def test_rayservice_runs_the_same_app_with_health_probes(repo_root):

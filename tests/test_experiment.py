@@ -8,8 +8,6 @@ import pytest
 from core.errors import ConfigError
 from serving.experiment import Experiment, ExperimentConfig
 
-NO_DRAWDOWN = {"max_drawdown": 1.0}  # noise streams of thousands of pooled returns wander far from their peak
-
 
 def feed(experiment: Experiment, rng, truth: dict[str, float], n: int, *, vol: float = 0.01, latency=1.0) -> None:
     """``n`` requests routed by the experiment's shares, each with its feedback; decisions after every 20."""
@@ -34,9 +32,7 @@ def test_a_better_challenger_ramps_step_by_step_then_is_promoted():
 
 
 def test_a_worse_challenger_is_rolled_back_with_its_reason():
-    config = ExperimentConfig(
-        control="ew", challengers=("bad",), routing="ramp", ramp={"min_feedback": 100}, guardrails=NO_DRAWDOWN
-    )
+    config = ExperimentConfig(control="ew", challengers=("bad",), routing="ramp", ramp={"min_feedback": 100})
     experiment = Experiment(config, rng=np.random.default_rng(0))
     feed(experiment, np.random.default_rng(2), {"ew": 0.0, "bad": -0.005}, 20_000)
     rollback = [d for d in experiment.decisions if d.kind == "rollback"]
@@ -49,16 +45,37 @@ def test_a_worse_challenger_is_rolled_back_with_its_reason():
     [("latency", 400.0, "latency p99"), ("drawdown", None, "drawdown")],
 )
 def test_guardrails_roll_back(setting, value, words):
-    config = ExperimentConfig(control="ew", challengers=("c",), routing="fixed", split={"ew": 0.5, "c": 0.5})
+    config = ExperimentConfig(
+        control="ew",
+        challengers=("c",),
+        routing="fixed",
+        split={"ew": 0.5, "c": 0.5},
+        guardrails={"drawdown_period_s": 10.0},
+    )
     experiment = Experiment(config, rng=np.random.default_rng(0))
     rng = np.random.default_rng(3)
-    for i in range(400):
+    for i in range(400):  # 10 feedback returns a period per arm: 20 periods; -2% a period is a 33% drawdown
         arm = "c" if i % 2 else "ew"
         experiment.assigned(arm, value if (setting == "latency" and arm == "c") else 1.0)
-        experiment.feedback(arm, -0.02 if (setting == "drawdown" and arm == "c") else float(rng.normal(0, 0.001)))
+        bad = setting == "drawdown" and arm == "c"
+        experiment.feedback(arm, -0.02 if bad else float(rng.normal(0, 0.001)), at=float(i))
     made = experiment.decide()
     assert [d.kind for d in made] == ["rollback"] and words in made[0].reason
     assert experiment.shares == {"c": 0.0, "ew": 1.0}
+
+
+def test_the_drawdown_is_of_the_average_clients_wealth_not_of_the_pooled_returns():
+    # 5,000 returns of +-1% around a mean of 0 in one period: pooled and compounded they would wander to a drawdown
+    # of many percent; the period's mean is about 0, so the average client's wealth has barely moved.
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",), guardrails={"max_drawdown": 0.05}))
+    rng = np.random.default_rng(6)
+    for value in rng.choice([-0.01, 0.01], size=5_000):
+        experiment.feedback("b", float(value), at=0.0)
+    assert experiment.arms["b"].max_drawdown < 0.01
+    for day in range(1, 11):  # then ten days whose average client lost 1% each
+        experiment.feedback("b", -0.01, at=day * 86_400.0)
+    assert experiment.arms["b"].max_drawdown == pytest.approx(1 - 0.99**10, abs=2e-3)
+    assert "drawdown" in experiment.tripped("b")
 
 
 def test_errors_trip_the_error_rate_guardrail():
@@ -70,9 +87,7 @@ def test_errors_trip_the_error_rate_guardrail():
 
 
 def test_the_bandit_moves_traffic_to_the_better_arm_and_keeps_the_floor():
-    config = ExperimentConfig(
-        control="ew", challengers=("good", "bad"), routing="thompson", min_share=0.05, guardrails=NO_DRAWDOWN
-    )
+    config = ExperimentConfig(control="ew", challengers=("good", "bad"), routing="thompson", min_share=0.05)
     experiment = Experiment(config, rng=np.random.default_rng(0))
     feed(experiment, np.random.default_rng(4), {"ew": 0.0, "good": 0.0005, "bad": -0.0002}, 30_000)
     assert experiment.shares["good"] > 0.8
@@ -80,9 +95,7 @@ def test_the_bandit_moves_traffic_to_the_better_arm_and_keeps_the_floor():
 
 
 def test_sample_ratio_follows_the_moving_split():
-    config = ExperimentConfig(
-        control="ew", challengers=("ppo",), routing="ramp", ramp={"min_feedback": 100}, guardrails=NO_DRAWDOWN
-    )
+    config = ExperimentConfig(control="ew", challengers=("ppo",), routing="ramp", ramp={"min_feedback": 100})
     experiment = Experiment(config, rng=np.random.default_rng(0))
     feed(experiment, np.random.default_rng(5), {"ew": 0.0, "ppo": 0.0}, 4_000)
     assert len([d for d in experiment.decisions if d.kind == "ramp"]) >= 2
@@ -98,7 +111,7 @@ def test_bad_configs_and_arms_name_the_field():
     with pytest.raises(ValueError, match="steps"):
         ExperimentConfig(control="a", challengers=("b",), ramp={"steps": [0.5, 0.2]})
     experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
-    with pytest.raises(ConfigError, match="arm 'zzz'"):
+    with pytest.raises(ConfigError, match="arm: 'zzz'"):
         experiment.feedback("zzz", 0.0)
     with pytest.raises(ConfigError, match="finite"):
         experiment.feedback("a", float("nan"))

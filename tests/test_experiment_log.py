@@ -1,34 +1,55 @@
-"""serving.experiment_log: batches land in a real SQLite file, survive the writer, and read back in order."""
+"""serving.experiment_log: batches land in a real SQLite file, survive the writer, tail in order, export."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 
+import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from serving.experiment_log import Assignment, Decision, ExperimentLog, Feedback
+from serving.experiment_log import Assignment, ExperimentLog, Feedback, Tail, export, main
 
 
-def test_a_batch_round_trips_and_duplicate_feedback_is_refused(tmp_path):
+def answer(i: int, arm: str = "ppo", experiment: str = "exp", **extra) -> Assignment:
+    return Assignment(f"r{i}", experiment, arm, arm, (0.5, 0.5), 1.0 + i, client_id=f"c{i}", **extra)
+
+
+def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests_only(tmp_path):
     log = ExperimentLog(f"sqlite:///{tmp_path / 'log.db'}")
-    batch = [
-        Assignment(f"r{i}", "exp", "ppo" if i % 2 else "sac", (0.5, 0.5), 1.0 + i, client_id=f"c{i}") for i in range(5)
+    failed = Assignment("r9", "exp", "ppo", "", (), 3.0, errors=2)
+    statuses = log.append(
+        [answer(i, "ppo" if i % 2 else "sac") for i in range(5)] + [failed],
+        [Feedback("r1", 0.01), Feedback("r1", 0.02), Feedback("nope", 0.0), Feedback("r9", 0.0)],
+    )
+    assert statuses == [("recorded", "ppo"), ("duplicate", None), ("unknown", None), ("unknown", None)]
+    assert log.append(feedback_=[Feedback("r1", 0.03), Feedback("r2", -0.01)]) == [
+        ("duplicate", None),
+        ("recorded", "sac"),
     ]
-    log.append(batch, [Feedback("r1", 0.01), Feedback("r1", 0.02)], [Decision("exp", "split", "start", {"ppo": 0.5})])
-    assert log.append(feedback_=[Feedback("r1", 0.03), Feedback("r2", -0.01)]) == ["r1"]
     contents = log.read("exp")
-    assert [r["request_id"] for r in contents.assignments] == [f"r{i}" for i in range(5)]
+    assert [r["request_id"] for r in contents.assignments] == [f"r{i}" for i in range(5)] + ["r9"]
     assert contents.assignments[0]["weights"] == [0.5, 0.5]
     assert {r["request_id"]: r["realized_return"] for r in contents.feedback} == {"r1": 0.01, "r2": -0.01}
-    assert contents.decisions[0]["split"] == {"ppo": 0.5}
-    assert log.counts() == {"assignments": 5, "feedback": 2, "decisions": 1}
+    assert log.counts() == {"assignments": 6, "feedback": 2, "decisions": 0}
+
+
+def test_a_tail_returns_each_new_row_once_in_order(tmp_path):
+    log = ExperimentLog(f"sqlite:///{tmp_path / 'log.db'}")
+    tail = Tail(log, "assignments", "exp")
+    log.append([answer(0), answer(1), answer(2, experiment="other")])
+    assert [r["request_id"] for r in tail.poll()] == ["r0", "r1"]
+    assert tail.poll() == []
+    log.append([answer(3)], [Feedback("r0", 0.01)])
+    assert [r["request_id"] for r in tail.poll()] == ["r3"]
+    feedback = Tail(log, "feedback", "exp").poll()
+    assert [(r["request_id"], r["arm"], r["realized_return"]) for r in feedback] == [("r0", "ppo", 0.01)]
 
 
 def _write_then_die(url: str) -> None:
     log = ExperimentLog(url)
-    log.append([Assignment("committed", "exp", "ppo", (1.0,), 1.0)])
+    log.append([Assignment("committed", "exp", "ppo", "ppo", (1.0,), 1.0)])
     os._exit(9)  # no clean shutdown: the committed batch must still be there
 
 
@@ -41,6 +62,22 @@ def test_a_committed_batch_survives_its_writer_being_killed(tmp_path):
     assert [r["request_id"] for r in ExperimentLog(url).read().assignments] == ["committed"]
 
 
-def test_a_bad_url_names_itself():
+def test_export_writes_every_answer_with_its_feedback_as_csv_and_parquet(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = ExperimentLog(url)
+    log.append([answer(i) for i in range(3)], [Feedback("r1", 0.02)])
+    for name in ("ab.csv", "ab.parquet"):
+        assert main(["export", "--url", url, "--out", str(tmp_path / name)]) == 0
+        frame = pd.read_csv(tmp_path / name) if name.endswith("csv") else pd.read_parquet(tmp_path / name)
+        assert list(frame["request_id"]) == ["r0", "r1", "r2"]
+        assert frame["realized_return"].tolist()[1] == 0.02 and frame["realized_return"].isna().sum() == 2
+    assert "wrote 3 rows" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="must end in .csv or .parquet"):
+        export(log, tmp_path / "ab.xlsx")
+
+
+def test_a_bad_url_or_a_missing_log_names_itself(tmp_path, capsys):
     with pytest.raises(ConfigError, match="not a database URL"):
         ExperimentLog("not a url")
+    assert main(["export", "--url", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "none.db does not exist" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""serving.router: weighted split, stickiness, override, validation of splits, statistics and the significance test."""
+"""serving.router: routing by the experiment's bucket layout: shares, stickiness, ramps that move few clients,
+the X-Agent override."""
 
 from __future__ import annotations
 
@@ -7,127 +8,57 @@ import random
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from serving.router import ABRouter, ABStats, StatsBuffer, TrafficSplit, UnknownAgent, compare
+from serving.buckets import BucketLayout
+from serving.router import Router, UnknownAgent
 
-KNOWN = {"ppo", "sac", "dqn", "equal_weight"}
-
-
-def router(weights, shadow=None, seed=0):
-    return ABRouter(TrafficSplit.create(weights, KNOWN, shadow), KNOWN, random.Random(seed))
+KNOWN = {"ppo", "sac", "equal_weight"}
 
 
-def test_split_ratio_matches_weights_within_statistical_tolerance():
+def router(shares: dict[str, float], layout: BucketLayout | None = None, key: str = "exp-1") -> Router:
+    layout = layout or BucketLayout.initial(shares)
+    routing = {"experiment": key, "version": 1, "layout": layout.as_json(), "shadow": None}
+    return Router(routing, KNOWN, rng=random.Random(0))
+
+
+def test_random_requests_follow_the_shares_within_statistical_tolerance():
     r = router({"ppo": 0.7, "sac": 0.3})
-    n = 5000
-    share = sum(r.choose() == "ppo" for _ in range(n)) / n
-    assert abs(share - 0.7) < 4 * np.sqrt(0.7 * 0.3 / n)
+    n = 20_000
+    share = sum(r.choose().arm == "ppo" for _ in range(n)) / n
+    assert abs(share - 0.7) < 4 * np.sqrt(0.21 / n)
 
 
-def test_client_ids_spread_by_weight_and_stick_while_the_split_is_unchanged():
-    r = router({"ppo": 0.25, "sac": 0.75})
-    clients = [f"client-{i}" for i in range(4000)]
-    first = {c: r.choose(client_id=c) for c in clients}
-    assert all(r.choose(client_id=c) == first[c] for c in clients)
-    share = sum(a == "ppo" for a in first.values()) / len(clients)
-    assert abs(share - 0.25) < 4 * np.sqrt(0.25 * 0.75 / len(clients))
+def test_client_ids_spread_by_share_and_stick():
+    r = router({"ppo": 0.5, "sac": 0.5})
+    first = {f"c{i}": r.choose(f"c{i}").arm for i in range(4_000)}
+    assert abs(sum(a == "ppo" for a in first.values()) / 4_000 - 0.5) < 0.04
+    assert all(r.choose(c).arm == a for c, a in first.items())
 
 
-def test_a_new_split_reshuffles_assignments():
-    before = router({"ppo": 0.5, "sac": 0.5})
-    after = router({"ppo": 0.5, "sac": 0.5, "dqn": 1e-9})
-    moved = sum(before.choose(client_id=str(i)) != after.choose(client_id=str(i)) for i in range(500))
-    assert moved > 100
+def test_ramping_a_challenger_from_10_to_20_percent_moves_about_10_percent_of_clients():
+    before = BucketLayout.initial({"equal_weight": 0.9, "ppo": 0.1})
+    after = before.resized({"equal_weight": 0.8, "ppo": 0.2})
+    a, b = router({}, before), router({}, after)
+    clients = [f"client-{i}" for i in range(20_000)]
+    moved = sum(a.choose(c).arm != b.choose(c).arm for c in clients) / len(clients)
+    assert moved == pytest.approx(0.1, abs=0.01)
+    assert all(b.choose(c).arm == "ppo" for c in clients if a.choose(c).arm == "ppo")  # nobody leaves the growing arm
 
 
-def test_override_wins_and_unknown_override_is_refused():
+def test_another_experiment_reshuffles_clients():
+    a, b = router({"ppo": 0.5, "sac": 0.5}, key="exp-1"), router({"ppo": 0.5, "sac": 0.5}, key="exp-2")
+    clients = [f"c{i}" for i in range(4_000)]
+    assert 0.4 < sum(a.choose(c).arm != b.choose(c).arm for c in clients) / len(clients) < 0.6
+
+
+def test_the_override_wins_is_marked_forced_and_an_unknown_one_is_refused():
     r = router({"ppo": 1.0})
-    assert r.choose(client_id="x", override="sac") == "sac"
+    assert r.choose("alice", "equal_weight").arm == "equal_weight" and r.choose("alice", "equal_weight").forced
+    assert not r.choose("alice").forced
     with pytest.raises(UnknownAgent):
-        r.choose(override="td3")
+        r.choose(None, "td3")
 
 
-@pytest.mark.parametrize(
-    "weights, shadow, message",
-    [
-        ({}, None, "at least one"),
-        ({"td3": 1.0}, None, "unknown agent"),
-        ({"ppo": -1.0, "sac": 2.0}, None, "non-negative"),
-        ({"ppo": float("nan")}, None, "non-negative"),
-        ({"ppo": 1.0}, "td3", "shadow"),
-    ],
-)
-def test_invalid_splits_are_config_errors(weights, shadow, message):
-    with pytest.raises(ConfigError, match=message):
-        TrafficSplit.create(weights, KNOWN, shadow)
-
-
-def test_zero_weight_arms_never_receive_traffic():
+def test_arms_without_a_share_never_receive_traffic():
     r = router({"ppo": 1.0, "sac": 0.0})
-    assert {r.choose() for _ in range(200)} == {"ppo"}
-
-
-def test_feedback_is_attributed_to_the_arm_that_served_the_request():
-    stats = ABStats()
-    stats.record("ppo", "r1", 3.0)
-    stats.record("sac", "r2", 4.0)
-    assert stats.feedback("r2", 0.01) == "sac"
-    with pytest.raises(KeyError):
-        stats.feedback("nope", 0.01)
-    with pytest.raises(KeyError):  # a retried report must not count twice in the t-test
-        stats.feedback("r2", 0.01)
-    summary = stats.summary()
-    assert summary["arms"]["sac"]["feedback"] == 1 and summary["arms"]["ppo"]["feedback"] == 0
-    assert summary["arms"]["ppo"]["latency_ms"]["p50"] == 3.0
-
-
-def test_buffered_records_reach_the_shared_stats_once_and_survive_a_failed_hand_over():
-    buffer, stats = StatsBuffer(), ABStats()
-    assert buffer.take() is None
-    buffer.record("ppo", "r1", 3.0)
-    buffer.record("sac", "r2", 5.0, fallback=True)
-    buffer.record_error("sac")
-    failed = buffer.take()
-    assert buffer.take() is None
-    buffer.record("ppo", "r3", 4.0)
-    buffer.record_shadow("dqn", 2.0)
-    buffer.put_back(failed)  # the store did not answer: the records wait for the next hand-over
-    stats.ingest(*buffer.take())
-    assert buffer.take() is None
-    arms = stats.summary()["arms"]
-    assert (arms["ppo"]["requests"], arms["sac"]["requests"], arms["sac"]["fallbacks"], arms["sac"]["errors"]) == (
-        2,
-        1,
-        1,
-        1,
-    )
-    assert arms["dqn"]["shadow_requests"] == 1 and arms["ppo"]["latency_ms"]["p50"] == 3.5
-    assert stats.feedback("r2", 0.01) == "sac" and stats.feedback("r3", 0.0) == "ppo"
-
-
-def test_request_memory_is_bounded():
-    stats = ABStats(memory=10)
-    for i in range(20):
-        stats.record("ppo", f"r{i}", 1.0)
-    with pytest.raises(KeyError):
-        stats.feedback("r0", 0.0)
-    assert stats.feedback("r19", 0.0) == "ppo"
-
-
-def test_welch_test_finds_a_real_difference_and_not_a_spurious_one():
-    rng = np.random.default_rng(0)
-    better = compare("a", rng.normal(0.002, 0.01, 2000), "b", rng.normal(0.0, 0.01, 2000))
-    assert better["p_value"] < 0.01 and better["verdict"].startswith("a earns more")
-    same = compare("a", rng.normal(0.0, 0.01, 200), "b", rng.normal(0.0, 0.01, 200))
-    assert same["p_value"] > 0.01 and same["verdict"].startswith("no significant difference")
-
-
-def test_summary_compares_every_pair_of_arms_with_feedback():
-    stats = ABStats()
-    rng = np.random.default_rng(1)
-    for i in range(30):
-        for arm in ("ppo", "sac", "dqn"):
-            stats.record(arm, f"{arm}{i}", 1.0)
-            stats.feedback(f"{arm}{i}", float(rng.normal()))
-    pairs = {(c["a"], c["b"]) for c in stats.summary()["comparisons"]}
-    assert pairs == {("dqn", "ppo"), ("dqn", "sac"), ("ppo", "sac")}
+    assert {r.choose(f"c{i}").arm for i in range(2_000)} | {r.choose().arm for _ in range(2_000)} == {"ppo"}
+    assert r.by_share() == ["ppo"]

@@ -20,16 +20,16 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def app(ray_local, models):
+def app(ray_local, models, tmp_path_factory):
     from ray import serve
 
     from serving.builder import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(
-        build_app({"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}}), name="rlportfolio", route_prefix="/"
-    )
+    log_url = f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}"
+    args = {"models_dir": str(models), "split": {"ppo": 0.5, "dqn": 0.5}, "experiment_log": log_url}
+    serve.run(build_app(args), name="rlportfolio", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -49,6 +49,20 @@ def test_health_agents_and_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/agents", "/allocate", "/predict", "/feedback", "/ab/stats", "/metrics"} <= set(paths)
+    assert {"/ab/experiment", "/ab/split", "/ab/promote", "/ab/rollback", "/ab/ramp"} <= set(paths)
+    stats_schema = client.get("/openapi.json").json()["components"]["schemas"]["ArmStatistics"]["properties"]
+    assert all(field.get("description") for field in stats_schema.values()), "every /ab/stats arm figure documented"
+
+
+def test_the_admin_api_is_closed_without_a_token_and_says_how_to_open_it(client):
+    for response in (
+        client.get("/ab/experiment"),
+        client.put("/ab/split", json={"shares": {"ppo": 1.0}}),
+        client.post("/ab/promote", json={"arm": "ppo"}),
+        client.post("/ab/rollback", json={}),
+        client.post("/ab/ramp", json={"resume": True}),
+    ):
+        assert response.status_code == 403 and "SERVE_API_TOKEN" in response.text
 
 
 def test_allocate_answers_with_the_same_weights_the_env_observation_gives(client, tiny, models):
@@ -140,20 +154,35 @@ def test_predict_takes_a_raw_observation(client, tiny, models):
     assert baseline.status_code == 422
 
 
-def test_feedback_and_ab_stats_with_a_verdict(client, tiny):
+def test_feedback_and_ab_stats_with_a_sequential_verdict(client, tiny):
     rng = np.random.default_rng(0)
-    for _ in range(40):
-        for agent, mean in (("ppo", 0.002), ("dqn", 0.0)):
-            answer = client.post("/allocate", json=body(tiny), headers={"X-Agent": agent}).json()
-            fed = client.post(
-                "/feedback",
-                json={"request_id": answer["request_id"], "realized_return": float(rng.normal(mean, 0.001))},
-            )
-            assert fed.status_code == 200 and fed.json()["agent"] == agent
+    means = {"ppo": 0.002, "dqn": 0.0}
+    before = client.get("/ab/stats").json()["arms"]
+    for i in range(120):
+        answer = client.post("/allocate", json=body(tiny, client_id=f"feedback-{i}")).json()
+        fed = client.post(
+            "/feedback",
+            json={
+                "request_id": answer["request_id"],
+                "realized_return": float(rng.normal(means[answer["agent"]], 0.001)),
+            },
+        )
+        assert fed.status_code == 200 and fed.json()["agent"] == answer["agent"]
+    forced = client.post("/allocate", json=body(tiny), headers={"X-Agent": "ppo"}).json()
+    assert (
+        client.post("/feedback", json={"request_id": forced["request_id"], "realized_return": 0.5}).status_code == 200
+    )
     stats = client.get("/ab/stats").json()
-    assert stats["arms"]["ppo"]["feedback"] >= 40 and stats["arms"]["ppo"]["requests"] >= 40
-    comparison = next(c for c in stats["comparisons"] if {c["a"], c["b"]} == {"dqn", "ppo"})
-    assert comparison["p_value"] < 0.01 and "ppo earns more" in comparison["verdict"]
+    fed = {arm: stats["arms"][arm]["feedback"] - before.get(arm, {}).get("feedback", 0) for arm in means}
+    assert sum(fed.values()) == 120  # every acknowledged feedback, and not the forced request's
+    assert stats["control"] == "dqn" and stats["routing"] == "fixed"
+    comparison = stats["comparisons"][0]
+    assert (comparison["challenger"], comparison["control"]) == ("ppo", "dqn")
+    assert comparison["sequential"]["lower"] > 0 and "ppo earns more" in comparison["verdict"]
+    assert comparison["sequential"]["p_value"] >= comparison["fixed_horizon_welch"]["p_value"]
+    assert not stats["sample_ratio"]["mismatch"]
+    again = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": 0.01})
+    assert again.status_code == 404 and "already reported" in again.text
     unknown = client.post("/feedback", json={"request_id": "nope", "realized_return": 0.01})
     assert unknown.status_code == 404 and "request_id" in unknown.text
 

@@ -13,7 +13,7 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def secured(ray_local, models, monkeypatch_module):  # noqa: F811
+def secured(ray_local, models, monkeypatch_module, tmp_path_factory):  # noqa: F811
     from ray import serve
 
     from serving.builder import build_app
@@ -21,7 +21,8 @@ def secured(ray_local, models, monkeypatch_module):  # noqa: F811
     monkeypatch_module.setenv("SERVE_API_TOKEN", TOKEN)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"models_dir": str(models)}), name="secured", route_prefix="/")
+    log_url = f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}"
+    serve.run(build_app({"models_dir": str(models), "experiment_log": log_url}), name="secured", route_prefix="/")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         yield client
     serve.shutdown()
@@ -45,6 +46,8 @@ def test_every_other_endpoint_needs_the_right_bearer_token(secured, tiny, header
     assert secured.post("/allocate", json=body(tiny), headers=headers).status_code == 401
     assert secured.get("/ab/stats", headers=headers).status_code == 401
     assert secured.get("/metrics", headers=headers).status_code == 401
+    assert secured.get("/ab/experiment", headers=headers).status_code == 401
+    assert secured.put("/ab/split", json={"shares": {"ppo": 1.0}}, headers=headers).status_code == 401
     assert (
         secured.post("/feedback", json={"request_id": "x", "realized_return": 0.0}, headers=headers).status_code == 401
     )

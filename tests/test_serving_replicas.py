@@ -3,8 +3,6 @@ Starts and stops its own Serve."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -14,7 +12,7 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def app(ray_local, models):  # noqa: F811
+def app(ray_local, models, tmp_path_factory):  # noqa: F811
     from ray import serve
 
     from serving.builder import build_app
@@ -26,6 +24,7 @@ def app(ray_local, models):  # noqa: F811
         "split": {"ppo": 0.5, "dqn": 0.5},
         "baselines": ["equal_weight"],
         "ingress_replicas": 2,
+        "experiment_log": f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}",
     }
     serve.run(build_app(args), name="rlportfolio", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
@@ -44,7 +43,6 @@ def test_stats_and_feedback_span_ingress_replicas(app, tiny):
                 f"{app}/feedback", json={"request_id": answer.json()["request_id"], "realized_return": 0.001}
             )
             assert fed.status_code == 200, fed.text
-        time.sleep(1.0)  # each replica hands its records over every 0.25 s
-        arms = client.get("/ab/stats").json()["arms"]
+        arms = client.get("/ab/stats").json()["arms"]  # both replicas write the log the store reads
     assert sum(arm["requests"] for arm in arms.values()) == 300
     assert sum(arm["feedback"] for arm in arms.values()) == 300
