@@ -6,7 +6,9 @@ rows, so an analyst can check the server's verdict, or slice the rows differentl
 
 Prints JSON: per arm requests, errors, latency, feedback, mean and spread of returns, drawdown; each challenger
 against the control (always-valid sequence and p-value, the verdict, Welch labelled fixed-horizon); the
-sample-ratio test against the shares each row was routed under (the export's ``split_shares``).
+sample-ratio test against the shares each row was routed under (the export's ``split_shares``). The experiment's
+tuning (``tuning_n``, guardrails) is the default one unless given: the server's own figures match when its config
+did not change them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ COLUMNS = (
     "latency_ms",
     "errors",
     "split_shares",
+    "seq",
     "created_at",
+    "feedback_at",
 )
 
 
@@ -69,13 +73,14 @@ def ab_statistics(
     )
     engine = Experiment(config)
     parsed: dict[str, dict[str, float]] = {}
-    for row in rows.sort_values("created_at").itertuples(index=False):
+    rows = rows.sort_values("seq")  # the order the server read them in
+    for row in rows.itertuples(index=False):
         failed = row.errors > 0 or row.arm != row.routed_arm
         shares = parsed.setdefault(row.split_shares, json.loads(row.split_shares))
         engine.assigned(row.routed_arm, row.latency_ms, error=failed, shares=shares)
-    answered = rows[rows["realized_return"].notna() & rows["arm"].isin(config.arms)]
-    for row in answered.sort_values("created_at").itertuples(index=False):
-        engine.feedback(row.arm, float(row.realized_return), at=float(row.created_at))
+    reported = rows[rows["realized_return"].notna()].sort_values("feedback_at")
+    for row in reported.itertuples(index=False):  # by intention to treat, as the server counts them
+        engine.feedback(row.routed_arm, float(row.realized_return), at=float(row.feedback_at))
     return {"experiment": experiment, **engine.summary()}
 
 

@@ -53,6 +53,9 @@ class Guardrails(FrozenConfig):
     drawdown_period_s: float = Field(
         default=86_400.0, gt=0, description="the period whose mean feedback return is one step of that wealth path"
     )
+    min_period_feedback: int = Field(
+        default=20, ge=1, description="feedback returns the open period needs before its mean counts in the drawdown"
+    )
     min_requests: int = Field(default=50, ge=1, description="requests an arm needs before its rates are judged")
 
 
@@ -75,6 +78,12 @@ class ExperimentConfig(FrozenConfig):
     split: dict[str, float] | None = Field(default=None, description="routing fixed: the shares (default equal)")
     ramp: Ramp = Ramp()
     min_share: float = Field(default=0.05, ge=0, lt=1, description="routing thompson: the least share of an arm")
+    bandit_every_feedback: int = Field(
+        default=100,
+        ge=1,
+        description="routing thompson: new feedback returns between re-estimates of the shares (each move is a "
+        "new split version, so it is not re-drawn on every poll)",
+    )
     alpha: float = Field(default=0.05, gt=0, lt=1)
     tuning_n: float = Field(default=DEFAULT_TUNING_N, gt=0, description="feedback count the sequence is tuned to")
     srm_alpha: float = Field(default=SRM_ALPHA, gt=0, lt=1)
@@ -125,10 +134,10 @@ class ArmState:
         self.peak_log_wealth = max(self.peak_log_wealth, self.log_wealth)
         self.closed_drawdown = max(self.closed_drawdown, 1.0 - math.exp(self.log_wealth - self.peak_log_wealth))
 
-    @property
-    def max_drawdown(self) -> float:
-        """The drawdown of the per-period wealth path, the open period's mean so far included."""
-        if not self.period_n:
+    def drawdown(self, min_open: int = 1) -> float:
+        """The drawdown of the per-period wealth path, the open period's mean so far included once it has
+        ``min_open`` returns (one bad return at the start of a day is not a drawdown)."""
+        if self.period_n < min_open:
             return self.closed_drawdown
         now = self.log_wealth + math.log1p(max(self.period_total / self.period_n, -0.999999))
         return max(self.closed_drawdown, 1.0 - math.exp(now - max(self.peak_log_wealth, now)))
@@ -166,6 +175,7 @@ class Experiment:
         self.stopped: dict[str, str] = {}  # challenger -> why it gets no traffic any more
         self.promoted: str | None = None
         self.paused = False  # an operator's split or ramp step holds the shares until ``resume``
+        self._bandit_feedback = 0  # feedback count at the bandit's last re-estimate
         self._base_split = normalise(config.split or {n: 1.0 for n in config.arms})  # routing fixed: the shares
         self.shares = self._initial_shares()
         self.decisions: list[Decision] = [Decision("start", None, f"routing {config.routing}", dict(self.shares))]
@@ -252,8 +262,9 @@ class Experiment:
                 p99 = float(np.percentile(np.asarray(state.latencies_ms), 99))
                 if p99 > g.max_latency_p99_ms:
                     return f"latency p99 {p99:.0f} ms above {g.max_latency_p99_ms:.0f} ms"
-        if state.max_drawdown > g.max_drawdown:
-            return f"drawdown of its feedback {state.max_drawdown:.1%} above {g.max_drawdown:.1%}"
+        drawdown = state.drawdown(g.min_period_feedback)
+        if drawdown > g.max_drawdown:
+            return f"drawdown of its average client {drawdown:.1%} above {g.max_drawdown:.1%}"
         return None
 
     def summary(self) -> dict:
@@ -272,7 +283,7 @@ class Experiment:
                 "feedback": state.n,
                 "mean_return": state.mean if state.n else None,
                 "std_return": math.sqrt(state.variance) if state.n >= 2 else None,
-                "drawdown": state.max_drawdown,
+                "drawdown": state.drawdown(self.config.guardrails.min_period_feedback),
                 "stopped": self.stopped.get(name),
             }
         ratio = self.sample_ratio()
@@ -331,7 +342,13 @@ class Experiment:
             elif self.step_index[name] == last and comparison["sequential"]["lower"] > 0:
                 made.append(self.promote(name, comparison["verdict"], kind="promote"))
                 return made
-        if self.config.routing == "thompson" and not self.paused:
+        feedback = sum(a.n for a in self.arms.values())
+        if (
+            self.config.routing == "thompson"
+            and not self.paused
+            and feedback - self._bandit_feedback >= self.config.bandit_every_feedback
+        ):
+            self._bandit_feedback = feedback
             shares = self._bandit_shares()
             moved = max(abs(shares[n] - self.shares.get(n, 0.0)) for n in shares)
             if moved >= BANDIT_RECORD_MOVE:
@@ -406,6 +423,8 @@ class Experiment:
             "feedback_at_step": dict(self._feedback_at_step),
             "base_split": dict(self._base_split),
             "shares": dict(self.shares),
+            "p_values": {name: p.value for name, p in self._p.items()},
+            "bandit_feedback": self._bandit_feedback,
         }
 
     def restore(self, state: Mapping) -> None:
@@ -417,6 +436,10 @@ class Experiment:
         self._feedback_at_step = {n: int(state["feedback_at_step"].get(n, 0)) for n in self.config.challengers}
         self._base_split = dict(state["base_split"])
         self.shares = {n: float(state["shares"].get(n, 0.0)) for n in sorted(self.arms)}
+        for name, value in state.get("p_values", {}).items():
+            if name in self._p:
+                self._p[name].value = float(value)
+        self._bandit_feedback = int(state.get("bandit_feedback", 0))
 
     # -- applying ------------------------------------------------------------------------------------------------
 

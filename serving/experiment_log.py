@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,8 +44,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_URL = "sqlite:///runs/experiments.db"
 GAP_RECHECK_S = 60.0
+MAX_GAPS = 1_000
 READ_CHUNK = 20_000
 
 metadata = sa.MetaData()
@@ -146,6 +151,58 @@ class DecisionRecord:
 
 FeedbackStatus = Literal["recorded", "unknown", "duplicate"]
 
+ASSIGNMENT_COLUMNS = (
+    "request_id",
+    "experiment",
+    "kind",
+    "client_id",
+    "routed_arm",
+    "arm",
+    "forced",
+    "model_version",
+    "weights",
+    "latency_ms",
+    "errors",
+    "split_version",
+    "created_at",
+)
+DECISION_COLUMNS = (
+    "experiment",
+    "kind",
+    "arm",
+    "reason",
+    "source",
+    "split_version",
+    "shares",
+    "layout",
+    "config",
+    "state",
+    "created_at",
+)
+
+
+def _assignment_values(a: Assignment) -> tuple:
+    return (
+        a.request_id,
+        a.experiment,
+        a.kind,
+        a.client_id,
+        a.routed_arm,
+        a.arm,
+        a.forced,
+        a.model_version,
+        json.dumps(list(a.weights)),
+        a.latency_ms,
+        a.errors,
+        a.split_version,
+        a.created_at,
+    )
+
+
+def _decision_values(d: DecisionRecord) -> tuple:
+    row = d.row()
+    return tuple(row[c] for c in DECISION_COLUMNS)
+
 
 @dataclass(frozen=True)
 class LogContents:
@@ -197,10 +254,17 @@ class ExperimentLog:
             raise ConfigError(f"experiment_log: cannot use {self.where}: {exc}") from None
         if self.url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise ConfigError(f"experiment_log: cannot open {self.where}: {exc}") from None
+        for attempt in range(3):  # replicas starting together race to create the tables
+            try:
+                metadata.create_all(self.engine)
+                break
+            except SQLAlchemyError as exc:
+                if attempt == 2:
+                    raise ConfigError(f"experiment_log: cannot open {self.where}: {exc}") from None
+                time.sleep(0.5)
+        self._write_lock = threading.Lock()
+        self._connection: Any = None
+        self._sql = self._statements()
 
     @property
     def where(self) -> str:
@@ -214,41 +278,79 @@ class ExperimentLog:
         feedback_: Sequence[Feedback] = (),
         decisions_: Sequence[DecisionRecord] = (),
     ) -> list[tuple[FeedbackStatus, str | None]]:
-        """Write a batch in one transaction. Per feedback, in order: ``("recorded", arm that answered)``, or
-        ``("unknown", None)`` (no such answered request, in the log or in this batch), or ``("duplicate", None)``
-        (its return was already reported)."""
+        """Write a batch in one transaction. Per feedback, in order: ``("recorded", arm that answered)`` (also for a
+        repeat of an already recorded report with the same return: a client's retry), ``("unknown", None)`` (no
+        such answered request, in the log or in this batch) or ``("duplicate", None)`` (a different return was
+        already reported).
+
+        Written through one DBAPI connection with prepared statements, not SQLAlchemy's ORM-free Core: the ingress
+        commits a batch per request at low load, and Core's per-batch work (connection checkout, statement
+        compilation lookups, parameter processing) cost about 1.4 ms of ingress CPU per request there
+        (``benchmarks/serve_load.py``, c=1). ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL) makes a
+        report that races another replica's for the same request id lose cleanly instead of failing the batch."""
         statuses: list[tuple[FeedbackStatus, str | None]] = []
-        with self.engine.begin() as conn:
-            if assignments_:
-                conn.execute(sa.insert(assignments), [a.row() for a in assignments_])
-            if feedback_:
-                ids = list({f.request_id for f in feedback_})
-                answered = {
-                    r.request_id: r.arm
-                    for r in conn.execute(
-                        sa.select(assignments.c.request_id, assignments.c.arm).where(
-                            assignments.c.request_id.in_(ids), assignments.c.kind == "answer", assignments.c.arm != ""
-                        )
-                    )
-                }
-                seen = {
-                    r[0] for r in conn.execute(sa.select(feedback.c.request_id).where(feedback.c.request_id.in_(ids)))
-                }
-                fresh = []
+        with self._write_lock:
+            connection = self._writer()
+            cursor = connection.cursor()
+            try:
+                if assignments_:
+                    cursor.executemany(self._sql["assignment"], [_assignment_values(a) for a in assignments_])
                 for item in feedback_:
-                    if item.request_id not in answered:
+                    cursor.execute(self._sql["answered"], (item.request_id,))
+                    found = cursor.fetchone()
+                    if found is None:
                         statuses.append(("unknown", None))
-                    elif item.request_id in seen:
-                        statuses.append(("duplicate", None))
-                    else:
-                        seen.add(item.request_id)
-                        fresh.append(item.row())
-                        statuses.append(("recorded", answered[item.request_id]))
-                if fresh:
-                    conn.execute(sa.insert(feedback), fresh)
-            if decisions_:
-                conn.execute(sa.insert(decisions), [d.row() for d in decisions_])
+                        continue
+                    cursor.execute(self._sql["feedback"], (item.request_id, item.realized_return, item.created_at))
+                    if cursor.rowcount == 1:
+                        statuses.append(("recorded", found[0]))
+                        continue
+                    cursor.execute(self._sql["reported"], (item.request_id,))
+                    same = cursor.fetchone()[0] == item.realized_return
+                    statuses.append(("recorded", found[0]) if same else ("duplicate", None))
+                if decisions_:
+                    cursor.executemany(self._sql["decision"], [_decision_values(d) for d in decisions_])
+                connection.commit()
+            except BaseException:
+                try:
+                    connection.rollback()
+                except Exception:
+                    pass
+                self._drop_writer()  # a broken connection is not reused
+                raise
+            finally:
+                cursor.close()
         return statuses
+
+    def _writer(self) -> Any:
+        if self._connection is None:
+            self._connection = self.engine.raw_connection()
+        return self._connection
+
+    def _drop_writer(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+
+    def _statements(self) -> dict[str, str]:
+        """The writer's SQL in the driver's parameter style."""
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+
+        def insert(table: sa.Table, columns: Sequence[str], tail: str = "") -> str:
+            return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}){tail}"
+
+        return {
+            "assignment": insert(assignments, ASSIGNMENT_COLUMNS),
+            "decision": insert(decisions, DECISION_COLUMNS),
+            "feedback": insert(
+                feedback, ("request_id", "realized_return", "created_at"), " ON CONFLICT (request_id) DO NOTHING"
+            ),
+            "answered": f"SELECT arm FROM assignments WHERE request_id = {mark} AND kind = 'answer' AND arm != ''",
+            "reported": f"SELECT realized_return FROM feedback WHERE request_id = {mark}",
+        }
 
     # -- reading --------------------------------------------------------------------------------------------------
 
@@ -319,58 +421,69 @@ class ExperimentLog:
             }
 
     def close(self) -> None:
+        with self._write_lock:
+            self._drop_writer()
         self.engine.dispose()
 
 
 class Tail:
-    """New rows of one table since the last call, by ``seq``; skipped ``seq`` values are asked for again for
-    ``GAP_RECHECK_S`` seconds (a transaction that took them may still commit)."""
+    """New rows of one experiment in one table since the last call, by ``seq``.
+
+    The table is read whole (every experiment's rows, filtered here), so the rows of other experiments are not
+    mistaken for gaps. Where transactions can commit out of ``seq`` order (not SQLite, whose writers take turns), a
+    skipped ``seq`` is asked for again for ``GAP_RECHECK_S`` seconds, at most ``MAX_GAPS`` of them."""
 
     def __init__(self, log: ExperimentLog, table: Literal["assignments", "feedback"], experiment: str) -> None:
         self.log, self.table, self.experiment = log, table, experiment
         self.cursor = 0
+        self.exhausted = False  # the last poll read everything there was
         self._gaps: dict[int, float] = {}  # seq -> when first missed
-
-    def _query(self) -> sa.Select:
-        if self.table == "assignments":
-            return sa.select(assignments).where(assignments.c.experiment == self.experiment)
-        return ExperimentLog._feedback_query().where(assignments.c.experiment == self.experiment)
+        self._track_gaps = log.engine.dialect.name != "sqlite"
 
     def poll(self, limit: int = READ_CHUNK) -> list[dict[str, Any]]:
-        """Up to ``limit`` new rows, oldest first."""
-        seq = assignments.c.seq if self.table == "assignments" else feedback.c.seq
+        """This experiment's new rows among the next ``limit`` of the table, oldest first."""
+        if self.table == "assignments":
+            seq, query = assignments.c.seq, sa.select(assignments)
+        else:
+            seq, query = feedback.c.seq, ExperimentLog._feedback_query()
         now = time.monotonic()
         self._gaps = {s: t for s, t in self._gaps.items() if now - t < GAP_RECHECK_S}
         condition = seq > self.cursor
         if self._gaps:
             condition = sa.or_(condition, seq.in_(list(self._gaps)))
         with self.log.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(self._query().where(condition).order_by(seq).limit(limit))]
+            rows = [dict(r._mapping) for r in conn.execute(query.where(condition).order_by(seq).limit(limit))]
+        self.exhausted = len(rows) < limit
         for row in rows:
             s = row["seq"]
             self._gaps.pop(s, None)
             if s > self.cursor:
-                self._gaps.update({missing: now for missing in range(self.cursor + 1, s)})
+                if self._track_gaps and s > self.cursor + 1:
+                    self._gaps.update({missing: now for missing in range(self.cursor + 1, s)})
                 self.cursor = s
-        if self.table == "assignments":
-            rows = [_decode_assignment(r) for r in rows]
-        return rows
+        if len(self._gaps) > MAX_GAPS:
+            logger.warning("experiment log tail: %d seq gaps; keeping the newest %d", len(self._gaps), MAX_GAPS)
+            self._gaps = dict(sorted(self._gaps.items())[-MAX_GAPS:])
+        rows = [r for r in rows if r["experiment"] == self.experiment]
+        return [_decode_assignment(r) for r in rows] if self.table == "assignments" else rows
 
 
 # -- export -----------------------------------------------------------------------------------------------------------
 
 
 def rows_as_table(log: ExperimentLog, experiment: str | None = None) -> Iterable[dict[str, Any]]:
-    """One row per answer, failed request or shadow evaluation with its feedback (None when none came) and the
-    shares of the split it was routed under (JSON; for the sample-ratio test), for offline analysis."""
-    returns = {r["request_id"]: r["realized_return"] for r in log.iter_feedback(experiment)}
+    """One row per answer, failed request or shadow evaluation with its feedback and the time it came (None when
+    none came) and the shares of the split it was routed under (JSON; for the sample-ratio test), in ``seq``
+    order, for offline analysis."""
+    reports = {r["request_id"]: (r["realized_return"], r["created_at"]) for r in log.iter_feedback(experiment)}
     shares = {(d["experiment"], d["split_version"]): json.dumps(d["shares"]) for d in log.decisions(experiment)}
     for row in log.iter_assignments(experiment):
         yield {
             **row,
             "weights": json.dumps(row["weights"]),
             "split_shares": shares.get((row["experiment"], row["split_version"]), "{}"),
-            "realized_return": returns.get(row["request_id"]),
+            "realized_return": reports.get(row["request_id"], (None, None))[0],
+            "feedback_at": reports.get(row["request_id"], (None, None))[1],
         }
 
 
@@ -382,7 +495,9 @@ def export(log: ExperimentLog, out: Path, experiment: str | None = None) -> int:
         raise ConfigError(f"--out: '{out}' must end in .csv or .parquet")
     frame = pd.DataFrame(list(rows_as_table(log, experiment)))
     if frame.empty:
-        frame = pd.DataFrame(columns=[c.name for c in assignments.columns] + ["split_shares", "realized_return"])
+        frame = pd.DataFrame(
+            columns=[c.name for c in assignments.columns] + ["split_shares", "realized_return", "feedback_at"]
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     if out.suffix == ".csv":

@@ -36,7 +36,7 @@ from serving.experiment_log import DecisionRecord, ExperimentLog, Tail
 
 log = logging.getLogger(__name__)
 
-NOT_CONFIGURED = "experiment"  # the field of the error a store answers before any configure
+NOT_CONFIGURED = "store"  # the field of the error a store answers before any configure (the ingress says 503)
 
 
 class ExperimentSettings(FrozenConfig):
@@ -94,7 +94,10 @@ def resolve_settings(
     if parsed.experiment is not None:
         config = parsed.experiment
         if parsed.split is not None:
-            config = config.model_copy(update={"split": parsed.split})
+            try:
+                config = ExperimentConfig.model_validate({**config.model_dump(), "split": parsed.split})
+            except ValueError as exc:
+                raise ConfigError(f"split: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
     else:
         split = dict(parsed.split or default_split)  # zero weights included: an arm kept at 0 stays an arm
         if not any(w > 0 for w in split.values()):
@@ -139,6 +142,7 @@ class ExperimentRunner:
         self.settings: dict[str, Any] = {}
         self._version_shares: dict[int, dict[str, float]] = {}
         self._tails: tuple[Tail, Tail] | None = None
+        self._pending: list[DecisionRecord] = []
         self._shadow_latencies: dict[str, deque] = {}
         self._shadow_requests: dict[str, int] = {}
 
@@ -156,17 +160,45 @@ class ExperimentRunner:
             self._open(key, config, deploy)
         last_deploy = next((d for d in reversed(self.log.decisions(key)) if d["source"] == "deploy"), None)
         if last_deploy is None or last_deploy["config"] != deploy:
-            assert self.experiment is not None
-            changes = []
-            if self.shadow != parsed.shadow:
-                self.shadow = parsed.shadow
-                changes.append(f"shadow {parsed.shadow}")
-            if config.split is not None and last_deploy is not None:
-                decision = self.experiment.set_split(config.split, "serve deploy: new split")
-                changes.append(f"split {decision.shares}")
-            reason = "serve deploy: " + (", ".join(changes) if changes else "settings recorded")
-            self._record([Decision("deploy", None, reason, dict(self.experiment.shares))], "deploy", deploy)
+            self._deploy(config, parsed, deploy, last_deploy)
         return self.routing()
+
+    def _deploy(
+        self,
+        config: ExperimentConfig,
+        parsed: ExperimentSettings,
+        deploy: dict[str, Any],
+        last_deploy: dict[str, Any] | None,
+    ) -> None:
+        """A deploy whose settings differ from the last one: what changed wins; the rest of the state stands. A
+        split cannot revive a rolled-back arm (its share goes to the control) nor undo a promotion (kept, and said)."""
+        experiment = self.experiment
+        assert experiment is not None
+        changes = []
+        shadow = parsed.shadow
+        split_changed = (
+            last_deploy is not None
+            and config.split is not None
+            and last_deploy["config"].get("split") != deploy.get("split")
+        )
+        target = None
+        if split_changed and experiment.promoted is not None:
+            changes.append(f"split not applied: '{experiment.promoted}' was promoted")
+        elif split_changed:
+            target = {n: (0.0 if n in experiment.stopped else w) for n, w in config.split.items()}
+            target[config.control] = target.get(config.control, 0.0) + sum(
+                config.split.get(n, 0.0) for n in experiment.stopped
+            )
+            if experiment.stopped:
+                changes.append(f"rolled-back {sorted(experiment.stopped)} keep no share")
+        if target is not None:
+            decision = experiment.set_split(target, "serve deploy: new split")
+            changes.insert(0, f"split {decision.shares}")
+        if self.shadow != shadow:
+            self.shadow = shadow
+            changes.append(f"shadow {shadow}")
+        reason = "serve deploy: " + (", ".join(changes) if changes else "settings recorded")
+        self._record([Decision("deploy", None, reason, dict(experiment.shares))], "deploy", deploy)
 
     def _open(self, key: str, config: ExperimentConfig, deploy: dict[str, Any]) -> None:
         """Start experiment ``key``, or rebuild it from the log when it has run before."""
@@ -187,6 +219,7 @@ class ExperimentRunner:
         self.experiment.restore(last["state"])
         deploys = [d for d in history if d["source"] == "deploy"]
         self.shadow = deploys[-1]["config"].get("shadow") if deploys else None
+        self.settings = dict(deploys[-1]["config"]) if deploys else {}
         rows = self._drain()
         log.info("experiment %s rebuilt from the log: %d rows, split %s", key, rows, self.experiment.shares)
 
@@ -202,7 +235,7 @@ class ExperimentRunner:
                 for row in rows:
                     feed(experiment, row)
                 total += len(rows)
-                if len(rows) < 20_000:
+                if tail.exhausted:
                     break
         return total
 
@@ -219,19 +252,24 @@ class ExperimentRunner:
         )
 
     def _feedback(self, experiment: Experiment, row: dict[str, Any]) -> None:
-        if row["forced"] or row["arm"] not in experiment.arms:
-            return  # answered by an arm outside the experiment (the fallback) or forced by X-Agent
-        experiment.feedback(row["arm"], row["realized_return"], at=row["created_at"])
+        """By intention to treat: a return counts for the arm the split routed to, even when a fallback answered
+        (crediting the answering arm would hand the control the hard cases its challenger failed on)."""
+        if row["forced"] or row["routed_arm"] not in experiment.arms:
+            return
+        experiment.feedback(row["routed_arm"], row["realized_return"], at=row["created_at"])
 
     def _record(self, made: list[Decision], source: str, config: Mapping[str, Any] | None = None) -> None:
-        """Give each decision a split version and a layout, and log them in one transaction."""
+        """Give each decision a split version and a layout, and log them in one transaction. The decisions are in
+        effect already: if the log cannot take them now, they wait in ``_pending`` and every ``poll`` tries again
+        (so a rebuild never misses a decision the live store applied once the database is back)."""
         assert self.experiment is not None
-        records = []
+        if config is not None and source == "deploy":
+            self.settings = dict(config)
         for decision in made:
             self.version += 1
             self.layout = self.layout.resized(decision.shares)
             self._version_shares[self.version] = dict(decision.shares)
-            records.append(
+            self._pending.append(
                 DecisionRecord(
                     experiment=self.key,
                     kind=decision.kind,
@@ -241,22 +279,25 @@ class ExperimentRunner:
                     split_version=self.version,
                     shares=decision.shares,
                     layout=self.layout.as_json(),
-                    config=dict(config) if config is not None else self.settings,
+                    config=dict(self.settings),
                     state=self.experiment.control_state(),
                 )
             )
             log.info(
                 "experiment %s: %s %s (%s): %s", self.key, decision.kind, decision.arm or "", source, decision.reason
             )
-        if config is not None and source == "deploy":
-            self.settings = dict(config)
-        if records:
-            self.log.append(decisions_=records)
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            self.log.append(decisions_=self._pending)
+            self._pending = []
 
     def poll(self) -> list[Decision]:
         """Read what was committed since the last poll, then take and log the decisions it calls for."""
         if self.experiment is None:
             return []
+        self._write_pending()
         self._drain()
         made = self.experiment.decide()
         self._record(made, "engine")
@@ -284,6 +325,7 @@ class ExperimentRunner:
             "shadow": self.shadow,
             "shadows": shadows,
             **out,
+            "decisions": self._decision_views()[-50:],
         }
 
     def describe(self) -> dict[str, Any]:
@@ -297,11 +339,12 @@ class ExperimentRunner:
             "layout": self.layout.as_json(),
             "shadow": self.shadow,
             "state": self.experiment.control_state(),
-            "decisions": [
-                {k: d[k] for k in ("split_version", "kind", "arm", "reason", "source", "shares", "created_at")}
-                for d in self.log.decisions(self.key)
-            ],
+            "decisions": self._decision_views(),
         }
+
+    def _decision_views(self) -> list[dict[str, Any]]:
+        keys = ("split_version", "kind", "arm", "reason", "source", "shares", "created_at")
+        return [{k: d[k] for k in keys} for d in self.log.decisions(self.key)]
 
     # -- the admin API ----------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from core.errors import ConfigError
 from serving.agents import AgentInfo
 from serving.batching import batched_caller
 from serving.experiment_log import Assignment, ExperimentLog, Feedback
+from serving.experiment_runner import NOT_CONFIGURED
 from serving.http import api, authorize, authorize_admin, parse_allocation, problem
 from serving.metrics import RequestMetrics
 from serving.router import Route, Router, UnknownAgent
@@ -47,6 +48,7 @@ from serving.schemas import (
 log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_S = 5.0
+LOG_TIMEOUT_S = 15.0  # longer than SQLite's busy timeout (10 s): a write that waits on a lock answers, not a 503
 STATS_FLUSH_S = 0.25  # how often each ingress replica records its Prometheus series and asks for the current split
 METRIC_PREFIX = "rlportfolio_"
 CONFLICTS = ("rolled back", "was promoted", "routes by")  # ExperimentRunner refusals that are 409, not 422
@@ -104,6 +106,7 @@ class Ingress:
         experiment store: a deploy that changes the settings wins, the same settings leave the state as it is."""
         self._settings = config
         self._use(await self.store.configure.remote(config))
+        self._start_background()  # from the start: an idle replica must not route its next request by a stale split
 
     def _use(self, routing: dict[str, Any]) -> Router:
         """Route by ``routing`` (from the store) unless this replica already has that version or a newer one."""
@@ -174,7 +177,7 @@ class Ingress:
 
     async def _durable(self, assignment: Assignment | None = None, feedback: Feedback | None = None) -> Any:
         try:
-            async with asyncio.timeout(AGENT_TIMEOUT_S):
+            async with asyncio.timeout(LOG_TIMEOUT_S):
                 return await self._enqueue(assignment, feedback)
         except Exception as exc:
             raise HTTPException(
@@ -407,6 +410,8 @@ class Ingress:
             ) from None
         if isinstance(answer, dict) and "error" in answer:
             message = answer["error"]["message"]
+            if answer["error"]["field"] == NOT_CONFIGURED:  # a store that just restarted: the flusher configures it
+                raise HTTPException(status_code=503, detail=f"experiment store starting ({message}); retry")
             conflict = any(
                 words in message for words in CONFLICTS
             )  # well-formed, but the experiment's state forbids it

@@ -146,13 +146,13 @@ class SequentialInterval(BaseModel):
 
 
 class WelchTest(BaseModel):
-    t_statistic: float
+    t_statistic: float = Field(description="the mean difference over its standard error")
     p_value: float = Field(description="valid only if read once, at a sample size fixed in advance")
 
 
 class Comparison(BaseModel):
-    challenger: str
-    control: str
+    challenger: str = Field(description="the arm compared")
+    control: str = Field(description="the arm it is compared with")
     mean_difference: float = Field(description="challenger minus control, mean realised return")
     sequential: SequentialInterval = Field(
         description="normal-mixture confidence sequence (Howard et al. 2021), the test the verdict and the "
@@ -167,7 +167,7 @@ class Comparison(BaseModel):
 
 class SampleRatioStatistics(BaseModel):
     p_value: float = Field(description="chi-square test of routed counts against the shares they were routed under")
-    chi_square: float
+    chi_square: float = Field(description="the test's statistic")
     mismatch: bool = Field(description="p_value < alpha: assignment is broken and no comparison can be trusted")
     alpha: float = Field(description="the mismatch threshold (0.001 by default)")
     observed: dict[str, int] = Field(description="requests routed per arm")
@@ -176,32 +176,33 @@ class SampleRatioStatistics(BaseModel):
 
 class ShadowStatistics(BaseModel):
     requests: int = Field(description="shadow evaluations run")
-    latency_p50_ms: float
+    latency_p50_ms: float = Field(description="median latency of the shadow calls (ms)")
 
 
 class ABStatsResponse(BaseModel):
     experiment: str = Field(description="the experiment's key: its name and a hash of its config")
-    name: str
+    name: str = Field(description="the experiment's name (ExperimentConfig.name)")
     routing: str = Field(description="fixed, ramp or thompson")
-    control: str
+    control: str = Field(description="the arm every challenger is compared with")
     alpha: float = Field(description="level of the sequential test")
     split: dict[str, float] = Field(description="arms with traffic now and their shares")
     split_version: int = Field(description="grows with every decision; each logged request names the version")
-    shadow: str | None
+    shadow: str | None = Field(description="the agent evaluated on every request but never returned, or null")
     promoted: str | None = Field(description="the arm that won all traffic, or null")
-    arms: dict[str, ArmStatistics]
+    arms: dict[str, ArmStatistics] = Field(description="per arm of the experiment")
     comparisons: list[Comparison] = Field(description="each challenger against the control")
-    sample_ratio: SampleRatioStatistics
-    shadows: dict[str, ShadowStatistics]
+    sample_ratio: SampleRatioStatistics = Field(description="is assignment what the split says it should be?")
+    shadows: dict[str, ShadowStatistics] = Field(description="per shadow agent")
+    decisions: list[DecisionView] = Field(description="the experiment's latest decisions (up to 50), oldest first")
 
 
 class DecisionView(BaseModel):
-    split_version: int
+    split_version: int = Field(description="the split version the decision made")
     kind: str = Field(description="start, split, ramp, promote, rollback, bandit, resume or deploy")
-    arm: str | None
-    reason: str
+    arm: str | None = Field(description="the arm it concerns, or null")
+    reason: str = Field(description="why, in words")
     source: str = Field(description="engine (the experiment's own rule), admin (the admin API) or deploy")
-    shares: dict[str, float]
+    shares: dict[str, float] = Field(description="the shares after it")
     created_at: float = Field(description="Unix time")
 
 
@@ -249,3 +250,6 @@ class RoutingView(BaseModel):
     split_version: int
     shares: dict[str, float]
     decision: str = Field(description="what was recorded")
+
+
+ABStatsResponse.model_rebuild()

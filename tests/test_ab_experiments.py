@@ -191,3 +191,16 @@ def test_a_whole_app_redeploy_rebuilds_the_same_statistics_and_keeps_the_admins_
     after = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
     assert after["arms"] == before["arms"] and after["split"] == before["split"]
     assert after["split_version"] == before["split_version"]
+
+
+def test_the_sample_ratio_test_and_the_shares_are_prometheus_gauges(served):
+    base, _, _ = served
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base}/metrics", headers=ADMIN, timeout=30).text
+        if "rlportfolio_ab_srm_p_value" in text and "rlportfolio_ab_share" in text:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"the A/B gauges never showed: {text[:500]}")
+    assert "rlportfolio_ab_srm_mismatch" in text

@@ -71,11 +71,17 @@ def test_the_drawdown_is_of_the_average_clients_wealth_not_of_the_pooled_returns
     rng = np.random.default_rng(6)
     for value in rng.choice([-0.01, 0.01], size=5_000):
         experiment.feedback("b", float(value), at=0.0)
-    assert experiment.arms["b"].max_drawdown < 0.01
+    assert experiment.arms["b"].drawdown() < 0.01
     for day in range(1, 11):  # then ten days whose average client lost 1% each
         experiment.feedback("b", -0.01, at=day * 86_400.0)
-    assert experiment.arms["b"].max_drawdown == pytest.approx(1 - 0.99**10, abs=2e-3)
+    assert experiment.arms["b"].drawdown() == pytest.approx(1 - 0.99**10, abs=2e-3)
     assert "drawdown" in experiment.tripped("b")
+
+
+def test_one_bad_return_at_the_start_of_a_period_is_not_a_drawdown():
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    experiment.feedback("b", -0.25, at=0.0)  # 25% on one client: above the 20% guardrail, but one return
+    assert experiment.tripped("b") is None
 
 
 def test_errors_trip_the_error_rate_guardrail():

@@ -24,9 +24,10 @@ def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests
         [Feedback("r1", 0.01), Feedback("r1", 0.02), Feedback("nope", 0.0), Feedback("r9", 0.0)],
     )
     assert statuses == [("recorded", "ppo"), ("duplicate", None), ("unknown", None), ("unknown", None)]
-    assert log.append(feedback_=[Feedback("r1", 0.03), Feedback("r2", -0.01)]) == [
+    assert log.append(feedback_=[Feedback("r1", 0.03), Feedback("r2", -0.01), Feedback("r1", 0.01)]) == [
         ("duplicate", None),
         ("recorded", "sac"),
+        ("recorded", "ppo"),  # the same report again (a client's retry) is acknowledged, not recorded twice
     ]
     contents = log.read("exp")
     assert [r["request_id"] for r in contents.assignments] == [f"r{i}" for i in range(5)] + ["r9"]
@@ -35,7 +36,7 @@ def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests
     assert log.counts() == {"assignments": 6, "feedback": 2, "decisions": 0}
 
 
-def test_a_tail_returns_each_new_row_once_in_order(tmp_path):
+def test_a_tail_returns_each_new_row_once_in_order_and_skips_other_experiments(tmp_path):
     log = ExperimentLog(f"sqlite:///{tmp_path / 'log.db'}")
     tail = Tail(log, "assignments", "exp")
     log.append([answer(0), answer(1), answer(2, experiment="other")])

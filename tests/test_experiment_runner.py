@@ -97,6 +97,17 @@ def test_a_ramp_steps_up_on_evidence_and_a_rebuild_keeps_the_step(tmp_path):
     assert again.summary()["arms"] == run.summary()["arms"]
 
 
+def test_a_deploy_after_a_rollback_keeps_the_arm_out_and_says_so(tmp_path):
+    run = runner(f"sqlite:///{tmp_path / 'log.db'}")
+    run.configure({"split": {"ppo": 1, "sac": 1, "equal_weight": 1}})
+    run.rollback("sac", "guardrail")
+    run.configure({"split": {"ppo": 1, "sac": 2, "equal_weight": 1}, "shadow": "growth_optimal"})
+    assert run.experiment.shares == pytest.approx({"equal_weight": 0.75, "ppo": 0.25, "sac": 0.0})
+    assert run.shadow == "growth_optimal"
+    last = run.log.decisions()[-1]
+    assert last["source"] == "deploy" and "rolled-back ['sac'] keep no share" in last["reason"]
+
+
 def test_admin_refusals_name_the_field(tmp_path):
     run = runner(f"sqlite:///{tmp_path / 'log.db'}")
     run.configure({"split": {"ppo": 1, "sac": 1}})

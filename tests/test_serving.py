@@ -50,8 +50,11 @@ def test_health_agents_and_docs(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/agents", "/allocate", "/predict", "/feedback", "/ab/stats", "/metrics"} <= set(paths)
     assert {"/ab/experiment", "/ab/split", "/ab/promote", "/ab/rollback", "/ab/ramp"} <= set(paths)
-    stats_schema = client.get("/openapi.json").json()["components"]["schemas"]["ArmStatistics"]["properties"]
-    assert all(field.get("description") for field in stats_schema.values()), "every /ab/stats arm figure documented"
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    models = ("ABStatsResponse", "ArmStatistics", "Latency", "Comparison", "SequentialInterval", "WelchTest")
+    for model in (*models, "SampleRatioStatistics", "ShadowStatistics", "DecisionView"):
+        undocumented = [name for name, field in schemas[model]["properties"].items() if not field.get("description")]
+        assert not undocumented, f"/ab/stats: {model} fields {undocumented} have no description"
 
 
 def test_the_admin_api_is_closed_without_a_token_and_says_how_to_open_it(client):
