@@ -374,27 +374,27 @@ class ExperimentLog:
         return LogContents(rows, fb, self.decisions(experiment))
 
     def iter_assignments(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
-        last = 0
-        while True:
-            query = sa.select(assignments).where(assignments.c.seq > last).order_by(assignments.c.seq)
-            if experiment is not None:
-                query = query.where(assignments.c.experiment == experiment)
-            with self.engine.connect() as conn:
-                chunk = [_decode_assignment(r._mapping) for r in conn.execute(query.limit(READ_CHUNK))]
-            yield from chunk
-            if len(chunk) < READ_CHUNK:
-                return
-            last = chunk[-1]["seq"]
+        """Assignment rows (one experiment's if given), oldest first."""
+        query = sa.select(assignments)
+        if experiment is not None:
+            query = query.where(assignments.c.experiment == experiment)
+        return (_decode_assignment(row) for row in self._chunks(query, assignments.c.seq))
 
     def iter_feedback(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
         """Feedback rows with the experiment, arms and kind of the request they report on, oldest first."""
+        query = self._feedback_query()
+        if experiment is not None:
+            query = query.where(assignments.c.experiment == experiment)
+        return self._chunks(query, feedback.c.seq)
+
+    def _chunks(self, query: sa.Select, seq: sa.Column) -> Iterator[dict[str, Any]]:
+        """``query``'s rows by ``seq``, ``READ_CHUNK`` at a time (no connection held between chunks)."""
         last = 0
         while True:
-            query = self._feedback_query().where(feedback.c.seq > last).order_by(feedback.c.seq)
-            if experiment is not None:
-                query = query.where(assignments.c.experiment == experiment)
             with self.engine.connect() as conn:
-                chunk = [dict(r._mapping) for r in conn.execute(query.limit(READ_CHUNK))]
+                chunk = [
+                    dict(r._mapping) for r in conn.execute(query.where(seq > last).order_by(seq).limit(READ_CHUNK))
+                ]
             yield from chunk
             if len(chunk) < READ_CHUNK:
                 return

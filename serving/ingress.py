@@ -185,6 +185,8 @@ class Ingress:
             ) from None
 
     def _choose(self, client_id: str | None, override: str | None) -> Route:
+        if self.router is None:  # Serve configures a replica before routing to it; defensive all the same
+            raise HTTPException(status_code=503, detail="ingress replica starting; retry")
         try:
             return self.router.choose(client_id, override)
         except UnknownAgent:
