@@ -35,6 +35,7 @@ COLUMNS = (
     "latency_ms",
     "errors",
     "split_shares",
+    "client_id",
     "seq",
     "created_at",
     "feedback_at",
@@ -77,7 +78,8 @@ def ab_statistics(
     for row in rows.itertuples(index=False):
         failed = row.errors > 0 or row.arm != row.routed_arm
         shares = parsed.setdefault(row.split_shares, json.loads(row.split_shares))
-        engine.assigned(row.routed_arm, row.latency_ms, error=failed, shares=shares)
+        client = row.client_id if isinstance(row.client_id, str) and row.client_id else None
+        engine.assigned(row.routed_arm, row.latency_ms, error=failed, shares=shares, client=client)
     reported = rows[rows["realized_return"].notna()].sort_values("feedback_at")
     for row in reported.itertuples(index=False):  # by intention to treat, as the server counts them
         engine.feedback(row.routed_arm, float(row.realized_return), at=float(row.feedback_at))

@@ -106,7 +106,8 @@ class ExperimentConfig(FrozenConfig):
 class ArmState:
     requests: int = 0
     errors: int = 0
-    expected: float = 0.0  # sum over assignments of this arm's share at the time (for the sample-ratio test)
+    units: int = 0  # clients at their first request, and requests without a client id (the sample-ratio test's)
+    expected: float = 0.0  # sum over those units of this arm's share at the time
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     n: int = 0
     total: float = 0.0
@@ -176,6 +177,7 @@ class Experiment:
         self.promoted: str | None = None
         self.paused = False  # an operator's split or ramp step holds the shares until ``resume``
         self._bandit_feedback = 0  # feedback count at the bandit's last re-estimate
+        self._clients: set[str] = set()  # client ids seen (their first request is a unit of the sample-ratio test)
         self._base_split = normalise(config.split or {n: 1.0 for n in config.arms})  # routing fixed: the shares
         self.shares = self._initial_shares()
         self.decisions: list[Decision] = [Decision("start", None, f"routing {config.routing}", dict(self.shares))]
@@ -183,15 +185,29 @@ class Experiment:
     # -- what happened ------------------------------------------------------------------------------------------
 
     def assigned(
-        self, arm: str, latency_ms: float, *, error: bool = False, shares: Mapping[str, float] | None = None
+        self,
+        arm: str,
+        latency_ms: float,
+        *,
+        error: bool = False,
+        shares: Mapping[str, float] | None = None,
+        client: str | None = None,
     ) -> None:
         """A request the split routed to ``arm``; ``shares``: the split it was routed under (default the current
-        one), for the sample-ratio test; ``error``: a call to ``arm`` failed on the way."""
+        one), for the sample-ratio test; ``error``: a call to ``arm`` failed on the way; ``client``: its client id.
+
+        The sample-ratio test counts units of randomisation: a client id at its first request (sticky assignment
+        sends its later ones to the same arm, so they are not independent draws), and every request without one."""
         state = self._arm(arm)
         state.requests += 1
         state.errors += int(error)
         if not error:
             state.latencies_ms.append(latency_ms)
+        if client:
+            if client in self._clients:
+                return
+            self._clients.add(client)
+        state.units += 1
         for name, share in (self.shares if shares is None else shares).items():
             if name in self.arms:
                 self.arms[name].expected += share
@@ -246,7 +262,7 @@ class Experiment:
 
     def sample_ratio(self):
         return sample_ratio_test(
-            {n: a.requests for n, a in self.arms.items()},
+            {n: a.units for n, a in self.arms.items()},
             {n: a.expected for n, a in self.arms.items()},
             self.config.srm_alpha,
         )

@@ -248,7 +248,11 @@ class ExperimentRunner:
             return  # X-Agent requests were not randomised: logged, kept out of the comparison
         failed = row["errors"] > 0 or row["arm"] != row["routed_arm"]
         experiment.assigned(
-            row["routed_arm"], row["latency_ms"], error=failed, shares=self._version_shares.get(row["split_version"])
+            row["routed_arm"],
+            row["latency_ms"],
+            error=failed,
+            shares=self._version_shares.get(row["split_version"]),
+            client=row["client_id"] or None,
         )
 
     def _feedback(self, experiment: Experiment, row: dict[str, Any]) -> None:

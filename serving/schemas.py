@@ -166,12 +166,15 @@ class Comparison(BaseModel):
 
 
 class SampleRatioStatistics(BaseModel):
-    p_value: float = Field(description="chi-square test of routed counts against the shares they were routed under")
+    p_value: float = Field(
+        description="chi-square test of routed units (a client id at its first request, or a request without one) "
+        "against the shares they were routed under"
+    )
     chi_square: float = Field(description="the test's statistic")
     mismatch: bool = Field(description="p_value < alpha: assignment is broken and no comparison can be trusted")
     alpha: float = Field(description="the mismatch threshold (0.001 by default)")
-    observed: dict[str, int] = Field(description="requests routed per arm")
-    expected: dict[str, float] = Field(description="requests expected per arm from the shares at each assignment")
+    observed: dict[str, int] = Field(description="units routed per arm")
+    expected: dict[str, float] = Field(description="units expected per arm from the shares at each assignment")
 
 
 class ShadowStatistics(BaseModel):

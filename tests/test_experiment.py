@@ -121,3 +121,14 @@ def test_bad_configs_and_arms_name_the_field():
         experiment.feedback("zzz", 0.0)
     with pytest.raises(ConfigError, match="finite"):
         experiment.feedback("a", float("nan"))
+
+
+def test_the_sample_ratio_test_counts_clients_once_not_their_every_request():
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    for i in range(40):  # 40 sticky clients split 20/20, but b's clients come back 10 times as often
+        arm = "a" if i % 2 else "b"
+        for _ in range(1 if arm == "a" else 10):
+            experiment.assigned(arm, 1.0, client=f"client-{i}")
+    assert experiment.arms["b"].requests == 200 and experiment.arms["a"].requests == 20
+    ratio = experiment.sample_ratio()
+    assert ratio.observed == {"a": 20, "b": 20} and not ratio.mismatch
