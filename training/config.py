@@ -140,9 +140,11 @@ def env_overrides(data: str | None = None) -> dict[str, Any]:
     return overrides
 
 
-def check_training(config: TrainConfig) -> PortfolioEnv:
-    """Check data, env and resources before any Ray work; returns a train-split env (for its market and splits)."""
-    if config.resources.num_gpus_per_learner > 0:
+def check_training(config: TrainConfig, *, require_devices: bool = True) -> PortfolioEnv:
+    """Check data, env and resources before any Ray work; returns a train-split env (for its market and splits).
+
+    :param require_devices: refuse GPUs this machine lacks (off for a dry run that only plans the placement)."""
+    if require_devices and config.resources.num_gpus_per_learner > 0:
         import torch
 
         if not torch.cuda.is_available():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -145,7 +146,7 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
     return tuner.fit()
 
 
-def new_plan(args: argparse.Namespace) -> SweepPlan:
+def new_plan(args: argparse.Namespace, *, require_devices: bool = True) -> SweepPlan:
     """The plan of a new sweep from the YAML and the command line, checked (``check_sweep``) before Ray starts."""
     raw = load_yaml(args.config)
     for key in ("num_samples", "models_dir", "time_budget_s"):
@@ -160,7 +161,7 @@ def new_plan(args: argparse.Namespace) -> SweepPlan:
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
         raise ConfigError(f"--algos: unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
-    bases = check_sweep(sweep, algos, args.data)
+    bases = check_sweep(sweep, algos, args.data, require_devices=require_devices)
     data = bases[algos[0]].env.data
     name = args.name or sweep_name(sweep.name, data_tag(data))
     parse_config(SweepConfig, sweep.model_dump() | {"name": name}, where="--name")  # the same characters as a YAML name
@@ -174,6 +175,29 @@ def new_plan(args: argparse.Namespace) -> SweepPlan:
         sweep=sweep,
         bases=bases,
     )
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """``--dry-run``: the plan and every algorithm's placement on the cluster's node types, as text then JSON."""
+    from training.placement import cluster_node_types, placement_json, placement_text, sweep_placement
+
+    try:
+        if args.resume:
+            raise ConfigError("--dry-run plans a new sweep; drop --resume")
+        plan = new_plan(args, require_devices=False)
+        node_types = cluster_node_types(args.cluster)
+        placements = [
+            sweep_placement(
+                plan.bases[algo], min(plan.sweep.max_concurrent_trials, plan.sweep.n_trials(algo)), node_types
+            )
+            for algo in plan.algos
+        ]
+    except (ConfigError, DataError) as exc:
+        return fail(exc)
+    print(f"dry run of {plan.name} on {args.cluster} (nothing started):", file=sys.stderr)
+    print(placement_text(placements), file=sys.stderr)
+    print(json.dumps(placement_json(placements), indent=1))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,8 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the sweep and print each trial's placement on --cluster's node types; run nothing (no GPU needed)",
+    )
+    parser.add_argument("--cluster", default="cluster.yaml", help="cluster launcher YAML for --dry-run")
     args = parser.parse_args(argv)
     setup_console()
+    if args.dry_run:
+        return dry_run(args)
     # Tune's console: the classic engine at verbose=0 prints nothing (the new one still prints boxes and /tmp/ray paths);
     # the snapshot-frequency hint is about remote storage, and local storage syncs nothing.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -156,8 +156,11 @@ def check_search_space(sweep: SweepConfig, algo: str, base: TrainConfig, rng: np
             raise ConfigError(f"search_space.{algo}: a sampled configuration is invalid: {exc}") from None
 
 
-def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> dict[str, TrainConfig]:
-    """Resolve and check every algorithm's base config and search space; no Ray work."""
+def check_sweep(
+    sweep: SweepConfig, algos: Sequence[str], data: str | None, *, require_devices: bool = True
+) -> dict[str, TrainConfig]:
+    """Resolve and check every algorithm's base config and search space; no Ray work (``require_devices``:
+    ``check_training``'s)."""
     missing = [a for a in algos if a not in sweep.algos]
     if missing:
         raise ConfigError(f"--algos: {missing} not configured in the sweep YAML (has {sorted(sweep.algos)})")
@@ -166,7 +169,7 @@ def check_sweep(sweep: SweepConfig, algos: Sequence[str], data: str | None) -> d
     bases = {}
     for algo in algos:
         base = trial_train_config(sweep, algo, overrides)
-        base = with_regime_model(base, check_training(base))
+        base = with_regime_model(base, check_training(base, require_devices=require_devices))
         check_search_space(sweep, algo, base, rng)
         bases[algo] = base
     return bases
