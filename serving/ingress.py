@@ -404,7 +404,7 @@ class Ingress:
     async def _store_call(self, call: Callable[[Any], Awaitable[Any]], fields: dict[str, str] | None = None) -> Any:
         """``call(store handle)``; 503 if the store does not answer, a 4xx naming the field for a refused request."""
         try:
-            async with asyncio.timeout(AGENT_TIMEOUT_S):
+            async with asyncio.timeout(LOG_TIMEOUT_S):  # the store may write a decision to the log first
                 answer = await call(self.store)
         except Exception as exc:
             raise HTTPException(

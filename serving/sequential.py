@@ -61,8 +61,10 @@ def confidence_sequence(
     """
     if observations <= 0 or not math.isfinite(variance) or variance < 0:
         return SequentialResult(difference, -math.inf, math.inf, 1.0, observations)
-    if variance == 0.0:  # no noise at all: the difference is exact
-        return SequentialResult(difference, difference, difference, float(difference == 0.0), observations)
+    if variance == 0.0:
+        # No spread observed (constant returns, or too few): nothing to scale the evidence by. Treating it as an
+        # exact difference let float rounding of two equal constant means (1e-19 apart) read as certainty.
+        return SequentialResult(difference, -math.inf, math.inf, 1.0, observations)
     half, p = sequence_bounds(np.float64(difference), np.float64(variance), np.float64(observations), alpha, tuning_n)
     return SequentialResult(difference, difference - float(half), difference + float(half), float(p), observations)
 

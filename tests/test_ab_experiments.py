@@ -107,10 +107,11 @@ def test_an_admin_split_under_traffic_applies_live_fails_nothing_and_moves_only_
 
     async def change(http: httpx.AsyncClient) -> None:
         reply = await http.put("/ab/split", json={"shares": {"ppo": 0.2, "dqn": 0.8}, "reason": "test"}, headers=ADMIN)
-        changed.update(reply.json())
+        changed.update(reply.json(), status=reply.status_code)
 
     result = asyncio.run(traffic(base, tiny, 300, prefix="split", during=change))
     assert result["failures"] == [] and len(result["acknowledged"]) == 300
+    assert changed["status"] == 200, changed
     assert changed["shares"] == pytest.approx({"dqn": 0.8, "ppo": 0.2})
     after = httpx.get(f"{base}/ab/experiment", headers=ADMIN).json()
     assert after["decisions"][-1]["source"] == "admin" and after["decisions"][-1]["reason"] == "test"
@@ -170,9 +171,12 @@ def test_nothing_acknowledged_is_lost_when_the_store_and_an_ingress_replica_are_
 
     deadline = time.monotonic() + 120  # the store restarts and rebuilds its statistics from the log
     while time.monotonic() < deadline:
-        stats = httpx.get(f"{base}/ab/stats", headers=ADMIN)
-        if stats.status_code == 200:
-            break
+        try:
+            stats = httpx.get(f"{base}/ab/stats", headers=ADMIN, timeout=30)
+            if stats.status_code == 200:
+                break
+        except httpx.HTTPError:  # the ingress waits for the restarting store
+            pass
         time.sleep(1)
     arms = stats.json()["arms"]
     routed = [r for r in ExperimentLog(log_url).read().assignments if r["kind"] == "answer" and not r["forced"]]

@@ -132,3 +132,25 @@ def test_the_sample_ratio_test_counts_clients_once_not_their_every_request():
     assert experiment.arms["b"].requests == 200 and experiment.arms["a"].requests == 20
     ratio = experiment.sample_ratio()
     assert ratio.observed == {"a": 20, "b": 20} and not ratio.mismatch
+
+
+def test_slowness_that_hits_the_control_too_rolls_nothing_back():
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    for _ in range(100):  # a cold start or a loaded machine: both arms slow
+        experiment.assigned("a", 400.0)
+        experiment.assigned("b", 380.0)
+    assert experiment.tripped("b") is None
+    for _ in range(100):
+        experiment.assigned("b", 900.0)
+    assert "latency p99" in experiment.tripped("b") and "control 400 ms" in experiment.tripped("b")
+
+
+def test_equal_constant_returns_never_read_as_a_difference():
+    # Means of a constant over different counts differ in the last bit; with no spread that must not be evidence.
+    experiment = Experiment(ExperimentConfig(control="a", challengers=("b",)))
+    for i in range(997):
+        experiment.feedback("a", 0.001, at=float(i))
+    for i in range(1003):
+        experiment.feedback("b", 0.001, at=float(i))
+    assert experiment.decide() == [] and experiment.shares["b"] > 0
+    assert "no difference shown yet" in experiment.comparison("b")["verdict"]
