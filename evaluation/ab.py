@@ -24,6 +24,7 @@ import pandas as pd
 
 from core.errors import ConfigError, DataError
 from serving.experiment import Experiment, ExperimentConfig
+from serving.experiment_runner import feed_answer
 
 COLUMNS = (
     "request_id",
@@ -75,11 +76,8 @@ def ab_statistics(
     engine = Experiment(config)
     parsed: dict[str, dict[str, float]] = {}
     rows = rows.sort_values("seq")  # the order the server read them in
-    for row in rows.itertuples(index=False):
-        failed = row.errors > 0 or row.arm != row.routed_arm
-        shares = parsed.setdefault(row.split_shares, json.loads(row.split_shares))
-        client = row.client_id if isinstance(row.client_id, str) and row.client_id else None
-        engine.assigned(row.routed_arm, row.latency_ms, error=failed, shares=shares, client=client)
+    for row in rows.to_dict("records"):
+        feed_answer(engine, row, parsed.setdefault(row["split_shares"], json.loads(row["split_shares"])))
     reported = rows[rows["realized_return"].notna()].sort_values("feedback_at")
     for row in reported.itertuples(index=False):  # by intention to treat, as the server counts them
         engine.feedback(row.routed_arm, float(row.realized_return), at=float(row.feedback_at))

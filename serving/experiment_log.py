@@ -114,18 +114,12 @@ class Assignment:
     kind: Literal["answer", "shadow"] = "answer"
     created_at: float = field(default_factory=time.time)
 
-    def row(self) -> dict[str, Any]:
-        return {**asdict(self), "weights": json.dumps(list(self.weights))}
-
 
 @dataclass(frozen=True)
 class Feedback:
     request_id: str
     realized_return: float
     created_at: float = field(default_factory=time.time)
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -151,52 +145,13 @@ class DecisionRecord:
 
 FeedbackStatus = Literal["recorded", "unknown", "duplicate"]
 
-ASSIGNMENT_COLUMNS = (
-    "request_id",
-    "experiment",
-    "kind",
-    "client_id",
-    "routed_arm",
-    "arm",
-    "forced",
-    "model_version",
-    "weights",
-    "latency_ms",
-    "errors",
-    "split_version",
-    "created_at",
-)
-DECISION_COLUMNS = (
-    "experiment",
-    "kind",
-    "arm",
-    "reason",
-    "source",
-    "split_version",
-    "shares",
-    "layout",
-    "config",
-    "state",
-    "created_at",
-)
+# The writer's column order: the tables' own, less the ``seq`` the database assigns.
+ASSIGNMENT_COLUMNS = tuple(c.name for c in assignments.columns if c.name != "seq")
+DECISION_COLUMNS = tuple(c.name for c in decisions.columns if c.name != "seq")
 
 
 def _assignment_values(a: Assignment) -> tuple:
-    return (
-        a.request_id,
-        a.experiment,
-        a.kind,
-        a.client_id,
-        a.routed_arm,
-        a.arm,
-        a.forced,
-        a.model_version,
-        json.dumps(list(a.weights)),
-        a.latency_ms,
-        a.errors,
-        a.split_version,
-        a.created_at,
-    )
+    return tuple(json.dumps(list(a.weights)) if c == "weights" else getattr(a, c) for c in ASSIGNMENT_COLUMNS)
 
 
 def _decision_values(d: DecisionRecord) -> tuple:

@@ -112,6 +112,14 @@ def resolve_settings(
     return config, parsed
 
 
+def feed_answer(experiment: Experiment, row: Mapping[str, Any], shares: Mapping[str, float] | None) -> None:
+    """One logged answer (an ``assignments`` row, or an export's) into ``experiment``: counted for the arm the split
+    routed to, as an error when a call failed on the way or a fallback answered; ``shares``: its split's."""
+    failed = row["errors"] > 0 or row["arm"] != row["routed_arm"]
+    client = row["client_id"] if isinstance(row["client_id"], str) and row["client_id"] else None
+    experiment.assigned(row["routed_arm"], row["latency_ms"], error=failed, shares=shares, client=client)
+
+
 class ExperimentRunner:
     """One experiment at a time, over ``log``.
 
@@ -246,14 +254,7 @@ class ExperimentRunner:
             return
         if row["forced"] or row["routed_arm"] not in experiment.arms:
             return  # X-Agent requests were not randomised: logged, kept out of the comparison
-        failed = row["errors"] > 0 or row["arm"] != row["routed_arm"]
-        experiment.assigned(
-            row["routed_arm"],
-            row["latency_ms"],
-            error=failed,
-            shares=self._version_shares.get(row["split_version"]),
-            client=row["client_id"] or None,
-        )
+        feed_answer(experiment, row, self._version_shares.get(row["split_version"]))
 
     def _feedback(self, experiment: Experiment, row: dict[str, Any]) -> None:
         """By intention to treat: a return counts for the arm the split routed to, even when a fallback answered

@@ -149,6 +149,13 @@ def fast_overrides(algo: str, data: Path, timesteps: int = 1000, **extra) -> dic
 
 
 @pytest.fixture(scope="module")
+def monkeypatch_module():
+    """``monkeypatch`` for module-scoped fixtures (e.g. a server started with an environment variable set)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
 def ray_local():
     """A real local Ray instance (2 CPUs, token auth off) for one test module; shut down afterwards."""
     import os

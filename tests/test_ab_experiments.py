@@ -21,12 +21,6 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-@pytest.fixture(scope="module")
 def served(ray_local, models, monkeypatch_module, tmp_path_factory):
     """The app with a token and its own log; ``(base URL, log URL, deploy)`` where ``deploy()`` (re)deploys it."""
     from ray import serve

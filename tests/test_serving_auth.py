@@ -28,12 +28,6 @@ def secured(ray_local, models, monkeypatch_module, tmp_path_factory):  # noqa: F
     serve.shutdown()
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
 def test_health_is_open(secured):
     assert secured.get("/health").status_code == 200
 
