@@ -106,7 +106,7 @@ class Report:
 
 
 def load_agents(
-    models_dir: Path, data: str | None, names: Sequence[str] | None = None
+    models_dir: str | Path, data: str | None, names: Sequence[str] | None = None
 ) -> list[tuple[str, Policy, ModelMetadata, EnvConfig]]:
     """``(name, policy, metadata, env config)`` of the exported agents in ``models_dir`` (only ``names``, if given),
     with ``data`` replacing the CSV they were trained on when given."""
@@ -147,7 +147,7 @@ def check_comparable(agents: Sequence[tuple[str, Policy, ModelMetadata, EnvConfi
 
 
 def evaluate(
-    models_dir: Path,
+    models_dir: str | Path,
     *,
     data: str | None = None,
     split: str = "test",
@@ -290,7 +290,9 @@ def log_to_mlflow(report: Report, out: Path, tracking_uri: str, experiment: str)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="models")
+    parser.add_argument(
+        "--models", default="models", help="exported agents: a folder or a storage URI (s3://bucket/models)"
+    )
     parser.add_argument("--agents", help="comma-separated agents of --models to report (default: all of them)")
     parser.add_argument("--data", help="price CSV (default: the data the agents were trained on)")
     parser.add_argument("--split", default="test", choices=["test", "validation", "all"])
@@ -314,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baselines = parse_config(BaselinesConfig, raw, where=f"{args.config}: baselines")
         names = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
         report = evaluate(
-            Path(args.models),
+            args.models,
             data=args.data,
             split=args.split,
             baselines=baselines,
@@ -325,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.walk_forward:
             wf = walk_forward(
-                Path(args.models),
+                args.models,
                 n_folds=args.walk_forward,
                 timesteps=args.walk_forward_timesteps,
                 runs_dir=out / "walk_forward",

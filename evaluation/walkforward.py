@@ -72,7 +72,7 @@ class WalkForward:
 
 
 def walk_forward(
-    models_dir: Path,
+    models_dir: str | Path,
     *,
     n_folds: int,
     timesteps: int,

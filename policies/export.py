@@ -1,6 +1,10 @@
-"""Writing the exported-policy format (``policies.format``): a model folder is assembled under a temporary name
-and renamed into place, so a crash never leaves half a model where a loader would find it; ``models/registry.json``
-is rewritten from the agents' metadata after every export.
+"""Writing the exported-policy format (``policies.format``) to a folder or a storage URI (``core.storage``).
+
+A model folder is assembled locally first. On a local disk it is renamed into place, so a crash never leaves half a
+model where a loader would find it. In an object store, where nothing renames atomically, the old ``metadata.json``
+goes first, then the module is uploaded and the new ``metadata.json`` written last: loaders list only folders with
+metadata (``agent_dirs``) and check the module against the metadata's content hash, so a crash mid-upload leaves no
+model, never half of one. ``registry.json`` is rewritten from the agents' metadata after every export.
 """
 
 from __future__ import annotations
@@ -9,10 +13,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
+from core.storage import Location
 from envs.config import EnvConfig
 from envs.features import feature_names, observation_size
 from envs.market import MarketData
@@ -78,7 +83,7 @@ def _split_record(market: MarketData, split: Split) -> dict[str, Any]:
 
 def export_policy(
     module_source: str | Path,
-    models_dir: str | Path,
+    models_dir: str | Path | Location,
     *,
     agent: str,
     algorithm: str,
@@ -90,19 +95,24 @@ def export_policy(
     seed: int,
     resolved_config: dict[str, Any],
     extra: dict[str, Any] | None = None,
-) -> Path:
+) -> Location:
     """Copy an RLModule checkpoint folder into ``models_dir/agent`` with its metadata, atomically.
 
-    :param module_source: folder written by ``RLModule.save_to_path`` (e.g. a run's ``best_module`` or a
+    :param module_source: local folder written by ``RLModule.save_to_path`` (e.g. a run's ``best_module`` or a
         checkpoint's ``learner_group/learner/rl_module/default_policy``).
+    :param models_dir: a folder or a storage URI (``s3://bucket/models``).
     :returns: the agent folder.
     """
     module_source = Path(module_source)
     if not any(module_source.glob("module_state*")):
         raise DataError(f"{module_source}: not an RLModule checkpoint (no module_state file)")
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = models_dir / f".{agent}.{uuid.uuid4().hex[:8]}.tmp"
+    models = Location.of(models_dir)
+    if models.is_local:
+        models.local_path.mkdir(parents=True, exist_ok=True)
+        parent = models.local_path  # staged beside its target, so that a rename puts it in place
+    else:
+        parent = Path(tempfile.mkdtemp(prefix="rlportfolio-export-"))
+    staging = parent / f".{agent}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         shutil.copytree(module_source, staging / MODULE_DIR)
         extras = tuple(env_config.data.extra_columns) if env_config.observe_extras else ()
@@ -154,26 +164,43 @@ def export_policy(
             }
         )
         (staging / METADATA).write_text(json.dumps(metadata.model_dump(mode="json"), indent=1))
-        target = models_dir / agent
-        retired = models_dir / f".{agent}.{uuid.uuid4().hex[:8]}.old"
-        if target.exists():
-            target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
+        target = models / agent
+        if models.is_local:
+            _replace_local(staging, target.local_path)
+        else:
+            _upload(staging, target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log.info("exported %s (%s) to %s", agent, algorithm, target.resolve())
-    update_registry(models_dir)
+        if not models.is_local:
+            shutil.rmtree(parent, ignore_errors=True)
+    log.info("exported %s (%s) to %s", agent, algorithm, target)
+    update_registry(models)
     return target
 
 
-def update_registry(models_dir: str | Path, metric: str = SELECTION_METRIC) -> Registry:
+def _replace_local(staging: Path, target: Path) -> None:
+    retired = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    if target.exists():
+        target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _upload(staging: Path, target: Location) -> None:
+    """Metadata off, module up, metadata on: at every moment the remote folder is the old model, no model, or the
+    new one."""
+    (target / METADATA).delete()
+    (target / MODULE_DIR).delete()
+    (target / MODULE_DIR).upload(staging / MODULE_DIR)
+    (target / METADATA).write_text((staging / METADATA).read_text())
+
+
+def update_registry(models_dir: str | Path | Location, metric: str = SELECTION_METRIC) -> Registry:
     """Rewrite ``models/registry.json`` from the agents' metadata; the best agent has the highest validation
     ``metric``. An agent whose metadata cannot be read is left out, with a warning naming the problem."""
-    models_dir = Path(models_dir)
+    models = Location.of(models_dir)
     agents = {}
-    for agent_dir in agent_dirs(models_dir):
+    for agent_dir in agent_dirs(models):
         try:
             meta = read_metadata(agent_dir)
         except DataError as exc:
@@ -189,7 +216,5 @@ def update_registry(models_dir: str | Path, metric: str = SELECTION_METRIC) -> R
     registry = Registry(
         metric=f"validation/{metric}", best=max(scored, key=scored.get) if scored else None, agents=agents
     )
-    tmp = models_dir / f".{REGISTRY}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(registry.model_dump(mode="json"), indent=1))
-    tmp.replace(models_dir / REGISTRY)
+    (models / REGISTRY).write_text(json.dumps(registry.model_dump(mode="json"), indent=1))
     return registry

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from core.errors import DataError
 from core.records import Record
+from core.storage import Location
 from envs.config import EnvConfig
 
 FORMAT_VERSION = 3
@@ -162,25 +163,32 @@ class Registry(Record):
     agents: dict[str, RegistryEntry]
 
 
-def agent_dirs(models_dir: str | Path) -> list[Path]:
-    """Exported agents under ``models_dir`` (folders with ``metadata.json``; in-progress ``.tmp``/``.old`` excluded)."""
-    return sorted(p.parent for p in Path(models_dir).glob(f"*/{METADATA}") if not p.parent.name.startswith("."))
+def agent_dirs(models_dir: str | Path | Location) -> list[Location]:
+    """Exported agents under ``models_dir``, a folder or a storage URI (folders with ``metadata.json``; in-progress
+    ``.tmp``/``.old`` folders, and folders whose metadata was not written yet, excluded)."""
+    return [
+        child
+        for child in Location.of(models_dir).children()
+        if not child.name.startswith(".") and (child / METADATA).is_file()
+    ]
 
 
-def read_metadata(agent_dir: str | Path) -> ModelMetadata:
-    """The agent folder's ``metadata.json``, checked.
+def read_metadata(agent_dir: str | Path | Location) -> ModelMetadata:
+    """The agent folder's ``metadata.json`` (a folder or a storage URI), checked.
 
     :raises DataError: naming the file, and the field where one is wrong.
     """
-    path = Path(agent_dir) / METADATA
-    if not path.is_file():
-        raise DataError(f"{agent_dir}: not an exported policy (no {METADATA})")
+    path = Location.of(agent_dir) / METADATA
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{agent_dir}: not an exported policy (no {METADATA})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read ({exc})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     try:

@@ -1,11 +1,17 @@
 """Loading an exported policy for inference, without a Ray cluster: the module checked against its content hash,
-its metadata checked against the format (``policies.format``)."""
+its metadata checked against the format (``policies.format``). A model in remote storage (``s3://``, ``gs://``) is
+copied once into a local cache named by its content hash (``RLPORTFOLIO_CACHE``, default
+``~/.cache/rlportfolio/models``), so every node that serves or evaluates it reads the same bytes."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 from core.errors import DataError
+from core.storage import Location
 from envs.actions import ActionMap
 from policies.format import (
     METADATA,
@@ -17,13 +23,55 @@ from policies.format import (
 from policies.policy import Policy
 
 
-def load_policy(agent_dir: str | Path, *, verify: bool = True) -> tuple[Policy, ModelMetadata]:
-    """Load an exported policy (no Ray cluster needed) and its metadata.
+def cache_dir() -> Path:
+    return Path(os.environ.get("RLPORTFOLIO_CACHE", "~/.cache/rlportfolio/models")).expanduser()
+
+
+def local_copy(agent_dir: str | Path | Location) -> Path:
+    """The agent folder on this machine: itself when local, else a cached copy of the remote one (downloaded once
+    per content hash; a partial download is never mistaken for a copy, it is renamed into place when whole).
+
+    :raises DataError: the remote folder holds no readable metadata, or cannot be downloaded."""
+    where = Location.of(agent_dir)
+    if where.is_local:
+        return where.local_path
+    metadata = read_metadata(where)
+    return _cached(where, f"{metadata.agent}-{metadata.content_hash[:16]}", check=_whole)
+
+
+def _whole(agent_dir: Path) -> None:
+    """A downloaded agent folder's module matches its metadata (a re-export racing the download is refused)."""
+    if content_hash(agent_dir / MODULE_DIR) != read_metadata(agent_dir).content_hash:
+        raise DataError(f"{agent_dir}: module files do not match the content hash in {METADATA}; try again")
+
+
+def _cached(source: Location, name: str, check=None) -> Path:
+    """``cache_dir()/name``, downloaded from ``source`` unless there already; renamed into place only when whole
+    (and, with ``check``, checked)."""
+    target = cache_dir() / name
+    if target.is_dir():
+        return target
+    staging = target.with_name(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        source.download(staging)
+        if check is not None:
+            check(staging)
+        staging.rename(target)
+    except OSError as exc:
+        if not target.is_dir():  # else another process finished the same copy first
+            raise DataError(f"{source}: cannot be downloaded ({exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_policy(agent_dir: str | Path | Location, *, verify: bool = True) -> tuple[Policy, ModelMetadata]:
+    """Load an exported policy (no Ray cluster needed) and its metadata, from a folder or a storage URI.
 
     :raises DataError: missing or corrupt files (naming the file and field), or module files that do not match the
         content hash in the metadata.
     """
-    agent_dir = Path(agent_dir).resolve()
+    agent_dir = local_copy(agent_dir).resolve()
     metadata = read_metadata(agent_dir)
     module_dir = agent_dir / MODULE_DIR
     if not module_dir.is_dir():
@@ -42,10 +90,14 @@ def load_final_policy(metadata: ModelMetadata) -> Policy:
 
     :raises DataError: the checkpoint is gone or does not hold a loadable module.
     """
-    module_dir = Path(metadata.source_checkpoint).joinpath(*CHECKPOINT_MODULE)
-    if not module_dir.is_dir():
-        raise DataError(f"{module_dir}: no final module (the run's checkpoint was moved or deleted)")
-    return _policy(module_dir, metadata)
+    source = Location.of(metadata.source_checkpoint)
+    for part in CHECKPOINT_MODULE:
+        source = source / part
+    if not source.is_dir():
+        raise DataError(f"{source}: no final module (the run's checkpoint was moved or deleted)")
+    if source.is_local:
+        return _policy(source.local_path, metadata)
+    return _policy(_cached(source, f"{metadata.agent}-{metadata.content_hash[:16]}-final"), metadata)
 
 
 def _policy(module_dir: Path, metadata: ModelMetadata) -> Policy:

@@ -16,6 +16,7 @@ import numpy as np
 from backtesting.backtest import History
 from backtesting.baselines import EqualWeight, FilteredGrowth, GrowthOptimal
 from core.errors import ConfigError
+from core.storage import Location
 from envs.config import RegimeParams
 from envs.features import latest_observation
 from envs.regimes import model_from_params
@@ -44,7 +45,7 @@ def policy_info(agent_dir: str | Path) -> AgentInfo:
             f"{agent_dir}: agents that observe extra columns ({meta.observation.extras}) cannot be served from prices alone"
         )
     return AgentInfo(
-        name=Path(agent_dir).name,
+        name=Location.of(agent_dir).name,
         kind="rl",
         algorithm=meta.algorithm,
         model_version=meta.model_version,

@@ -44,7 +44,9 @@ def parse_split(text: str | None) -> dict[str, float] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.app", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="models")
+    parser.add_argument(
+        "--models", default="models", help="exported agents: a folder or a storage URI (s3://bucket/models)"
+    )
     parser.add_argument("--split", help="agent=weight,... (default: equal over the RL agents)")
     parser.add_argument("--shadow", help="agent evaluated on every request but never returned")
     parser.add_argument("--host", default="127.0.0.1")

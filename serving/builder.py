@@ -18,6 +18,7 @@ from ray import serve
 
 from core.config import FrozenConfig, parse_config
 from core.errors import ConfigError
+from core.storage import Location
 from envs.config import RegimeParams
 from policies.format import agent_dirs, read_metadata
 from serving.agents import BASELINES, BaselineAgent, policy_info
@@ -31,7 +32,10 @@ from serving.ingress import Ingress
 class AppArgs(FrozenConfig):
     """The application's arguments (``configs/serve.yaml``: ``applications[].args``)."""
 
-    models_dir: str = Field(default="models", description="folder of exported agents (models/<agent>/metadata.json)")
+    models_dir: str = Field(
+        default="models",
+        description="folder or storage URI (s3://bucket/models) of exported agents (<agent>/metadata.json)",
+    )
     split: dict[str, float] | None = Field(
         default=None, description="agent -> traffic weight; default equal over the RL agents"
     )
@@ -69,8 +73,9 @@ def replica_logging(access_log: bool = False) -> dict[str, Any]:
     return {"enable_access_log": access_log, "log_level": "INFO" if access_log else "WARNING"}
 
 
-def discover(models_dir: str | Path) -> dict[str, Path]:
-    found = {d.name: d.resolve() for d in agent_dirs(models_dir)}
+def discover(models_dir: str | Path) -> dict[str, Location]:
+    """The exported agents in ``models_dir``, a folder or a storage URI every replica's node can read."""
+    found = {d.name: d for d in agent_dirs(models_dir)}
     if not found:
         raise ConfigError(
             f"{models_dir}: no exported agents (expected <agent>/metadata.json); train some with make demo"
@@ -78,7 +83,7 @@ def discover(models_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def carried_regime_model(agent_dirs: Iterable[Path]) -> tuple[RegimeParams | None, int]:
+def carried_regime_model(agent_dirs: Iterable[Location]) -> tuple[RegimeParams | None, int]:
     """The fitted regime model an agent's metadata carries (the first one), and its filter window, for
     ``regime_growth``; ``(None, 0)`` when no agent observes regimes."""
     for agent_dir in agent_dirs:
@@ -132,7 +137,7 @@ def build_app(args: AppArgs) -> serve.Application:
     handles = {}
     for name, info in infos.items():
         spec = (
-            {"kind": "rl", "path": str(agents[name])}
+            {"kind": "rl", "path": agents[name].uri}
             if info.kind == "rl"
             else {
                 "kind": "baseline",

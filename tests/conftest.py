@@ -9,6 +9,7 @@ while the property tests still explore the input space.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -213,11 +214,12 @@ def build_module(env, algo: str):
 
 
 def export_agent(env, module_dir, models_dir, agent="ppo", mean_daily_log_growth=0.0004, algo="ppo"):
-    """Export the module saved at ``module_dir`` for ``env`` as ``models_dir/agent``; the agent folder."""
+    """Export the module saved at ``module_dir`` for ``env`` as ``models_dir/agent``; the agent folder (a ``Path`` for
+    a local ``models_dir``, else its ``Location``)."""
     from envs.regimes import carry_regime_model
     from policies.export import export_policy
 
-    return export_policy(
+    exported = export_policy(
         module_dir,
         models_dir,
         agent=agent,
@@ -230,6 +232,7 @@ def export_agent(env, module_dir, models_dir, agent="ppo", mean_daily_log_growth
         seed=3,
         resolved_config={"algo": algo},
     )
+    return exported.local_path if exported.is_local else exported
 
 
 def export_untrained(env, algo: str, folder: Path, models_dir: Path, agent: str | None = None) -> Path:
@@ -319,15 +322,17 @@ def head():
         wait_for_job_agent(url)
         yield url
     finally:
-        # Serve first: in the high-throughput mode (inherited from the test session's environment) its HAProxy is a
-        # child process that `ray stop --force` would leave running, holding its ports.
-        subprocess.run(
-            [str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url],
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(url, env)
+
+
+def stop_cluster(url: str, env: dict) -> None:
+    """Serve, then every Ray node on this machine. Serve first: in the high-throughput mode (inherited from the test
+    session's environment) its HAProxy is a child process that `ray stop --force` would leave running, holding its
+    ports."""
+    subprocess.run(
+        [str(Path(RAY).parent / "serve"), "shutdown", "-y", "--address", url], env=env, capture_output=True, timeout=120
+    )
+    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 def wait_for_job_agent(url: str, timeout_s: float = 90.0) -> None:
@@ -347,3 +352,76 @@ def wait_for_job_agent(url: str, timeout_s: float = 90.0) -> None:
     while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, "the head's first job did not finish"
         time.sleep(1)
+
+
+# -- a real S3 API on localhost ------------------------------------------------------------------------------------
+
+
+class S3(NamedTuple):
+    endpoint: str
+    bucket: str
+    env: dict[str, str]  # what a process (a Ray node, a job) needs in its environment to reach it
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(monkeypatch_module):
+    """moto's S3 server (``moto_server``, a real HTTP S3 API) on a free localhost port with one bucket, and this
+    test process's environment pointed at it (``AWS_ENDPOINT_URL``, which pyarrow, boto3 and Ray Tune read)."""
+    import boto3
+    import httpx
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(endpoint, timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.2)
+        env = {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}
+        for key, value in env.items():
+            monkeypatch_module.setenv(key, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="rlportfolio")
+        yield S3(endpoint, "rlportfolio", env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def s3_keys(s3: S3, prefix: str) -> list[str]:
+    import boto3
+
+    pages = boto3.client("s3", endpoint_url=s3.endpoint).get_paginator("list_objects_v2")
+    return sorted(
+        o["Key"] for page in pages.paginate(Bucket=s3.bucket, Prefix=prefix) for o in page.get("Contents", [])
+    )
+
+
+def trial_statuses(experiment) -> dict[str, str]:
+    """Each trial's status in Tune's newest experiment snapshot under ``experiment`` (a folder or a storage URI):
+    what a resume, or a retry after a lost node, starts from."""
+    from core.storage import Location
+
+    snapshots = [c for c in Location.of(experiment).children() if c.name.startswith("experiment_state-")]
+    if not snapshots:
+        return {}
+    try:
+        state = json.loads(max(snapshots, key=lambda c: c.name).read_text())
+    except (OSError, json.JSONDecodeError):  # caught mid-write; the next look sees it whole
+        return {}
+    trials = (json.loads(trial) for trial, _ in state["trial_data"])
+    return {trial["relative_logdir"]: trial["status"] for trial in trials}

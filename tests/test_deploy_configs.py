@@ -69,7 +69,16 @@ def test_rayjob_runs_an_existing_sweep_config(repo_root):
     assert job["kind"] == "RayJob"
     entry = job["spec"]["entrypoint"].split()
     config = entry[entry.index("--config") + 1]
-    SweepConfig.model_validate(load(repo_root, config))
+    sweep = SweepConfig.model_validate(load(repo_root, config))
+    # Storage every pod reaches, with the credentials from one secret on head and workers; the head runs no trials.
+    assert sweep.storage_path.startswith("s3://") and sweep.models_dir.startswith("s3://")
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+    for pod in pods:
+        (container,) = pod["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": "rlportfolio-s3"}} in container["envFrom"]
+        assert "volumeMounts" not in container
 
 
 def test_prometheus_and_grafana_files_name_the_app_metrics(repo_root):

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, trial_statuses
 
 pytestmark = pytest.mark.ray
 
@@ -114,6 +114,11 @@ def trial_results(home: Path, algo: str) -> dict[str, list[dict]]:
     return rows
 
 
+def ppo_statuses(home: Path) -> dict[str, str]:
+    folders = list(home.glob("runs/sweeps/*/ppo"))
+    return trial_statuses(folders[0]) if folders else {}
+
+
 def test_every_command_of_the_chain_is_in_the_readme_as_written():
     for command in [SYNTH, VALIDATE, TRAIN, SWEEP, RESUME, REPORT, SERVE, *CURLS, TENSORBOARD, MLFLOW_UI]:
         assert command in README, command
@@ -146,7 +151,7 @@ def test_sweep_killed_during_its_first_algorithm_resumes_and_completes_all_three
             "the dashboard's address",
         )
         assert get_json(f"{board.group(1)}/api/version")["ray_version"] == "2.60.0"
-        wait_for(lambda: any(trial_results(home, "ppo").values()), "a finished PPO trial", timeout_s=300)
+        wait_for(lambda: "TERMINATED" in ppo_statuses(home).values(), "a finished PPO trial", timeout_s=300)
     finally:
         stop(first)
         bash(home, ".venv/bin/ray stop --force", timeout=120)
@@ -155,9 +160,13 @@ def test_sweep_killed_during_its_first_algorithm_resumes_and_completes_all_three
     before = trial_results(home, "ppo")
     (sweep,) = home.glob("runs/sweeps/demo-builtin-*")
     assert not (sweep / "summary.json").exists() or not json.loads((sweep / "summary.json").read_text())["complete"]
+    # Finished as the snapshot a resume reads says (a trial with results may still be RUNNING there, and rerun).
     finished = {
-        name: (sweep / "ppo" / name / "result.json").stat().st_mtime_ns for name, rows in before.items() if rows
+        name: (sweep / "ppo" / name / "result.json").stat().st_mtime_ns
+        for name, status in trial_statuses(sweep / "ppo").items()
+        if status == "TERMINATED" and before.get(name)
     }
+    assert finished
 
     done = bash(home, RESUME, "--no-dashboard", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import FAST_ENV, FAST_HYPERPARAMETERS, REPO_ROOT
+from tests.conftest import FAST_ENV, FAST_HYPERPARAMETERS, REPO_ROOT, trial_statuses
 
 pytestmark = pytest.mark.ray
 
@@ -105,19 +105,6 @@ def test_sweep_tracks_every_trial_and_exports_the_best_per_algorithm(tmp_path, t
 def trial_rows(experiment: Path) -> dict[str, int]:
     """Iterations recorded per trial directory (lines of result.json)."""
     return {p.parent.name: len(p.read_text().splitlines()) for p in experiment.glob("*/result.json")}
-
-
-def trial_statuses(experiment: Path) -> dict[str, str]:
-    """Each trial's status in Tune's newest experiment snapshot: what a resume reads."""
-    snapshots = sorted(experiment.glob("experiment_state-*.json"))
-    if not snapshots:
-        return {}
-    try:
-        state = json.loads(snapshots[-1].read_text())
-    except json.JSONDecodeError:  # caught mid-write; the next look sees it whole
-        return {}
-    trials = (json.loads(trial) for trial, _ in state["trial_data"])
-    return {trial["relative_logdir"]: trial["status"] for trial in trials}
 
 
 def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_that_never_started(tmp_path, tiny_csv):

@@ -137,5 +137,12 @@ class ProgressCallback(Callback):
             else f"{self._label(trial)} {how}"
         )
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        steps = int((trial.last_result or {}).get(STEPS, 0))
+        log.warning(
+            f"{self._label(trial)} lost its worker at {steps:,} steps (a node lost, or a crash); retrying from its "
+            f"last checkpoint (failure {trial.num_failures} of {trial.max_failures} allowed)"
+        )
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         log.warning(f"{self._label(trial)} failed; the error is in {trial.error_file or trial.path}")

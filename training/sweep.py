@@ -33,9 +33,11 @@ from core.cli import fail
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
+from core.storage import Location
 from core.tracking import mlflow_uri
 from envs import register_rllib
 from envs.sources import data_tag, describe_data
+from policies.format import REGISTRY
 from training.config import ALGORITHMS, VALIDATION_METRIC, TrainConfig
 from training.progress import STEPS, ProgressCallback, duration
 from training.sweep_config import SweepConfig, check_sweep
@@ -45,8 +47,10 @@ from training.sweep_state import (
     AlgoSummary,
     SweepPlan,
     find_sweep,
+    local_log,
     read_plan,
     read_summary,
+    store_log,
     sweep_name,
     write_plan,
     write_summary,
@@ -55,7 +59,7 @@ from training.sweep_state import (
 log = logging.getLogger("training.sweep")  # not __name__: run as a script, that is "__main__"
 
 
-def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path) -> dict[str, Any]:
+def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Location) -> dict[str, Any]:
     from ray import tune
 
     from training.algorithms import build_algorithm_config
@@ -72,7 +76,7 @@ def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Path)
     return space
 
 
-def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | None = None) -> Any:
+def run_algo(plan: SweepPlan, folder: Location, algo: str, time_budget_s: float | None = None) -> Any:
     """Run, resume or (when it already finished) just reload one algorithm's Tune experiment; its ``ResultGrid``.
 
     :param time_budget_s: stop every trial of this algorithm after this many seconds (Tune's global time budget)."""
@@ -89,17 +93,22 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
     trainable = algorithm_config_class(algo, base.replay)().algo_class
     # The param space holds a class (the validation callback), which Tune stores by reference: pass it on restore too.
     space = param_space(base, sweep, algo, folder / "best_modules" / algo)
-    if tune.Tuner.can_restore(str(experiment_dir)):
+    if tune.Tuner.can_restore(experiment_dir.uri):
         log.info(
             f"{algo}: resuming {experiment_dir} (finished trials are kept, unfinished ones continue from their last checkpoint)"
         )
         tuner = tune.Tuner.restore(
-            str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=space
+            experiment_dir.uri, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=space
         )
         return tuner.fit()
     if experiment_dir.exists():
-        # Killed before Tune saved its first experiment state: nothing in it can be resumed, but keep it to look at.
-        experiment_dir.rename(folder / f"{algo}.unrestorable-{dt.datetime.now().strftime('%H%M%S')}")
+        # Killed before Tune saved its first experiment state: nothing in it can be resumed. Kept to look at on a
+        # local disk; an object store cannot rename a folder, and a new experiment there replaces it.
+        if experiment_dir.is_local:
+            experiment_dir.local_path.rename(folder.local_path / f"{algo}.unrestorable-{dt.datetime.now():%H%M%S}")
+        else:
+            log.warning(f"{algo}: {experiment_dir} holds no experiment state to resume; starting the algorithm again")
+            experiment_dir.delete()
 
     spec = sweep.algos[algo]
     search_keys = list(spec.search_space)
@@ -123,7 +132,7 @@ def run_algo(plan: SweepPlan, folder: Path, algo: str, time_budget_s: float | No
         ),
         run_config=tune.RunConfig(
             name=algo,
-            storage_path=str(folder),
+            storage_path=folder.uri,
             stop={STEPS: spec.timesteps},
             # Tune deletes nothing itself (num_to_keep=None): CheckpointPruner keeps what a snapshot can still name.
             checkpoint_config=tune.CheckpointConfig(
@@ -258,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = write_plan(plan)
     except (ConfigError, DataError) as exc:
         return fail(exc)
-    setup_console(folder / LOG)
+    log_file = local_log(folder)
+    setup_console(log_file)
     previous = read_summary(folder)
     summaries: dict[str, AlgoSummary] = dict(previous.algos) if previous else {}
     seconds_before = previous.seconds if previous else 0.0
@@ -287,11 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         summaries[algo] = summary
         print(results_table(summary), flush=True)
         write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
+        store_log(folder, log_file)
     out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     exported = {a: s.exported for a, s in summaries.items() if s.exported}
     print(
         f"\nexported models: {', '.join(exported.values()) or 'none'}"
-        + (f" (registry {Path(plan.sweep.models_dir).resolve() / 'registry.json'})" if exported else "")
+        + (f" (registry {Location.of(plan.sweep.models_dir) / REGISTRY})" if exported else "")
     )
     print(f"sweep summary: {out}\nfull log: {folder / LOG}", flush=True)
     print(
@@ -302,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [a for a in plan.algos if summaries[a].best_trial is None]
     if failed:
         log.warning(f"no trial of {', '.join(failed)} finished; see {folder / LOG} and the trials' error.txt files")
+    store_log(folder, log_file)
     return 1 if failed else 0
 
 

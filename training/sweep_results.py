@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.storage import Location
 from core.tracking import mlflow_uri
 from training.progress import STEPS
 from training.sweep_config import SweepConfig
@@ -52,6 +54,7 @@ def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSum
             env_steps=metrics.get(STEPS),
             seconds=metrics.get("time_total_s"),
             iterations=metrics.get("training_iteration"),
+            node_id=metrics.get("node_id"),
         )
         trials.append(trial)
         group = groups.setdefault(
@@ -85,12 +88,13 @@ def selected_validation(validation: dict) -> float | None:
     return validation.get("selected_mean_daily_log_growth", validation.get("best_mean_daily_log_growth"))
 
 
-def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) -> str | None:
-    """Export the best trial's best module to ``<models_dir>/<algo>`` and log it to that trial's MLflow run; the
-    exported folder's absolute path."""
+def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Location, algo: str) -> str | None:
+    """Export the best trial's best module to ``<models_dir>/<algo>`` (a folder or a storage URI) and log it to that
+    trial's MLflow run; where the exported model is (an absolute path or a URI)."""
     from envs.portfolio_env import PortfolioEnv
     from policies.export import export_policy
-    from training.validation import BEST_MODULE_DIR, BEST_RECORD
+    from policies.load import local_copy
+    from training.validation import BEST_RECORD, kept_module
 
     best = summary.best_trial
     if best is None:
@@ -106,37 +110,39 @@ def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Path, algo: str) 
     }
     resolved["env"] = env_config.model_dump(mode="json")
     resolved["seed"] = best.seed
-    agent_dir = export_policy(
-        trial_dir / BEST_MODULE_DIR,
-        sweep.models_dir,
-        agent=algo,
-        algorithm=algo,
-        env_config=env_config,
-        market=env.market,
-        splits=env.splits,
-        validation={k: v for k, v in record.items() if isinstance(v, (int, float))},
-        source_checkpoint=str(trial_dir),
-        seed=best.seed,
-        resolved_config=resolved,
-        extra={
-            "sweep": {
-                "name": plan.name,
-                "trial_id": best.trial_id,
-                "n_trials": summary.n_trials,
-                "params": best.params,
+    module = kept_module(trial_dir)
+    with tempfile.TemporaryDirectory(prefix="rlportfolio-best-") as local:
+        agent_dir = export_policy(
+            module.local_path if module.is_local else module.download(Path(local) / module.name),
+            sweep.models_dir,
+            agent=algo,
+            algorithm=algo,
+            env_config=env_config,
+            market=env.market,
+            splits=env.splits,
+            validation={k: v for k, v in record.items() if isinstance(v, (int, float))},
+            source_checkpoint=str(trial_dir),
+            seed=best.seed,
+            resolved_config=resolved,
+            extra={
+                "sweep": {
+                    "name": plan.name,
+                    "trial_id": best.trial_id,
+                    "n_trials": summary.n_trials,
+                    "params": best.params,
+                },
+                "training": {
+                    "env_steps": best.env_steps,
+                    "seconds": best.seconds,
+                    "env_steps_per_second": round(best.env_steps / best.seconds, 1) if best.seconds else None,
+                },
             },
-            "training": {
-                "env_steps": best.env_steps,
-                "seconds": best.seconds,
-                "env_steps_per_second": round(best.env_steps / best.seconds, 1) if best.seconds else None,
-            },
-        },
-    )
-    _log_artifact(sweep, best.trial_id, agent_dir)
-    return str(Path(agent_dir).resolve())
+        )
+    _log_artifact(sweep, best.trial_id, local_copy(agent_dir), agent_dir)
+    return agent_dir.uri
 
 
-def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
+def _log_artifact(sweep: SweepConfig, trial_id: str, local_dir: Path, agent_dir: Location) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri))
@@ -145,8 +151,8 @@ def _log_artifact(sweep: SweepConfig, trial_id: str, agent_dir: Path) -> None:
         return
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
     if runs:
-        client.log_artifacts(runs[0].info.run_id, str(agent_dir), artifact_path="policy")
-        client.set_tag(runs[0].info.run_id, "exported_to", str(agent_dir))
+        client.log_artifacts(runs[0].info.run_id, str(local_dir), artifact_path="policy")
+        client.set_tag(runs[0].info.run_id, "exported_to", agent_dir.uri)
 
 
 def results_table(summary: AlgoSummary) -> str:

@@ -8,13 +8,15 @@
 
 A sweep is named ``<config name>-<data>-<YYYYmmdd-HHMMSS>`` (or ``--name``), so sweeps on different data or at
 different times never share a folder. ``--resume`` reads the plan, not the YAML files (which may have changed since).
+``storage_path`` may be a storage URI (``s3://bucket/sweeps``, ``core.storage``): every node then reads and writes
+the same sweep, and a resumed trial finds its checkpoints and best module wherever it runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from pydantic import Field, field_validator
 
 from core.errors import ConfigError
 from core.records import Record
+from core.storage import Location
 from training.config import TrainConfig
 from training.sweep_config import SweepConfig
 
@@ -67,6 +70,7 @@ class TrialSummary(Record):
     env_steps: int | None = None
     seconds: float | None = None
     iterations: int | None = None
+    node_id: str | None = Field(default=None, description="the Ray node the trial's last iteration ran on")
     error: str | None = None
 
 
@@ -105,22 +109,22 @@ def sweep_name(prefix: str, data_tag: str, now: dt.datetime | None = None) -> st
     return f"{prefix}-{data_tag}-{(now or dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
-def sweep_dir(storage_path: str | Path, name: str) -> Path:
-    return Path(storage_path).resolve() / name
+def sweep_dir(storage_path: str | Path, name: str) -> Location:
+    return Location.of(storage_path) / name
 
 
-def write_plan(plan: SweepPlan) -> Path:
+def write_plan(plan: SweepPlan) -> Location:
     folder = sweep_dir(plan.sweep.storage_path, plan.name)
     if (folder / PLAN).exists():
         raise ConfigError(
             f"--name: a sweep named '{plan.name}' exists at {folder}; continue it with --resume {plan.name}, or pick another name"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir()
     _write_json(folder / PLAN, plan.model_dump(mode="json"))
     return folder
 
 
-def read_plan(folder: Path) -> SweepPlan:
+def read_plan(folder: Location) -> SweepPlan:
     path = folder / PLAN
     try:
         return SweepPlan.model_validate_json(path.read_text())
@@ -132,38 +136,39 @@ def read_plan(folder: Path) -> SweepPlan:
         ) from None
 
 
-def find_sweep(storage_path: str | Path, which: str) -> Path:
-    """The folder of the sweep to resume: ``latest`` (by start time) under ``storage_path``, a name there, or a path."""
-    storage = Path(storage_path).resolve()
+def find_sweep(storage_path: str | Path, which: str) -> Location:
+    """The folder of the sweep to resume: ``latest`` (by start time) under ``storage_path``, a name there, or a path
+    or URI."""
+    storage = Location.of(storage_path)
     if which == "latest":
         plans = []
-        for path in storage.glob(f"*/{PLAN}"):
+        for folder in storage.children():
             try:
-                plans.append((json.loads(path.read_text())["created_at"], path.parent))
-            except (ValueError, KeyError):
+                plans.append((json.loads((folder / PLAN).read_text())["created_at"], folder.uri, folder))
+            except (OSError, ValueError, KeyError):  # not a sweep folder (no plan), or an unreadable one
                 continue
         if not plans:
             raise ConfigError(f"--resume: no sweep to resume under {storage} (no */{PLAN}); start one without --resume")
-        return max(plans)[1]
-    candidate = Path(which)
+        return max(plans)[2]
+    candidate = Location.of(which)
     if (candidate / PLAN).is_file():
-        return candidate.resolve()
+        return candidate
     return storage / which
 
 
-def read_summary(folder: Path) -> SweepSummary | None:
+def read_summary(folder: Location) -> SweepSummary | None:
     path = folder / SUMMARY
     return SweepSummary.model_validate_json(path.read_text()) if path.is_file() else None
 
 
-def write_summary(folder: Path, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float) -> Path:
+def write_summary(folder: Location, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float) -> Location:
     """``summary.json`` for the algorithms finished so far; ``complete`` once every planned one is."""
     summary = SweepSummary(
         name=plan.name,
         data=plan.data_label,
         complete=all(a in algos for a in plan.algos),
         seconds=round(seconds, 1),
-        models_dir=str(Path(plan.sweep.models_dir).resolve()),
+        models_dir=Location.of(plan.sweep.models_dir).uri,
         exported={a: s.exported for a, s in algos.items()},
         algos=algos,
     )
@@ -171,7 +176,23 @@ def write_summary(folder: Path, plan: SweepPlan, algos: dict[str, AlgoSummary], 
     return folder / SUMMARY
 
 
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    tmp.replace(path)
+def local_log(folder: Location) -> Path:
+    """The file the sweep logs to: ``sweep.log`` in a local sweep folder; for remote storage a local copy (carrying
+    on from the stored one after a resume), stored with every summary (``store_log``)."""
+    if folder.is_local:
+        return folder.local_path / LOG
+    local = Path(tempfile.gettempdir()) / "rlportfolio-sweeps" / folder.name / LOG
+    local.parent.mkdir(parents=True, exist_ok=True)
+    stored = folder / LOG
+    if stored.is_file() and not local.is_file():
+        local.write_bytes(stored.read_bytes())
+    return local
+
+
+def store_log(folder: Location, local: Path) -> None:
+    if not folder.is_local and local.is_file():
+        (folder / LOG).write_text(local.read_text())
+
+
+def _write_json(path: Location, record: dict[str, Any]) -> None:
+    path.write_text(json.dumps(record, indent=1, default=str))

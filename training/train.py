@@ -42,7 +42,7 @@ def train(
     *,
     agent: str,
     runs_dir: Path,
-    models_dir: Path,
+    models_dir: str | Path,
     num_cpus: int | None = None,
     dashboard: bool = True,
 ) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def train(
     in the run folder."""
     from policies.export import export_policy
     from training.algorithms import build_algorithm_config
-    from training.validation import BEST_MODULE_DIR, BEST_RECORD
+    from training.validation import BEST_RECORD, kept_module
 
     env = check_training(config)
     config = with_regime_model(config, env)
@@ -98,7 +98,7 @@ def train(
 
     best = json.loads((run_dir / BEST_RECORD).read_text())
     exported = export_policy(
-        run_dir / BEST_MODULE_DIR,
+        kept_module(run_dir).local_path,
         models_dir,
         agent=agent,
         algorithm=config.algo,
@@ -123,7 +123,7 @@ def train(
         "env_steps": steps,
         "seconds": round(elapsed, 1),
         "env_steps_per_second": round(steps / elapsed, 1),
-        "best_validation": best,
+        "best_validation": {k: v for k, v in best.items() if k != "module"},
         "exported": str(exported),
         "checkpoint": str(checkpoint),
     }
@@ -143,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="random seed (default from the config)")
     parser.add_argument("--agent", help="exported agent name (default the algorithm name)")
     parser.add_argument("--runs-dir", default="runs", help="where checkpoints go (default runs/)")
-    parser.add_argument("--models-dir", default="models", help="where the policy is exported (default models/)")
+    parser.add_argument(
+        "--models-dir",
+        default="models",
+        help="where the policy is exported: a folder or a storage URI such as s3://bucket/models (default models/)",
+    )
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default all)")
     parser.add_argument(
         "--no-dashboard", action="store_true", help="start the local Ray instance without its dashboard"
@@ -165,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             agent=args.agent or config.algo,
             runs_dir=Path(args.runs_dir),
-            models_dir=Path(args.models_dir),
+            models_dir=args.models_dir,
             num_cpus=args.num_cpus,
             dashboard=not args.no_dashboard,
         )

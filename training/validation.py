@@ -3,6 +3,11 @@ validation split (costs on; or over ``validation_paths`` fresh paths of a synthe
 from that law) and add its financial metrics to the result, where Tune, MLflow and TensorBoard see
 them as ``validation/<metric>``. The best module so far (by ``validation/mean_daily_log_growth``) is saved beside the run,
 so model selection uses validation data only and the test split is never touched.
+
+The run dir may be a storage URI (a sweep's ``storage_path`` on S3), so that a trial restored on another node after
+losing its own finds its best module. Each kept module goes to a new ``best_module-<iteration>-<id>`` folder, and
+``best_validation.json``, written whole after it, names the one that counts (``kept_module``); older folders are
+deleted after that. No step renames a folder, which object stores cannot do atomically.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ray
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from backtesting.backtest import evaluation_env, path_env, run_batched
+from core.storage import Location
 from envs.config import EnvConfig
 from policies.policy import Policy
 
@@ -28,6 +36,14 @@ log = logging.getLogger(__name__)
 
 BEST_MODULE_DIR = "best_module"
 BEST_RECORD = "best_validation.json"
+
+
+def kept_module(run_dir: str | Path | Location) -> Location:
+    """The module a run (or a sweep trial's best-module folder) kept: the folder its ``best_validation.json``
+    names (``best_module`` in records written before folders were numbered)."""
+    run_dir = Location.of(run_dir)
+    record = json.loads((run_dir / BEST_RECORD).read_text())
+    return run_dir / record.get("module", BEST_MODULE_DIR)
 
 
 VALIDATION_SEED_KEY = 0x7A11D  # seeds of validation paths: SeedSequence([synthetic_seed, key, i]), never an int seed
@@ -115,7 +131,7 @@ def limit_torch_threads() -> None:
 
 
 class ValidationCallback(RLlibCallback):
-    """Adds ``result["validation"]`` every iteration and keeps the best module in ``<run dir>/best_module``.
+    """Adds ``result["validation"]`` every iteration and keeps the best module in ``<run dir>/best_module-*``.
 
     The run dir is ``RUN_DIR`` when set (``with_run_dir``; with ``PER_TRIAL``, ``RUN_DIR/<trial dir name>``),
     else the algorithm's log dir.
@@ -129,22 +145,22 @@ class ValidationCallback(RLlibCallback):
     def on_algorithm_init(self, *, algorithm, metrics_logger=None, **kwargs: Any) -> None:
         limit_torch_threads()
         self._envs = validation_envs(dict(algorithm.config.env_config))
-        self._dir: Path | None = None  # known only once Tune has set the trial id, at the first result
+        self._dir: Location | None = None  # known only once Tune has set the trial id, at the first result
         self._best = -math.inf  # the best validation score so far
         self._best_se = 0.0  # its standard error
         self._selected = -math.inf  # the score of the module kept in best_module (the best one under "best")
         self._validated_at: int | None = None
         self._last: dict[str, float] = {}
 
-    def _run_dir(self, algorithm) -> Path:
+    def _run_dir(self, algorithm) -> Location:
         if self._dir is None:
             if self.RUN_DIR is None:
-                self._dir = Path(algorithm.logdir)
+                self._dir = Location.of(algorithm.logdir)
             elif self.PER_TRIAL:
                 # RLlib algorithms do not see their Tune trial id; the trial's working directory carries its name.
-                self._dir = Path(self.RUN_DIR) / Path(algorithm.logdir).name
+                self._dir = Location.of(self.RUN_DIR) / Path(algorithm.logdir).name
             else:
-                self._dir = Path(self.RUN_DIR)
+                self._dir = Location.of(self.RUN_DIR)
             record = self._dir / BEST_RECORD
             # A resumed trial keeps its best so far instead of overwriting it with a worse module.
             if record.is_file():
@@ -153,6 +169,21 @@ class ValidationCallback(RLlibCallback):
                 self._best = kept.get("best_mean_daily_log_growth", self._selected)
                 self._best_se = kept.get("best_mean_daily_log_growth_se", 0.0)
         return self._dir
+
+    def _keep(self, module, run_dir: Location, record: dict[str, Any]) -> None:
+        """Save ``module`` in a new folder, name it in the record, then delete the folders kept before."""
+        slot = f"{BEST_MODULE_DIR}-{int(record.get('training_iteration') or 0):06d}-{uuid.uuid4().hex[:6]}"
+        if run_dir.is_local:
+            run_dir.mkdir()
+            module.save_to_path(str(run_dir.local_path / slot))
+        else:
+            with tempfile.TemporaryDirectory(prefix="rlportfolio-module-") as local:
+                module.save_to_path(local)
+                (run_dir / slot).upload(local)
+        (run_dir / BEST_RECORD).write_text(json.dumps({**record, "module": slot}, indent=1))
+        for old in run_dir.children():
+            if old.name.startswith(BEST_MODULE_DIR) and old.name != slot:
+                old.delete()
 
     def _keeps(self, metrics: dict[str, float]) -> bool:
         """Whether this validation's module replaces the kept one; updates the best score.
@@ -169,6 +200,8 @@ class ValidationCallback(RLlibCallback):
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs: Any) -> None:
         started = time.perf_counter()
+        if ray.is_initialized():  # where this iteration ran (hostname and IP do not tell nodes on one machine apart)
+            result["node_id"] = ray.get_runtime_context().get_node_id()
         steps = int(result.get("num_env_steps_sampled_lifetime") or 0)
         if self._validated_at is not None and steps - self._validated_at < self.EVERY_STEPS:
             # Not due: repeat the last figures (Tune's scheduler needs its metric in every result), marked stale.
@@ -186,13 +219,6 @@ class ValidationCallback(RLlibCallback):
         metrics = validate_all(Policy(module, self._envs[0].action_map), self._envs)
         if self._keeps(metrics):
             self._selected = metrics["mean_daily_log_growth"]
-            run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / f".{BEST_MODULE_DIR}.tmp"
-            module.save_to_path(str(tmp.resolve()))
-            target = run_dir / BEST_MODULE_DIR
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
             record = {
                 **metrics,
                 "best_mean_daily_log_growth": self._best,
@@ -200,7 +226,7 @@ class ValidationCallback(RLlibCallback):
                 "training_iteration": result.get("training_iteration"),
                 "env_steps": result.get("num_env_steps_sampled_lifetime"),
             }
-            (run_dir / BEST_RECORD).write_text(json.dumps(record, indent=1))
+            self._keep(module, run_dir, record)
         self._last = metrics
         result["validation"] = {
             **metrics,
@@ -218,7 +244,7 @@ def with_run_dir(
     validates once ``every_steps`` env steps have passed since its last validation (0: every iteration) and selects
     by ``selection`` (``TrainConfig.selection``)."""
     attributes = {
-        "RUN_DIR": str(Path(run_dir).resolve()),
+        "RUN_DIR": Location.of(run_dir).uri,
         "PER_TRIAL": per_trial,
         "EVERY_STEPS": every_steps,
         "SELECTION": selection,

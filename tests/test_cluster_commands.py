@@ -1,0 +1,73 @@
+"""`training.submit` and `serving.deploy` before they reach a cluster: what they refuse, by name, and the job they
+would submit (the commands themselves run against a real two-node cluster in tests/test_nodes.py)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+import yaml
+
+from serving.deploy import main as deploy_main
+from tests.conftest import REPO_ROOT, free_port
+from tests.test_sweep import write_sweep
+from training.submit import entrypoint
+from training.submit import main as submit_main
+
+
+def sweep_on(tmp_path, tiny_csv, storage: str, models: str):
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000}, num_samples=1, concurrent=1)
+    raw = yaml.safe_load(config.read_text())
+    raw["storage_path"], raw["models_dir"] = storage, models
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return config
+
+
+def test_submit_refuses_local_storage_on_a_cluster_and_says_what_to_use(tmp_path, tiny_csv, capsys):
+    config = sweep_on(tmp_path, tiny_csv, str(tmp_path / "sweeps"), str(tmp_path / "models"))
+    assert submit_main(["--address", "http://127.0.0.1:1", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: storage_path: {tmp_path / 'sweeps'} is a local path" in err and "s3://bucket/storage_path" in err
+    assert "--shared-filesystem" in err and "Traceback" not in err
+
+
+def test_submit_names_a_cluster_that_does_not_answer(s3, tmp_path, tiny_csv, capsys):
+    config = sweep_on(tmp_path, tiny_csv, s3.uri("submit", "sweeps"), s3.uri("submit", "models"))
+    address = f"http://127.0.0.1:{free_port()}"
+    assert submit_main(["--address", address, "--config", str(config), "--name", "x"]) == 2
+    assert f"error: --address: no Ray cluster answers at {address}" in capsys.readouterr().err
+
+
+def test_submit_names_storage_it_cannot_reach(s3, tmp_path, tiny_csv, capsys):
+    config = sweep_on(tmp_path, tiny_csv, "s3://no-such-bucket/sweeps", s3.uri("models"))
+    assert submit_main(["--address", "http://127.0.0.1:1", "--config", str(config)]) == 1
+    assert "error: storage_path: cannot reach s3://no-such-bucket/sweeps from here" in capsys.readouterr().err
+
+
+def test_the_job_runs_the_sweep_planned_here_under_its_name(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    args = argparse.Namespace(
+        config=str(REPO_ROOT / "configs" / "sweep_gpu.yaml"),
+        python="python",
+        algos="ppo",
+        num_samples=2,
+        timesteps=None,
+        time_budget_s=600.0,
+        data=None,
+    )
+    words = shlex.split(entrypoint(args, "gpu-builtin-20261201-120000"))
+    assert words[:5] == ["python", "-m", "training.sweep", "--config", "configs/sweep_gpu.yaml"]  # in the working dir
+    assert words[5:] == [
+        "--name", "gpu-builtin-20261201-120000", "--no-dashboard",
+        "--algos", "ppo", "--num-samples", "2", "--time-budget-s", "600.0",
+    ]  # fmt: skip
+
+
+def test_deploy_refuses_local_models_and_names_a_bucket_without_agents(s3, capsys):
+    assert deploy_main(["--address", "http://127.0.0.1:1", "--models", "models"]) == 2
+    assert "error: --models: models is a local path, which replicas on other nodes cannot read" in (
+        capsys.readouterr().err
+    )
+    empty = s3.uri("no-agents-here")
+    assert deploy_main(["--address", "http://127.0.0.1:1", "--models", empty]) == 2
+    assert f"error: {empty}: no exported agents (expected <agent>/metadata.json)" in capsys.readouterr().err
