@@ -39,8 +39,13 @@ class Location:
             return where
         text = os.fspath(where)
         if "://" not in text:
-            path = str(Path(text).expanduser().resolve())
+            path = os.path.abspath(Path(text).expanduser())  # not resolve(): a symlinked agent keeps its name
             return cls(pafs.LocalFileSystem(), path, path)
+        if "@" in text.split("://", 1)[1].split("/", 1)[0]:
+            raise ConfigError(
+                f"{text.split('://')[0]}://...: credentials in a storage URI would be written into summaries, metadata "
+                "and logs; give them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) instead"
+            )
         try:
             fs, path = pafs.FileSystem.from_uri(text)
         except (ValueError, OSError) as exc:

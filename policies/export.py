@@ -169,6 +169,10 @@ def export_policy(
             _replace_local(staging, target.local_path)
         else:
             _upload(staging, target)
+    except BaseException:
+        if not models.is_local:  # the old model may be gone by now: the registry must not list it
+            update_registry(models)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not models.is_local:

@@ -166,11 +166,11 @@ class Registry(Record):
 def agent_dirs(models_dir: str | Path | Location) -> list[Location]:
     """Exported agents under ``models_dir``, a folder or a storage URI (folders with ``metadata.json``; in-progress
     ``.tmp``/``.old`` folders, and folders whose metadata was not written yet, excluded)."""
-    return [
-        child
-        for child in Location.of(models_dir).children()
-        if not child.name.startswith(".") and (child / METADATA).is_file()
-    ]
+    where = Location.of(models_dir)
+    try:
+        return [child for child in where.children() if not child.name.startswith(".") and (child / METADATA).is_file()]
+    except OSError as exc:  # permissions, an unreachable endpoint, a missing bucket
+        raise DataError(f"{where}: cannot be listed ({exc})") from None
 
 
 def read_metadata(agent_dir: str | Path | Location) -> ModelMetadata:

@@ -36,13 +36,16 @@ def local_copy(agent_dir: str | Path | Location) -> Path:
     if where.is_local:
         return where.local_path
     metadata = read_metadata(where)
-    return _cached(where, f"{metadata.agent}-{metadata.content_hash[:16]}", check=_whole)
+    expected = metadata.content_hash
 
+    def whole(copy: Path) -> None:
+        """The copy is the model the metadata first read named: a re-export racing the download is refused."""
+        if read_metadata(copy).content_hash != expected:
+            raise DataError(f"{where}: changed while it was downloaded (re-exported?); try again")
+        if content_hash(copy / MODULE_DIR) != expected:
+            raise DataError(f"{where}: module files do not match the content hash in {METADATA}")
 
-def _whole(agent_dir: Path) -> None:
-    """A downloaded agent folder's module matches its metadata (a re-export racing the download is refused)."""
-    if content_hash(agent_dir / MODULE_DIR) != read_metadata(agent_dir).content_hash:
-        raise DataError(f"{agent_dir}: module files do not match the content hash in {METADATA}; try again")
+    return _cached(where, f"{metadata.agent}-{expected[:16]}", check=whole)
 
 
 def _cached(source: Location, name: str, check=None) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from backtesting.backtest import History
 from backtesting.baselines import EqualWeight, FilteredGrowth, GrowthOptimal
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from core.storage import Location
 from envs.config import RegimeParams
 from envs.features import latest_observation
@@ -35,11 +35,11 @@ class AgentInfo:
     validation: dict[str, float] | None
 
 
-def policy_info(agent_dir: str | Path) -> AgentInfo:
-    """An exported agent's serving facts, from its metadata alone (no torch, no module)."""
+def policy_info(agent_dir: str | Path, meta=None) -> AgentInfo:
+    """An exported agent's serving facts, from its metadata alone (no torch, no module); ``meta`` when already read."""
     from policies.format import read_metadata
 
-    meta = read_metadata(agent_dir)
+    meta = meta or read_metadata(agent_dir)
     if meta.observation.extras:
         raise ConfigError(
             f"{agent_dir}: agents that observe extra columns ({meta.observation.extras}) cannot be served from prices alone"
@@ -60,11 +60,18 @@ def policy_info(agent_dir: str | Path) -> AgentInfo:
 class PolicyAgent:
     """An exported policy from ``models/<agent>/``."""
 
-    def __init__(self, agent_dir: str | Path) -> None:
+    def __init__(self, agent_dir: str | Path, content_hash: str | None = None) -> None:
+        """:param content_hash: the model the app was built with; a replica (re)started after the folder was
+        re-exported refuses to serve another one under the same name (redeploy to serve the new one)."""
         from policies.load import load_policy
 
-        self.info = policy_info(agent_dir)
         self.policy, meta = load_policy(agent_dir)
+        if content_hash is not None and meta.content_hash != content_hash:
+            raise DataError(
+                f"{agent_dir}: holds model {meta.model_version}, not the {content_hash[:12]} this app was deployed "
+                "with (re-exported since); deploy the app again to serve it"
+            )
+        self.info = policy_info(agent_dir, meta)
         self._window, self._vol_window = meta.observation.window_days, meta.observation.vol_window_days
         self._log_volatility = meta.observation.log_volatility
         # The regime model the agent was trained with travels in its metadata (checked there when it observes regimes).

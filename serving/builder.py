@@ -137,7 +137,7 @@ def build_app(args: AppArgs) -> serve.Application:
     handles = {}
     for name, info in infos.items():
         spec = (
-            {"kind": "rl", "path": agents[name].uri}
+            {"kind": "rl", "path": agents[name].uri, "content_hash": info.content_hash}
             if info.kind == "rl"
             else {
                 "kind": "baseline",

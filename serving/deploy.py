@@ -100,26 +100,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--models: {args.models} is a local path, which replicas on other nodes cannot read; use storage "
                 "every node reaches (s3://bucket/models), or pass --shared-filesystem if every node mounts it"
             )
-        config = with_models(load_yaml(args.config), args.models)
+        models = Location.of(args.models).uri  # a shared path made absolute: the cluster resolves nothing here
+        config = with_models(load_yaml(args.config), models)
         if args.host:
             config["http_options"] = {**(config.get("http_options") or {}), "host": args.host}
         from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
-        client = ServeSubmissionClient(args.address)
         try:
-            client.get_serve_details()
-        except (ConnectionError, RuntimeError, OSError) as exc:
+            client = ServeSubmissionClient(args.address)  # connects and checks the cluster's version
+            running = client.get_serve_details()
+        except (OSError, RuntimeError, ValueError) as exc:  # requests' errors are OSErrors
             raise ConfigError(f"--address: no Ray dashboard answers at {args.address} ({exc})") from None
     except (ConfigError, DataError) as exc:
         return fail(exc)
     names = [a.get("name", "default") for a in config["applications"]]
-    print(f"deploying {', '.join(names)} from {args.models} to {args.address}", file=sys.stderr, flush=True)
-    client.deploy_applications(config)
-    ok, status = wait_running(client, names, args.timeout_s)
+    print(f"deploying {', '.join(names)} from {models} to {args.address}", file=sys.stderr, flush=True)
+    try:
+        client.deploy_applications(config)
+        ok, status = wait_running(client, names, args.timeout_s)
+        serving = client.get_serve_details().get("http_options") or {}
+    except (OSError, RuntimeError) as exc:  # a config the cluster rejects (400), or the dashboard gone
+        print(f"error: {args.address} refused the deploy ({exc})", file=sys.stderr)
+        return 1
     if not ok:
         print(f"error: {status}", file=sys.stderr)
         return 1
-    print(f"serving at {serving_url(config, args.address)} (API docs at /docs)")
+    wanted = config.get("http_options") or {}
+    if running.get("applications") and any(wanted.get(k, serving.get(k)) != serving.get(k) for k in ("host", "port")):
+        print(  # Serve keeps the HTTP options it started with and only logs a warning about new ones
+            f"warning: Serve was already running with host {serving.get('host')} port {serving.get('port')}; those "
+            "stay until `serve shutdown`",
+            file=sys.stderr,
+        )
+    print(f"serving at {serving_url({'http_options': serving or wanted}, args.address)} (API docs at /docs)")
     return 0
 
 

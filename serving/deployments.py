@@ -27,7 +27,7 @@ class AgentDeployment:
 
         torch.set_num_threads(1)  # tiny MLPs: threads cost more than they give, and replicas share the CPUs
         if spec["kind"] == "rl":
-            self.agent = PolicyAgent(spec["path"])
+            self.agent = PolicyAgent(spec["path"], spec.get("content_hash"))
         else:
             regimes = spec.get("regimes")
             self.agent = BaselineAgent(

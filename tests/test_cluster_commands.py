@@ -34,7 +34,7 @@ def test_submit_refuses_local_storage_on_a_cluster_and_says_what_to_use(tmp_path
 def test_submit_names_a_cluster_that_does_not_answer(s3, tmp_path, tiny_csv, capsys):
     config = sweep_on(tmp_path, tiny_csv, s3.uri("submit", "sweeps"), s3.uri("submit", "models"))
     address = f"http://127.0.0.1:{free_port()}"
-    assert submit_main(["--address", address, "--config", str(config), "--name", "x"]) == 2
+    assert submit_main(["--address", address, "--config", str(config), "--name", "x", "--shared-filesystem"]) == 2
     assert f"error: --address: no Ray cluster answers at {address}" in capsys.readouterr().err
 
 
@@ -54,6 +54,7 @@ def test_the_job_runs_the_sweep_planned_here_under_its_name(monkeypatch):
         timesteps=None,
         time_budget_s=600.0,
         data=None,
+        shared_filesystem=False,
     )
     words = shlex.split(entrypoint(args, "gpu-builtin-20261201-120000"))
     assert words[:5] == ["python", "-m", "training.sweep", "--config", "configs/sweep_gpu.yaml"]  # in the working dir
@@ -71,3 +72,13 @@ def test_deploy_refuses_local_models_and_names_a_bucket_without_agents(s3, capsy
     empty = s3.uri("no-agents-here")
     assert deploy_main(["--address", "http://127.0.0.1:1", "--models", empty]) == 2
     assert f"error: {empty}: no exported agents (expected <agent>/metadata.json)" in capsys.readouterr().err
+
+
+def test_submit_refuses_a_config_the_job_would_not_have(s3, tmp_path, tiny_csv, capsys):
+    config = sweep_on(tmp_path, tiny_csv, s3.uri("elsewhere", "sweeps"), s3.uri("elsewhere", "models"))
+    address = f"http://127.0.0.1:{free_port()}"
+    assert submit_main(["--address", address, "--config", str(config), "--name", "y"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --config: {config} is outside this folder, which is what the job uploads" in err
+    assert submit_main(["--address", address, "--config", str(config), "--data", str(tiny_csv)]) == 2
+    assert "error: --data: the job reads the CSV on the head" in capsys.readouterr().err

@@ -160,7 +160,8 @@ def test_a_sweep_submitted_to_two_nodes_runs_on_both_and_finishes_after_losing_t
     log = (tmp_path / "submit.log").open("w")
     submit = subprocess.Popen(
         [sys.executable, "-m", "training.submit", "--address", cluster.dashboard, "--config", str(config)]
-        + ["--name", "t", "--python", sys.executable],
+        # --shared-filesystem: the sweep YAML lives in this test's folder, at one path for both nodes of this machine
+        + ["--name", "t", "--python", sys.executable, "--shared-filesystem"],
         cwd=REPO_ROOT,
         env=cluster.env,
         stdout=log,

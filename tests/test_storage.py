@@ -142,3 +142,22 @@ def test_a_sweep_on_s3_keeps_plan_trials_checkpoints_best_modules_and_models_in_
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ppo: finished earlier in this sweep; kept" in again.stderr
+
+
+def test_a_replica_started_after_a_re_export_refuses_the_new_model_until_the_app_is_deployed_again(
+    s3, env, tmp_path, monkeypatch
+):
+    from serving.agents import PolicyAgent
+
+    monkeypatch.setenv("RLPORTFOLIO_CACHE", str(tmp_path / "cache"))
+    agent = export_untrained(env, "ppo", tmp_path, s3.uri("re-exported"))
+    deployed_with = read_metadata(agent).content_hash
+    assert PolicyAgent(agent.uri, deployed_with).info.content_hash == deployed_with
+    export_untrained(env, "sac", tmp_path, s3.uri("re-exported"), agent="ppo")  # another model under the name
+    with pytest.raises(DataError, match=f"not the {deployed_with[:12]} this app was deployed with"):
+        PolicyAgent(agent.uri, deployed_with)
+
+
+def test_credentials_in_a_storage_uri_are_refused_before_they_reach_a_log():
+    with pytest.raises(ConfigError, match=r"s3://\.\.\.: credentials in a storage URI .*AWS_ACCESS_KEY_ID"):
+        Location.of("s3://AKIA:secret@bucket/models")

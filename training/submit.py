@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import shlex
 import sys
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,16 +44,29 @@ def entrypoint(args: argparse.Namespace, name: str) -> str:
     try:
         config_arg = str(config.relative_to(Path.cwd()))  # inside the uploaded working directory
     except ValueError:
-        config_arg = str(config)  # outside it: only a shared filesystem has it at the same path
+        if not args.shared_filesystem:
+            raise ConfigError(
+                f"--config: {config} is outside this folder, which is what the job uploads; move it here, or pass "
+                "--shared-filesystem if every node mounts it at that path"
+            ) from None
+        config_arg = str(config)
+    if any(Path(config_arg).parts[0] == excluded for excluded in EXCLUDES):
+        raise ConfigError(f"--config: {config_arg} is in a folder the job does not upload ({', '.join(EXCLUDES)})")
     words = [args.python, "-m", "training.sweep", "--config", config_arg, "--name", name, "--no-dashboard"]
     for key in PASSED_ON:
         value = getattr(args, key)
         if value is not None:
-            words += [f"--{key.replace('_', '-')}", str(value)]
+            # A CSV by its absolute path: the job's working directory is a copy without data/.
+            words += [f"--{key.replace('_', '-')}", str(Path(value).resolve()) if key == "data" else str(value)]
     return shlex.join(words)
 
 
 def check_storage(where: str, field: str, shared_filesystem: bool) -> Location:
+    if "://" not in where and not Path(where).is_absolute():
+        raise ConfigError(
+            f"{field}: {where} is relative, and the job runs in a copy of this folder that Ray deletes afterwards; "
+            f"give storage every node reaches (s3://bucket/{field})"
+        )
     location = Location.of(where)
     if location.is_local and not shared_filesystem:
         raise ConfigError(
@@ -59,7 +74,7 @@ def check_storage(where: str, field: str, shared_filesystem: bool) -> Location:
             f"nodes would write where the next step cannot read. Use storage every node reaches (s3://bucket/{field}, "
             "gs://...), or pass --shared-filesystem if that path is on a filesystem every node mounts"
         )
-    probe = location / ".rlportfolio-write-check"
+    probe = location / f".rlportfolio-write-check-{uuid.uuid4().hex[:8]}"
     try:  # credentials, endpoint, bucket and write permission, checked before a GPU hour starts
         probe.write_text("")
         probe.delete()
@@ -68,12 +83,29 @@ def check_storage(where: str, field: str, shared_filesystem: bool) -> Location:
     return location
 
 
-def follow(client, job_id: str) -> None:
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def follow(client, job_id: str) -> str:
+    """Print the job's log as it comes until the job ends; its final status. A dropped log stream (a restarted
+    dashboard, a port-forward that hung up) is reopened, and the job's state is polled while it is down."""
+
     async def tail() -> None:
         async for lines in client.tail_job_logs(job_id):
             print(lines, end="", flush=True)
 
-    asyncio.run(tail())
+    while True:
+        try:
+            asyncio.run(tail())
+        except (RuntimeError, OSError) as exc:  # the SDK raises RuntimeError for an abnormal websocket close
+            print(f"(log stream lost: {exc}; reconnecting)", file=sys.stderr, flush=True)
+        try:
+            status = str(client.get_job_status(job_id))
+        except (RuntimeError, OSError):
+            status = "UNKNOWN"
+        if status in TERMINAL:
+            return status
+        time.sleep(5)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, help="sampled configurations per algorithm")
     parser.add_argument("--timesteps", type=int, help="env steps per trial for every algorithm")
     parser.add_argument("--time-budget-s", type=float, help="wall-clock seconds for the whole sweep")
-    parser.add_argument("--data", help="price CSV, at the same path on the head (default: the configs' data)")
+    parser.add_argument(
+        "--data", help="price CSV at the same path on the head (needs --shared-filesystem; default: the configs' data)"
+    )
     parser.add_argument("--python", default="python", help="the Python the cluster runs the sweep with")
     parser.add_argument(
         "--shared-filesystem", action="store_true", help="allow local storage paths: every node mounts them"
@@ -95,12 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.models_dir = None  # new_plan reads these; the YAML decides them for a submitted sweep
     setup_console()
     try:
+        if args.data is not None and not args.shared_filesystem:
+            raise ConfigError(
+                "--data: the job reads the CSV on the head, at the path given; pass --shared-filesystem once it is "
+                "there (or name the data in the sweep's algorithm configs)"
+            )
         plan = new_plan(args, require_devices=False)
         storage = check_storage(plan.sweep.storage_path, "storage_path", args.shared_filesystem)
         models = check_storage(plan.sweep.models_dir, "models_dir", args.shared_filesystem)
         folder = sweep_dir(storage, plan.name)
         if (folder / PLAN).exists():
             raise ConfigError(f"--name: a sweep named '{plan.name}' exists at {folder}; pick another name")
+        command = entrypoint(args, plan.name)
         from ray.job_submission import JobSubmissionClient
 
         try:
@@ -111,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc)
 
     job_id = client.submit_job(
-        entrypoint=entrypoint(args, plan.name),
+        entrypoint=command,
         submission_id=f"sweep-{plan.name}",
         runtime_env={"working_dir": ".", "excludes": EXCLUDES},
         metadata={"sweep": plan.name, "storage_path": storage.uri},
@@ -122,12 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_follow:
         return 0
     try:
-        follow(client, job_id)
+        status = follow(client, job_id)
     except KeyboardInterrupt:
         print(f"\nstopped following; {job_id} goes on. Follow it again with: {again}", file=sys.stderr)
         return 130
-    status = client.get_job_status(job_id)
-    if str(status) != "SUCCEEDED":
+    if status != "SUCCEEDED":
         info = client.get_job_info(job_id)
         print(f"error: {job_id} ended {status}: {info.message or 'see its log above'}", file=sys.stderr)
         return 1
@@ -137,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for algo, uri in exported.items():
         print(f"  {algo}: {uri}")
     if exported:
-        print(f"serve them: python -m serving.deploy --address {args.address} --models {models}")
+        print(f"serve them: python -m serving.deploy --address {args.address} --models {shlex.quote(models.uri)}")
     return 0
 
 

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -278,25 +279,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_rllib()
     except ConfigError as exc:
         return fail(exc)
-    for number, algo in enumerate(plan.algos):
-        spec = plan.sweep.algos[algo]
-        if algo in summaries:
-            log.info(f"{algo}: finished earlier in this sweep; kept")
-            continue
-        share = None
-        if plan.sweep.time_budget_s is not None:  # what is left, shared among the algorithms still to run
-            left = plan.sweep.time_budget_s - seconds_before - (time.perf_counter() - started)
-            share = max(left, 1.0) / len([a for a in plan.algos[number:] if a not in summaries])
-        log.info(
-            f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
-            f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each"
-            + (f", {duration(share)} in all" if share is not None else "")
-        )
-        summary = summarize_trials(run_algo(plan, folder, algo, share), plan.sweep, algo)
-        summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
-        summaries[algo] = summary
-        print(results_table(summary), flush=True)
-        write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
+    try:  # the log reaches remote storage even when the sweep dies midway
+        for number, algo in enumerate(plan.algos):
+            spec = plan.sweep.algos[algo]
+            if algo in summaries:
+                log.info(f"{algo}: finished earlier in this sweep; kept")
+                continue
+            share = None
+            if plan.sweep.time_budget_s is not None:  # what is left, shared among the algorithms still to run
+                left = plan.sweep.time_budget_s - seconds_before - (time.perf_counter() - started)
+                share = max(left, 1.0) / len([a for a in plan.algos[number:] if a not in summaries])
+            log.info(
+                f"{algo}: {plan.sweep.n_trials(algo)} trial(s) ({plan.sweep.num_samples} configuration(s) x "
+                f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each"
+                + (f", {duration(share)} in all" if share is not None else "")
+            )
+            summary = summarize_trials(run_algo(plan, folder, algo, share), plan.sweep, algo)
+            summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
+            summaries[algo] = summary
+            print(results_table(summary), flush=True)
+            write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
+    finally:
         store_log(folder, log_file)
     out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     exported = {a: s.exported for a, s in summaries.items() if s.exported}
@@ -306,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"sweep summary: {out}\nfull log: {folder / LOG}", flush=True)
     print(
-        f"learning curves: .venv/bin/tensorboard --logdir {folder}   trials: .venv/bin/mlflow ui --backend-store-uri "
+        f"learning curves: .venv/bin/tensorboard --logdir {shlex.quote(str(folder))}   trials: .venv/bin/mlflow ui --backend-store-uri "
         f"{mlflow_uri(plan.sweep.mlflow.tracking_uri)}",
         flush=True,
     )

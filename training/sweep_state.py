@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from core.records import Record
 from core.storage import Location
 from training.config import TrainConfig
@@ -130,6 +130,8 @@ def read_plan(folder: Location) -> SweepPlan:
         return SweepPlan.model_validate_json(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"--resume: no sweep to resume at {folder} (no {PLAN})") from None
+    except OSError as exc:  # denied, unreachable
+        raise DataError(f"--resume: {path} cannot be read ({exc})") from None
     except ValueError as exc:
         raise ConfigError(
             f"--resume: {path} is not a sweep plan this version can read ({str(exc).splitlines()[0]})"
@@ -184,7 +186,7 @@ def local_log(folder: Location) -> Path:
     local = Path(tempfile.gettempdir()) / "rlportfolio-sweeps" / folder.name / LOG
     local.parent.mkdir(parents=True, exist_ok=True)
     stored = folder / LOG
-    if stored.is_file() and not local.is_file():
+    if stored.is_file():  # the sweep's log so far, wherever it last ran
         local.write_bytes(stored.read_bytes())
     return local
 
