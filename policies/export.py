@@ -1,10 +1,10 @@
 """Writing the exported-policy format (``policies.format``) to a folder or a storage URI (``core.storage``).
 
 A model folder is assembled locally first. On a local disk it is renamed into place, so a crash never leaves half a
-model where a loader would find it. In an object store, where nothing renames atomically, the old ``metadata.json``
-goes first, then the module is uploaded and the new ``metadata.json`` written last: loaders list only folders with
-metadata (``agent_dirs``) and check the module against the metadata's content hash, so a crash mid-upload leaves no
-model, never half of one. ``registry.json`` is rewritten from the agents' metadata after every export.
+model where a loader would find it. In an object store, where nothing renames atomically, the module is uploaded to
+``module-<hash prefix>/`` beside the old one and the new ``metadata.json``, written whole and last, names it; the old
+module is deleted after. Loaders follow ``metadata.json`` and check the module against its content hash, so a crash
+mid-upload leaves the old model in place, never half of the new one. ``registry.json`` is rewritten from the agents' metadata after every export.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def export_policy(
                 },
                 "validation": validation,
                 "source_checkpoint": str(source_checkpoint),
-                "content_hash": content_hash(staging / MODULE_DIR),
+                "content_hash": (digest := content_hash(staging / MODULE_DIR)),
+                "module_dir": MODULE_DIR if models.is_local else f"{MODULE_DIR}-{digest[:12]}",
                 "reproducibility": {
                     "seed": seed,
                     "resolved_config": resolved_config,
@@ -191,12 +192,16 @@ def _replace_local(staging: Path, target: Path) -> None:
 
 
 def _upload(staging: Path, target: Location) -> None:
-    """Metadata off, module up, metadata on: at every moment the remote folder is the old model, no model, or the
-    new one."""
-    (target / METADATA).delete()
-    (target / MODULE_DIR).delete()
-    (target / MODULE_DIR).upload(staging / MODULE_DIR)
-    (target / METADATA).write_text((staging / METADATA).read_text())
+    """The new module goes up beside the old one, then ``metadata.json``, written whole, switches to it, then the
+    old module goes: at every moment the remote folder holds a whole model, the old one or the new."""
+    text = (staging / METADATA).read_text()
+    module = target / json.loads(text)["module_dir"]
+    module.delete()  # a partial upload of this very module, cut off earlier
+    module.upload(staging / MODULE_DIR)
+    (target / METADATA).write_text(text)
+    for old in target.children():
+        if old.name.startswith(MODULE_DIR) and old.name != module.name:
+            old.delete()
 
 
 def update_registry(models_dir: str | Path | Location, metric: str = SELECTION_METRIC) -> Registry:

@@ -1,6 +1,7 @@
-"""The exported-policy format, version 3 (docs/architecture.md, "Exported model"):
+"""The exported-policy format, version 4 (docs/architecture.md, "Exported model"):
 
-    models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint)
+    models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint); in an object
+                                    store ``module-<hash prefix>/``, the folder ``metadata.json`` names
     models/<agent>/metadata.json    ``ModelMetadata``: agent, algorithm, env config, observation and action specs,
                                     assets, data ranges and hashes, validation metrics, content hash, reproducibility
     models/registry.json            ``Registry``: every agent's headline numbers and the best one by validation
@@ -8,7 +9,8 @@
 ``read_metadata`` is the one reader: every problem with a ``metadata.json`` (missing, not JSON, a missing or wrong
 field, a format version this code does not read) is one ``DataError`` naming the file and the field. Version 1 (the
 mean daily log growth under ``validation.log_growth``) and version 2 (no regime fields) are read and upgraded in
-memory. A model that observes regimes carries its regime model in ``env_config.regimes.model``.
+memory, and so is version 3 (the module always in ``module/``). A model that observes regimes carries its regime
+model in ``env_config.regimes.model``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from core.records import Record
 from core.storage import Location
 from envs.config import EnvConfig
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MODULE_DIR = "module"
 METADATA = "metadata.json"
 REGISTRY = "registry.json"
@@ -103,6 +105,12 @@ class ModelMetadata(Record):
     )
     source_checkpoint: str
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 over the module folder's files")
+    module_dir: str = Field(
+        default=MODULE_DIR,
+        pattern=r"^module(-[0-9a-f]{12})?$",
+        description="the module's folder beside this file: module, or module-<hash prefix> in an object store, where "
+        "a new module is uploaded beside the old one and this file, written last, switches to it",
+    )
     reproducibility: Reproducibility
     sweep: SweepRecord | None = None
     training: TrainingRecord | None = None
@@ -115,8 +123,9 @@ class ModelMetadata(Record):
             if "log_growth" in validation:
                 validation[SELECTION_METRIC] = validation.pop("log_growth")
             raw = {**raw, "format_version": 2, "validation": validation}
-        if isinstance(raw, dict) and raw.get("format_version") == 2:
-            raw = {**raw, "format_version": FORMAT_VERSION}  # version 3 adds optional regime fields only
+        if isinstance(raw, dict) and raw.get("format_version") in (2, 3):
+            # version 3 added optional regime fields, version 4 the optional module_dir
+            raw = {**raw, "format_version": FORMAT_VERSION}
         return raw
 
     @field_validator("format_version")

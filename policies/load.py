@@ -15,7 +15,6 @@ from core.storage import Location
 from envs.actions import ActionMap
 from policies.format import (
     METADATA,
-    MODULE_DIR,
     ModelMetadata,
     content_hash,
     read_metadata,
@@ -42,7 +41,7 @@ def local_copy(agent_dir: str | Path | Location) -> Path:
         """The copy is the model the metadata first read named: a re-export racing the download is refused."""
         if read_metadata(copy).content_hash != expected:
             raise DataError(f"{where}: changed while it was downloaded (re-exported?); try again")
-        if content_hash(copy / MODULE_DIR) != expected:
+        if content_hash(copy / read_metadata(copy).module_dir) != expected:
             raise DataError(f"{where}: module files do not match the content hash in {METADATA}")
 
     return _cached(where, f"{metadata.agent}-{expected[:16]}", check=whole)
@@ -76,9 +75,9 @@ def load_policy(agent_dir: str | Path | Location, *, verify: bool = True) -> tup
     """
     agent_dir = local_copy(agent_dir).resolve()
     metadata = read_metadata(agent_dir)
-    module_dir = agent_dir / MODULE_DIR
+    module_dir = agent_dir / metadata.module_dir
     if not module_dir.is_dir():
-        raise DataError(f"{agent_dir}: no {MODULE_DIR}/ folder beside {METADATA}")
+        raise DataError(f"{agent_dir}: no {metadata.module_dir}/ folder beside {METADATA}")
     if verify and content_hash(module_dir) != metadata.content_hash:
         raise DataError(f"{agent_dir}: module files do not match the content hash in {METADATA}")
     return _policy(module_dir, metadata), metadata

@@ -69,7 +69,8 @@ def test_models_exported_to_s3_are_listed_ranked_and_load_where_they_were_never_
     export_untrained(env, "sac", tmp_path, models)
     keys = s3_keys(s3, "models/")
     assert "models/registry.json" in keys and "models/ppo/metadata.json" in keys
-    assert any(k.startswith("models/ppo/module/") for k in keys)
+    module = read_metadata(models + "/ppo").module_dir
+    assert module.startswith("module-") and any(k.startswith(f"models/ppo/{module}/") for k in keys)
     assert not any(".tmp" in k for k in keys)  # staged locally, never in the bucket
     assert [d.name for d in agent_dirs(models)] == ["ppo", "sac"]
     registry = json.loads(Location.of(models + "/registry.json").read_text())
@@ -88,13 +89,13 @@ def test_a_damaged_or_half_uploaded_model_in_s3_is_refused_by_name_and_never_cac
     models = s3.uri("damaged")
     agent = export_untrained(env, "ppo", tmp_path, models)
     monkeypatch.setenv("RLPORTFOLIO_CACHE", str(tmp_path / "cache"))
-    module_file = next(f for f in (agent / "module").children() if f.is_file())
+    module_file = next(f for f in (agent / read_metadata(agent).module_dir).children() if f.is_file())
     module_file.write_text("not the bytes that were hashed")
     with pytest.raises(DataError, match="module files do not match the content hash"):
         load_policy(agent)
     assert not any((tmp_path / "cache").glob("ppo-*"))  # a copy that fails its hash is not kept
 
-    # An upload cut off before its metadata: no model, not half of one.
+    # A first upload cut off before its metadata: no model, not half of one.
     (agent / "metadata.json").delete()
     assert agent_dirs(models) == []
     with pytest.raises(DataError, match=r"damaged/ppo: not an exported policy \(no metadata.json\)"):
@@ -154,6 +155,9 @@ def test_a_replica_started_after_a_re_export_refuses_the_new_model_until_the_app
     deployed_with = read_metadata(agent).content_hash
     assert PolicyAgent(agent.uri, deployed_with).info.content_hash == deployed_with
     export_untrained(env, "sac", tmp_path, s3.uri("re-exported"), agent="ppo")  # another model under the name
+    # The new module went up beside the old one, the metadata switched to it, then the old one went.
+    modules = {k.split("/")[2] for k in s3_keys(s3, "re-exported/ppo/") if k.split("/")[2].startswith("module")}
+    assert modules == {read_metadata(agent).module_dir} != {f"module-{deployed_with[:12]}"}
     with pytest.raises(DataError, match=f"not the {deployed_with[:12]} this app was deployed with"):
         PolicyAgent(agent.uri, deployed_with)
 
