@@ -44,6 +44,36 @@ def with_models(config: dict, models: str) -> dict:
     return config
 
 
+def sqlite_split_brain(config: dict, nodes: int) -> str | None:
+    """Why ``config`` would split an app's SQLite experiment log across nodes, or None.
+
+    A SQLite log is a file on one node's disk. On a cluster of several nodes the ingress replicas (which write it)
+    and the ``StatsStore`` (which reads it) must be pinned to the same node by one custom resource in both
+    deployments' ``ray_actor_options.resources`` (e.g. ``{head_node: 0.01}``); otherwise use a database every node
+    reaches (``postgresql://...``)."""
+    if nodes < 2:
+        return None
+    for app in config.get("applications") or []:
+        if app.get("import_path") != APP_IMPORT:
+            continue
+        url = (app.get("args") or {}).get("experiment_log", "sqlite:///runs/experiments.db")
+        if not str(url).startswith("sqlite"):
+            continue
+        overrides = {d.get("name"): d for d in app.get("deployments") or []}
+        pins = [
+            set(((overrides.get(name) or {}).get("ray_actor_options") or {}).get("resources") or {})
+            for name in ("Ingress", "StatsStore")
+        ]
+        if not (pins[0] & pins[1]):
+            return (
+                f"applications[{app.get('name', 'default')}].args.experiment_log: {url} is a file on one node, and "
+                f"this cluster has {nodes}: ingress replicas and the StatsStore could write and read different "
+                "files. Pin both deployments to one node (the same custom resource in their ray_actor_options."
+                "resources) or use a database every node reaches (postgresql://...)"
+            )
+    return None
+
+
 def serving_url(config: dict, address: str) -> str:
     http = config.get("http_options") or {}
     host = http.get("host", "127.0.0.1")
@@ -105,12 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.host:
             config["http_options"] = {**(config.get("http_options") or {}), "host": args.host}
         from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+        from ray.util.state import list_nodes
 
         try:
             client = ServeSubmissionClient(args.address)  # connects and checks the cluster's version
             running = client.get_serve_details()
+            nodes = len(list_nodes(address=args.address, filters=[("state", "=", "ALIVE")]))
         except (OSError, RuntimeError, ValueError) as exc:  # requests' errors are OSErrors
             raise ConfigError(f"--address: no Ray dashboard answers at {args.address} ({exc})") from None
+        problem = sqlite_split_brain(config, nodes)
+        if problem:
+            raise ConfigError(problem)
     except (ConfigError, DataError) as exc:
         return fail(exc)
     names = [a.get("name", "default") for a in config["applications"]]

@@ -9,6 +9,7 @@ import shlex
 import yaml
 
 from serving.deploy import main as deploy_main
+from serving.deploy import sqlite_split_brain
 from tests.conftest import REPO_ROOT, free_port
 from tests.test_sweep import write_sweep
 from training.submit import entrypoint
@@ -82,3 +83,20 @@ def test_submit_refuses_a_config_the_job_would_not_have(s3, tmp_path, tiny_csv, 
     assert f"error: --config: {config} is outside this folder, which is what the job uploads" in err
     assert submit_main(["--address", address, "--config", str(config), "--data", str(tiny_csv)]) == 2
     assert "error: --data: the job reads the CSV on the head" in capsys.readouterr().err
+
+
+def test_a_sqlite_experiment_log_on_several_nodes_needs_its_writers_and_reader_on_one():
+    def config(log: str, pins: dict[str, dict]) -> dict:
+        deployments = [{"name": name, "ray_actor_options": {"resources": r}} for name, r in pins.items()]
+        app = {"name": "rlportfolio", "import_path": "serving.app:build_app", "args": {"experiment_log": log}}
+        return {"applications": [{**app, "deployments": deployments}]}
+
+    on_head = {"Ingress": {"head_node": 0.01}, "StatsStore": {"head_node": 0.01}}
+    unpinned = config("sqlite:///runs/experiments.db", {})
+    assert sqlite_split_brain(unpinned, 1) is None  # one node: one disk
+    problem = sqlite_split_brain(unpinned, 2)
+    assert problem.startswith("applications[rlportfolio].args.experiment_log: sqlite:///runs/experiments.db is a file")
+    assert "postgresql://" in problem
+    assert sqlite_split_brain(config("sqlite:///x.db", {"Ingress": {"head_node": 0.01}}), 3) is not None
+    assert sqlite_split_brain(config("sqlite:///x.db", on_head), 3) is None
+    assert sqlite_split_brain(config("postgresql://db/ab", {}), 3) is None

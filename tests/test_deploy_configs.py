@@ -87,3 +87,21 @@ def test_prometheus_and_grafana_files_name_the_app_metrics(repo_root):
     dashboard = (repo_root / "deploy" / "grafana-dashboard.json").read_text()
     for metric in ("rlportfolio_requests_total", "rlportfolio_latency_ms_bucket", "rlportfolio_errors_total"):
         assert metric in dashboard
+
+
+def test_the_cluster_serve_config_keeps_its_sqlite_log_writers_and_reader_on_the_head(repo_root):
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.builder import AppArgs
+    from serving.deploy import sqlite_split_brain
+
+    serve = load(repo_root, "configs/serve_cluster.yaml")
+    ServeDeploySchema.model_validate(serve)
+    (app,) = serve["applications"]
+    AppArgs.model_validate(app["args"])
+    assert sqlite_split_brain(serve, 9) is None and serve["http_options"]["host"] == "0.0.0.0"
+    head = load(repo_root, "cluster.yaml")["available_node_types"]["head"]["resources"]
+    for deployment in app["deployments"]:
+        assert set(deployment["ray_actor_options"]["resources"]) <= set(head)
+        assert deployment["ray_actor_options"]["num_cpus"] <= head["CPU"]
+    assert sqlite_split_brain(load(repo_root, "configs/serve.yaml"), 2) is not None  # the laptop config is not for this
