@@ -39,9 +39,10 @@ def local_copy(agent_dir: str | Path | Location) -> Path:
 
     def whole(copy: Path) -> None:
         """The copy is the model the metadata first read named: a re-export racing the download is refused."""
-        if read_metadata(copy).content_hash != expected:
+        copied = read_metadata(copy)
+        if copied.content_hash != expected:
             raise DataError(f"{where}: changed while it was downloaded (re-exported?); try again")
-        if content_hash(copy / read_metadata(copy).module_dir) != expected:
+        if content_hash(copy / copied.module_dir) != expected:
             raise DataError(f"{where}: module files do not match the content hash in {METADATA}")
 
     return _cached(where, f"{metadata.agent}-{expected[:16]}", check=whole)
