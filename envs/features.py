@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import uniform_filter1d
 
 from envs.regimes import RegimeModel, windowed_filter
 
@@ -64,7 +65,7 @@ def compute_features(
         features[..., first:, : window_days * n_assets] = (
             lags[..., ::-1].swapaxes(-1, -2).reshape(*paths, n_days - first, -1)
         )
-    vol = rolling_std(log_returns, vol_window_days)[..., first - vol_window_days :, :]
+    vol = rolling_std(log_returns[..., first - vol_window_days :, :], vol_window_days)  # only the rows observed
     if log_volatility:
         vol = np.log(np.maximum(vol, VOL_FLOOR))
     features[..., first:, window_days * n_assets : window_days * n_assets + n_assets] = vol
@@ -79,17 +80,18 @@ def compute_features(
 
 def rolling_std(values: np.ndarray, window: int) -> np.ndarray:
     """``(..., T - window + 1, K)``: row ``i`` is the population standard deviation of rows ``i .. i + window - 1``
-    of ``values`` (``(..., T, K)``), as ``np.std`` gives it, from running sums: O(T) rather than O(T * window), which
-    matters when a vector env computes hundreds of paths at each reset. Each column is centred on its mean first, so
-    the sums stay small and the difference of sums loses no precision that shows in a float32 observation."""
+    of ``values`` (``(..., T, K)``), as ``np.std`` gives it, from moving averages of the values and their squares
+    (scipy's ``uniform_filter1d``, a running sum in C): O(T) rather than O(T * window), which matters when a vector
+    env computes hundreds of paths at each reset. Each column is centred on its mean first, so the averages stay
+    small and their difference loses no precision that shows in a float32 observation."""
     centred = values - values.mean(axis=-2, keepdims=True)
-    zeros = np.zeros((*centred.shape[:-2], 1, centred.shape[-1]))
-    sums = np.concatenate([zeros, np.cumsum(centred, axis=-2)], axis=-2)
-    squares = np.concatenate([zeros, np.cumsum(centred * centred, axis=-2)], axis=-2)
-    total = sums[..., window:, :] - sums[..., :-window, :]
-    total_squares = squares[..., window:, :] - squares[..., :-window, :]
-    variance = (total_squares - total * total / window) / window
-    return np.sqrt(np.maximum(variance, 0.0))
+    rows, first = values.shape[-2] - window + 1, window // 2  # the filter's output i averages i - window // 2 ..
+    mean = uniform_filter1d(centred, window, axis=-2)[..., first : first + rows, :]
+    centred *= centred
+    variance = uniform_filter1d(centred, window, axis=-2)[..., first : first + rows, :]
+    variance -= mean * mean
+    np.maximum(variance, 0.0, out=variance)
+    return np.sqrt(variance, out=variance)
 
 
 def observation_size(n_assets: int, window_days: int, n_extras: int = 0, n_regimes: int = 0) -> int:

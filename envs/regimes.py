@@ -57,6 +57,10 @@ class RegimeModel:
 
     def log_densities(self, log_returns: np.ndarray) -> np.ndarray:
         """``(T, K)`` log density of each day's returns (``(T, A)``) under each regime."""
+        return self.log_density_rows(log_returns).T
+
+    def log_density_rows(self, log_returns: np.ndarray) -> np.ndarray:
+        """``(K, T)``: ``log_densities`` with the regimes along the rows, as it is computed."""
         stacked, shifts, log_normaliser = self._factors
         # Days along the columns: all regimes' whitening is one (K*A, A) @ (A, T) BLAS call, where (T, A) @ (A, A)
         # with a small A, or a (T, K, A) einsum, is 20 to 60 times slower.
@@ -66,7 +70,9 @@ class RegimeModel:
         whitened *= whitened
         n_assets = columns.shape[0]
         distances = whitened.reshape(self.n_regimes, n_assets, -1).sum(axis=1)
-        return (log_normaliser[:, None] - 0.5 * distances).T
+        distances *= -0.5
+        distances += log_normaliser[:, None]
+        return distances
 
     @cached_property
     def _factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,8 +113,16 @@ class RegimeModel:
 def _likelihoods(model: RegimeModel, log_returns: np.ndarray) -> np.ndarray:
     """Per-day likelihoods ``(..., T, K)`` rescaled by each day's largest (harmless: the filter normalises)."""
     returns = np.asarray(log_returns, dtype=np.float64)
-    log_density = model.log_densities(returns.reshape(-1, returns.shape[-1])).reshape(*returns.shape[:-1], -1)
-    return np.exp(log_density - log_density.max(axis=-1, keepdims=True))
+    return _likelihood_rows(model, returns).T.reshape(*returns.shape[:-1], -1)
+
+
+def _likelihood_rows(model: RegimeModel, log_returns: np.ndarray) -> np.ndarray:
+    """``(K, N)``: ``_likelihoods`` of ``log_returns`` (``(..., A)``, flattened to ``N`` days) with the regimes along
+    the rows, in the layout they are computed in."""
+    returns = np.asarray(log_returns, dtype=np.float64)
+    log_density = model.log_density_rows(returns.reshape(-1, returns.shape[-1]))
+    log_density -= log_density.max(axis=0)
+    return np.exp(log_density, out=log_density)
 
 
 def filter_probabilities(model: RegimeModel, log_returns: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -127,48 +141,83 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     """``(..., T, K)``: row ``j`` is the filter over returns ``j - window_days + 1 .. j`` (``(..., T, A)``, any
     leading batch dimensions: paths) from the stationary distribution; rows before ``window_days - 1`` are NaN.
 
-    Each row is ``pi M_s ... M_j`` normalised, with ``M_i = G diag(likelihood_i)``. Rather than running the filter
-    ``window_days`` steps for every row, the days are cut into blocks of ``window_days``: every window is a suffix
-    product of one block times a prefix product of the next, and all prefixes and suffixes of all blocks (and all
-    paths) advance together, so a path of ``T`` days costs ``2 * window_days`` vectorised steps of ``(paths, T /
-    window_days)`` small matrix products instead of ``window_days`` steps over ``(paths, T)`` rows. Products are
-    rescaled to sum 1 every ``RESCALE_EVERY`` steps (the final normalisation makes the scale irrelevant).
+    Each row is ``pi M_s ... M_e`` normalised, with ``M_i = G diag(l_i)`` (``l_i``: day ``i``'s likelihoods).
+    Rather than running the filter ``window_days`` steps for every row, the days are cut into blocks of
+    ``window_days``: a window that starts at offset ``o + 1`` of a block ends at offset ``o`` of the next, so it is
+    ``pi`` times a suffix product of the one block times a prefix product of the next (a window that starts at
+    offset 0 is one whole block). One pass over the offsets advances, for all paths and blocks at once, the
+    suffixes backwards from each block's end and the prefixes forwards from its start, as ``X <- diag(l) B X``
+    with ``B = G`` for ``S'_o = diag(l_o) G S'_{o+1}`` (``S_o = G S'_o``, so ``pi S_o = (pi G) S'_o``) and ``B =
+    G^T`` for the transposed prefix ``P_o^T = diag(l_o) G^T P_{o-1}^T``: one BLAS call with a block-diagonal
+    ``(2K, 2K)`` matrix and one scaling a step, ``M_i`` never formed. Products are rescaled to sum 1 every
+    ``RESCALE_EVERY`` steps (the final normalisation makes the scale irrelevant).
     """
     returns = np.asarray(log_returns, dtype=np.float64)
     *lead, n_days, _ = returns.shape
     n_regimes, width = model.n_regimes, window_days
     out = np.full((*lead, n_days, n_regimes), np.nan)
-    rows = n_days - width + 1
+    rows = n_days - width + 1  # window s covers days s .. s + width - 1
     if rows <= 0:
         return out
-    likelihood = _likelihoods(model, returns).reshape(-1, n_days, n_regimes)
-    n_paths, n_blocks = likelihood.shape[0], -(-n_days // width)
-    # steps[offset, path, block] = M of day block * width + offset (identity past the last day): offset-major, so
-    # each vectorised step below reads and writes contiguous memory. G diag(l): column k of G times l_k.
-    padded = np.ones((n_paths, n_blocks * width, n_regimes))
-    padded[:, :n_days] = likelihood
-    by_offset = padded.reshape(n_paths, n_blocks, width, n_regimes).transpose(2, 0, 1, 3)
-    steps = np.multiply(model.transition, by_offset[..., None, :], order="C")  # contiguous, whatever the view's order
-    steps[n_days - (n_blocks - 1) * width :, :, -1] = np.eye(n_regimes)
-    prefix, suffix = np.empty_like(steps), np.empty_like(steps)
-    prefix[0], suffix[-1] = steps[0], steps[-1]
-    for offset in range(1, width):
-        np.matmul(prefix[offset - 1], steps[offset], out=prefix[offset])
-        np.matmul(steps[width - 1 - offset], suffix[width - offset], out=suffix[width - 1 - offset])
-        if offset % RESCALE_EVERY == 0:  # each step shrinks a product by at most a rare transition's probability
-            prefix[offset] /= prefix[offset].sum(axis=(-2, -1), keepdims=True)
-            suffix[width - 1 - offset] /= suffix[width - 1 - offset].sum(axis=(-2, -1), keepdims=True)
-    # Day d of the window starts and ends is [d % width, :, d // width] of those offset-major arrays.
-    starts = np.arange(rows)
-    ends = starts + width - 1
-    pi = model.stationary()
-    head = pi @ suffix[starts % width, :, starts // width]  # (rows, paths, K): pi times the rest of the first block
-    aligned = starts % width == 0  # a window that is one whole block: its prefix product alone
-    head[aligned] = pi
-    belief = (head[..., None, :] @ prefix[ends % width, :, ends // width])[..., 0, :]
-    belief /= belief.sum(axis=-1, keepdims=True)
-    out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief.transpose(1, 0, 2)
+    likelihood = _likelihood_rows(model, returns).reshape(n_regimes, -1, n_days)
+    n_paths = likelihood.shape[1]
+    n_starts = (rows - 1) // width + 1  # blocks 0 .. n_starts - 1 hold window starts, 1 .. n_starts their ends
+    # by_day[offset, k, block, path]: day block * width + offset, blocks 0 .. n_starts (likelihood 1 past the
+    # last day: never read into a window).
+    padded = np.ones((n_regimes, n_paths, (n_starts + 1) * width))
+    used = min(n_days, padded.shape[-1])
+    padded[..., :used] = likelihood[..., :used]
+    by_day = padded.reshape(n_regimes, n_paths, n_starts + 1, width).transpose(3, 0, 2, 1)
+    # step_scale[t]: the suffixes' day (offset width - 1 - t of blocks 0..) above the prefixes' (offset t of 1..).
+    step_scale = np.empty((width, 2 * n_regimes, n_starts, n_paths, 1))
+    step_scale[:, :n_regimes, ..., 0] = by_day[::-1, :, :n_starts]
+    step_scale[:, n_regimes:, ..., 0] = by_day[:, :, 1:]
+    transition = model.transition
+    both = np.zeros((2 * n_regimes, 2 * n_regimes))
+    both[:n_regimes, :n_regimes], both[n_regimes:, n_regimes:] = transition, transition.T
+    # state[:K] = S'[i, block, path, j], state[K:] = P^T[j, block, path, i]: both start as diag(l) of their first
+    # day (the prefix's first day also needs its G^T: one step from the identity).
+    state, spare = np.empty((2, 2 * n_regimes, n_starts, n_paths, n_regimes))
+    state[:] = np.eye(n_regimes)[np.arange(2 * n_regimes) % n_regimes, None, None, :]
+    state[n_regimes:] = np.matmul(transition.T, state[n_regimes:].reshape(n_regimes, -1)).reshape(
+        state[n_regimes:].shape
+    )
+    state *= step_scale[0]
+    pi_g = model.stationary() @ transition
+    heads = np.empty((width, n_starts * n_paths * n_regimes))  # heads[o] = pi S_o of each start block, by offset
+    prefixes = np.empty((width, n_regimes, n_starts, n_paths, n_regimes))  # prefixes[o] = P_o^T of blocks 1..
+    np.matmul(pi_g, state[:n_regimes].reshape(n_regimes, -1), out=heads[width - 1])
+    prefixes[0] = state[n_regimes:]
+    flat, flat_spare = state.reshape(2 * n_regimes, -1), spare.reshape(2 * n_regimes, -1)
+    for t in range(1, width):
+        np.matmul(both, flat, out=flat_spare)
+        state, spare, flat, flat_spare = spare, state, flat_spare, flat
+        state *= step_scale[t]
+        if t % RESCALE_EVERY == 0:  # each step shrinks a product by at most a rare transition's probability
+            halves = state.reshape(2, n_regimes, n_starts, n_paths, n_regimes)
+            halves /= halves.sum(axis=(1, 4), keepdims=True)
+        np.matmul(pi_g, flat[:n_regimes], out=heads[width - 1 - t])
+        prefixes[t] = state[n_regimes:]
+    heads = heads.reshape(width, n_starts, n_paths, n_regimes)
+    # Window s = b * width + o: block b when o = 0 (heads[0, b]); else it starts at offset o of block b and ends at
+    # offset o - 1 of block b + 1 (heads[o, b] @ P_{o-1} of block b + 1). Laid out path-major, as returned.
+    belief = np.empty((n_paths, n_starts, width, n_regimes))
+    belief[:, :, 0] = heads[0].transpose(1, 0, 2)
+    terms = np.multiply(prefixes[:-1], heads[1:, None])  # (offset, j, block, path, i)
+    belief[:, :, 1:] = _sum_last(terms).transpose(3, 2, 0, 1)
+    belief = belief.reshape(n_paths, n_starts * width, n_regimes)[:, :rows]
+    belief /= _sum_last(belief)[..., None]
+    out.reshape(n_paths, n_days, n_regimes)[:, width - 1 :] = belief
     return out
+
+
+def _sum_last(values: np.ndarray) -> np.ndarray:
+    """``values.sum(axis=-1)`` over a short last axis (the regimes) as adds of its slices: numpy's reduction loops
+    over a length-3 axis take about ten times as long."""
+    total = values[..., 0].copy()
+    for k in range(1, values.shape[-1]):
+        total += values[..., k]
+    return total
 
 
 class RunningFilter:

@@ -166,23 +166,36 @@ def simulate_paths(
     regimes = np.empty((n_paths, n_days), dtype=np.int64)
     regimes[:, 0] = np.searchsorted(stationary_cdf, draws[:, 0], side="right")
     cumulative = np.cumsum(params.transition, axis=1)
-    # following[r, p, t]: the regime path p moves to at day t if it was in r the day before (the first regime whose
-    # cumulative transition probability exceeds the day's uniform), for every r at once; the chain then only looks up.
-    following = np.stack([np.searchsorted(row, uniforms, side="right") for row in cumulative])
-    np.minimum(following, n_regimes - 1, out=following)
-    paths = np.arange(n_paths)
-    for t in range(1, n_days):
-        regimes[:, t] = following[regimes[:, t - 1], paths, t]
-    chol = np.linalg.cholesky(params.cov)
-    drivers = regimes[:, :-1]
-    # Each regime's Cholesky factor applied to every shock (one BLAS product per regime), then each day keeps its
-    # regime's: cheaper than gathering a factor per day.
-    log_returns = np.empty_like(shocks)
+    # following[t, p, r]: the regime path p moves to at day t if it was in r the day before (the first regime whose
+    # cumulative transition probability exceeds the day's uniform: the count of those at or below it, capped), for
+    # every r at once; the chain then only looks up, one flat gather per day.
+    following = np.zeros((n_days, n_paths, n_regimes), dtype=np.int64)
+    days_first = np.ascontiguousarray(uniforms.T)
     for r in range(n_regimes):
-        mask = drivers == r
-        log_returns[mask] = shocks[mask] @ chol[r].T + params.mu[r]
-    log_prices = np.concatenate([np.zeros((n_paths, 1, n_assets)), np.cumsum(log_returns, axis=1)], axis=1)
-    return initial_price * np.exp(log_prices), regimes
+        for j in range(n_regimes - 1):  # the last cumulative probability is 1 (or a hair below): the cap
+            following[..., r] += days_first >= cumulative[r, j]
+    flat = following.reshape(-1)
+    chain = np.empty((n_days, n_paths), dtype=np.int64)
+    chain[0] = regimes[:, 0]
+    where = np.arange(n_days * n_paths).reshape(n_days, n_paths) * n_regimes  # following[t, p, 0]'s flat index
+    for t in range(1, n_days):
+        np.add(where[t], chain[t - 1], out=where[t])
+        np.take(flat, where[t], out=chain[t])
+    regimes[:] = chain.T
+    chol = np.linalg.cholesky(params.cov)
+    # Every shock through every regime's Cholesky factor in one BLAS product, then each day keeps its regime's.
+    n_shocks = n_paths * (n_days - 1)
+    stacked = np.concatenate(chol, axis=0).T  # (A, K*A): column block r is chol[r].T
+    every = shocks.reshape(n_shocks, n_assets) @ stacked
+    drivers = regimes[:, :-1].reshape(n_shocks)
+    closes = np.empty((n_paths, n_days, n_assets))  # log prices first, in place
+    closes[:, 0] = 0.0
+    kept = np.take(every.reshape(-1, n_assets), np.arange(0, n_shocks * n_regimes, n_regimes) + drivers, axis=0)
+    kept += np.take(params.mu, drivers, axis=0)
+    np.cumsum(kept.reshape(n_paths, n_days - 1, n_assets), axis=1, out=closes[:, 1:])
+    np.exp(closes, out=closes)
+    closes *= initial_price
+    return closes, regimes
 
 
 def law_path(params: MarketParams, dates: np.ndarray, rng: np.random.Generator, source: str) -> MarketData:

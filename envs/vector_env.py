@@ -136,8 +136,11 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         if self._shared:
             self._step[index] = [env.draw_start(rng) for rng in rngs]
         else:
-            features, relatives, benchmark = env.path_arrays(env.draw_paths(rngs))
-            self._features[index], self._relatives[index], self._benchmark[index] = features, relatives, benchmark
+            arrays = env.path_arrays(env.draw_paths(rngs))
+            if len(index) == self.num_envs:  # every path at once (fixed-length episodes): the new arrays as they are
+                self._features, self._relatives, self._benchmark = arrays
+            else:
+                self._features[index], self._relatives[index], self._benchmark[index] = arrays
             self._step[index] = 0
         self._taken[index] = 0
         self._wealth[index] = 1.0
@@ -208,7 +211,13 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         }
 
     def _add_infos(self, infos: dict[str, Any], index: np.ndarray, values: dict[str, np.ndarray], keys) -> None:
-        """Vector infos as ``SyncVectorEnv`` builds them: ``infos[key][i]`` and the mask ``infos["_" + key][i]``."""
+        """Vector infos as ``SyncVectorEnv`` builds them: ``infos[key][i]`` and the mask ``infos["_" + key][i]``.
+        ``values`` are fresh arrays, so when every sub-environment reports (the common step) they become the infos."""
+        if len(index) == self.num_envs and not infos:
+            every = np.ones(self.num_envs, dtype=bool)
+            for key in keys:
+                infos[key], infos[f"_{key}"] = values[key], every.copy()
+            return
         for key in keys:
             value = values[key]
             if key not in infos:

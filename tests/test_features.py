@@ -14,6 +14,7 @@ from envs.features import (
     feature_names,
     latest_observation,
     observation_size,
+    rolling_std,
     warmup_days,
 )
 from envs.market import MarketData
@@ -191,3 +192,12 @@ def test_latest_observation_with_log_volatility_equals_the_env_observation(tiny,
 
     served = latest_observation(tiny.market.closes[: env.day + 1], env.weights, WINDOW, VOL_WINDOW, log_volatility=True)
     np.testing.assert_array_equal(served, observation)
+
+
+@pytest.mark.parametrize(("days", "window"), [(300, 20), (20, 20), (21, 20), (50, 7), (30, 1)])
+def test_rolling_std_is_numpys_std_over_each_window_for_every_path(days, window):
+    values = np.random.default_rng(days).normal(0.05, 1.3, size=(3, days, 4)) + np.array([0.0, 5.0, -3.0, 100.0])
+    expected = np.stack([values[:, i : i + window].std(axis=1) for i in range(days - window + 1)], axis=1)
+    got = rolling_std(values, window)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(rolling_std(values[1], window), got[1], rtol=1e-12, atol=1e-12)

@@ -55,6 +55,22 @@ def test_the_windowed_filter_forgets_its_start_within_the_default_window(law, re
     assert np.abs(windowed_filter(model, returns, 5)[500:] - full[500:]).max() > 1e-3  # a short window does not forget
 
 
+@pytest.mark.parametrize(
+    ("n_days", "window"), [(300, 40), (120, 40), (121, 40), (160, 40), (159, 40), (383, 130), (30, 1), (50, 7)]
+)
+def test_the_windowed_filter_is_the_filter_run_over_each_window_for_every_path(law, returns, n_days, window):
+    """Whole blocks, a block and a day, exact multiples and one day short: each row is the filter from the
+    stationary distribution over its own window, for each path of a batch as for that path alone."""
+    _, model = law
+    paths = np.stack([returns[k * 400 : k * 400 + n_days] for k in range(3)])
+    batched = windowed_filter(model, paths, window)
+    for p, path in enumerate(paths):
+        assert np.isnan(batched[p, : window - 1]).all()
+        expected = [filter_probabilities(model, path[j - window + 1 : j + 1])[-1] for j in range(window - 1, n_days)]
+        np.testing.assert_allclose(batched[p, window - 1 :], expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(windowed_filter(model, path, window), batched[p], rtol=1e-12, atol=1e-15)
+
+
 def test_the_running_filter_advances_day_by_day_to_the_whole_history_filter(law, returns):
     _, model = law
     market, _ = simulate(law[0], n_days=301, seed=9)
