@@ -164,9 +164,8 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     n_starts = (rows - 1) // width + 1  # blocks 0 .. n_starts - 1 hold window starts, 1 .. n_starts their ends
     # by_day[offset, k, block, path]: day block * width + offset, blocks 0 .. n_starts (likelihood 1 past the
     # last day: never read into a window).
-    padded = np.ones((n_regimes, n_paths, (n_starts + 1) * width))
-    used = min(n_days, padded.shape[-1])
-    padded[..., :used] = likelihood[..., :used]
+    padded = np.ones((n_regimes, n_paths, (n_starts + 1) * width))  # (n_starts + 1) * width > n_days
+    padded[..., :n_days] = likelihood
     by_day = padded.reshape(n_regimes, n_paths, n_starts + 1, width).transpose(3, 0, 2, 1)
     # step_scale[t]: the suffixes' day (offset width - 1 - t of blocks 0..) above the prefixes' (offset t of 1..).
     step_scale = np.empty((width, 2 * n_regimes, n_starts, n_paths, 1))
@@ -175,13 +174,11 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     transition = model.transition
     both = np.zeros((2 * n_regimes, 2 * n_regimes))
     both[:n_regimes, :n_regimes], both[n_regimes:, n_regimes:] = transition, transition.T
-    # state[:K] = S'[i, block, path, j], state[K:] = P^T[j, block, path, i]: both start as diag(l) of their first
-    # day (the prefix's first day also needs its G^T: one step from the identity).
+    # state[:K] = S'[i, block, path, j], state[K:] = P^T[j, block, path, i], at their first day: diag(l) and
+    # diag(l) G^T.
     state, spare = np.empty((2, 2 * n_regimes, n_starts, n_paths, n_regimes))
-    state[:] = np.eye(n_regimes)[np.arange(2 * n_regimes) % n_regimes, None, None, :]
-    state[n_regimes:] = np.matmul(transition.T, state[n_regimes:].reshape(n_regimes, -1)).reshape(
-        state[n_regimes:].shape
-    )
+    state[:n_regimes] = np.eye(n_regimes)[:, None, None, :]
+    state[n_regimes:] = transition.T[:, None, None, :]
     state *= step_scale[0]
     pi_g = model.stationary() @ transition
     heads = np.empty((width, n_starts * n_paths * n_regimes))  # heads[o] = pi S_o of each start block, by offset
