@@ -71,7 +71,8 @@ class Ramp(FrozenConfig):
 
 
 class ExperimentConfig(FrozenConfig):
-    name: str = "default"
+    # The log's experiment column holds name-<8 hex> in 160 characters, which PostgreSQL enforces (SQLite does not).
+    name: str = Field(default="default", min_length=1, max_length=128, description="the experiment's name in the log")
     control: str
     challengers: tuple[str, ...] = ()
     routing: Literal["fixed", "ramp", "thompson"] = "fixed"

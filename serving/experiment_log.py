@@ -1,7 +1,7 @@
 """The durable experiment log: assignments, responses, feedback and decisions in a real database.
 
-A SQLite file by default, any SQLAlchemy URL by configuration (PostgreSQL on a cluster). Three append-only tables,
-each with an integer ``seq`` that readers tail:
+A SQLite file by default, any SQLAlchemy URL by configuration (PostgreSQL on a cluster: ``postgresql://`` goes through
+psycopg 3, which the project installs). Three append-only tables, each with an integer ``seq`` that readers tail:
 
 - ``assignments``: one row per answered (or failed) ``/allocate`` and per shadow evaluation: request id, experiment,
   client id (may be empty), the arm the split routed to, the arm that answered (empty when none could), whether
@@ -198,6 +198,8 @@ class ExperimentLog:
             raise ConfigError(
                 f"experiment_log: '{url}' is not a database URL (e.g. sqlite:///runs/experiments.db)"
             ) from None
+        if self.url.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; the project ships psycopg 3
+            self.url = self.url.set(drivername="postgresql+psycopg")
         if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
             path = Path(self.url.database).expanduser()
             if not create and not path.is_file():

@@ -15,9 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -425,3 +427,193 @@ def trial_statuses(experiment) -> dict[str, str]:
         return {}
     trials = (json.loads(trial) for trial, _ in state["trial_data"])
     return {trial["relative_logdir"]: trial["status"] for trial in trials}
+
+
+# -- a real PostgreSQL server ----------------------------------------------------------------------------------------
+
+
+def _postgres_bindir() -> Path | None:
+    """Where the machine's PostgreSQL server programs are (``initdb`` on PATH, or Debian's versioned folder)."""
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session: ``initdb`` into a fresh folder and ``pg_ctl start`` on a free
+    localhost port (as the ``postgres`` user when the tests run as root, which PostgreSQL refuses), stopped and
+    removed afterwards. Yields the server's URL without a database. `.ci/run` installs Debian's PostgreSQL where it
+    is missing; outside CI a machine without it skips the PostgreSQL tests."""
+    import shutil
+    import tempfile
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL's initdb is not installed (.ci/run installs Debian's postgresql)")
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="rlportfolio-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL server (dropped afterwards, connections and all)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"{postgres_server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+# -- A/B experiments over HTTP (test_ab_experiments, test_ab_postgres) -------------------------------------------------
+
+TOKEN = "admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def ab_app(models: Path, monkeypatch_module, log_url: str):
+    """The A/B app (PPO and DQN half and half, equal weight as fallback, two ingress replicas, the admin token) with
+    its experiment log at ``log_url``, served on a free port; ``(base URL, log URL, deploy)`` where ``deploy()``
+    (re)deploys it. Serve is shut down afterwards."""
+    from ray import serve
+
+    from serving.builder import build_app
+
+    monkeypatch_module.setenv("SERVE_API_TOKEN", TOKEN)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {
+        "models_dir": str(models),
+        "split": {"ppo": 0.5, "dqn": 0.5},
+        "baselines": ["equal_weight"],
+        "ingress_replicas": 2,
+        "experiment_log": log_url,
+    }
+
+    def deploy() -> None:
+        serve.run(build_app(args), name="ab", route_prefix="/")
+
+    try:
+        deploy()
+        yield f"http://127.0.0.1:{port}", log_url, deploy
+    finally:
+        serve.shutdown()
+
+
+async def traffic(base: str, tiny, n: int, *, prefix: str, during=None, concurrency: int = 8) -> dict:
+    """``n`` allocate-then-feedback rounds from distinct clients, ``concurrency`` at a time, with ``during()``
+    awaited once a third are sent. Every acknowledged request id and feedback, and every failure."""
+    acknowledged, fed, failures = {}, set(), []
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, http: httpx.AsyncClient) -> None:
+        async with limit:
+            try:
+                answer = await http.post("/allocate", json=body(tiny, client_id=f"{prefix}-{i}"), headers=ADMIN)
+            except httpx.HTTPError as exc:
+                failures.append(f"allocate: {type(exc).__name__}")
+                return
+            if answer.status_code != 200:
+                failures.append(f"allocate: {answer.status_code}")
+                return
+            request_id = answer.json()["request_id"]
+            acknowledged[request_id] = answer.json()["agent"]
+            try:
+                reply = await http.post(
+                    "/feedback", json={"request_id": request_id, "realized_return": 0.001}, headers=ADMIN
+                )
+            except httpx.HTTPError as exc:
+                failures.append(f"feedback: {type(exc).__name__}")
+                return
+            if reply.status_code == 200:
+                fed.add(request_id)
+            else:
+                failures.append(f"feedback: {reply.status_code}")
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        tasks = [asyncio.create_task(one(i, http)) for i in range(n)]
+        if during is not None:
+            while len(acknowledged) < n // 3:
+                await asyncio.sleep(0.02)
+            await during(http)
+        await asyncio.gather(*tasks)
+    return {"acknowledged": acknowledged, "fed": fed, "failures": failures}
+
+
+def logged(log_url: str) -> tuple[set[str], set[str]]:
+    """The request ids of the answers and of the feedback in the log."""
+    from serving.experiment_log import ExperimentLog
+
+    contents = ExperimentLog(log_url).read()
+    answered = {r["request_id"] for r in contents.assignments if r["kind"] == "answer" and r["arm"]}
+    return answered, {r["request_id"] for r in contents.feedback}
+
+
+def kill_store_and_an_ingress_under_traffic(base: str, log_url: str, tiny) -> dict:
+    """Kill the A/B app's experiment store and one ingress replica while 400 allocate-then-feedback rounds run; every
+    acknowledged answer and feedback must be in the log, and the restarted store's statistics must count them all."""
+    import ray
+
+    from serving.experiment_log import ExperimentLog
+
+    def actors(word: str) -> list:
+        return [a for a in ray.util.list_named_actors(all_namespaces=True) if word in a["name"]]
+
+    async def kill(http: httpx.AsyncClient) -> None:
+        for name in (actors("StatsStore")[0], actors("Ingress")[0]):
+            ray.kill(ray.get_actor(name["name"], namespace=name["namespace"]), no_restart=False)
+            await asyncio.sleep(0.3)
+
+    result = asyncio.run(traffic(base, tiny, 400, prefix="kill", during=kill))
+    print(
+        f"killed: {len(result['acknowledged'])} answers and {len(result['fed'])} feedbacks acknowledged, "
+        f"{len(result['failures'])} failed ({sorted(set(result['failures']))})"
+    )
+    answered, feedback = logged(log_url)
+    assert set(result["acknowledged"]) <= answered, "an acknowledged answer is missing from the log"
+    assert result["fed"] <= feedback, "an acknowledged feedback is missing from the log"
+    assert len(result["acknowledged"]) >= 200, result["failures"][:10]
+
+    deadline = time.monotonic() + 120  # the store restarts and rebuilds its statistics from the log
+    while time.monotonic() < deadline:
+        try:
+            stats = httpx.get(f"{base}/ab/stats", headers=ADMIN, timeout=30)
+            if stats.status_code == 200:
+                break
+        except httpx.HTTPError:  # the ingress waits for the restarting store
+            pass
+        time.sleep(1)
+    arms = stats.json()["arms"]
+    routed = [r for r in ExperimentLog(log_url).read().assignments if r["kind"] == "answer" and not r["forced"]]
+    assert sum(a["requests"] for a in arms.values()) == len(routed)
+    assert sum(a["feedback"] for a in arms.values()) == len(feedback)
+    return result

@@ -9,15 +9,35 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from serving.experiment_log import Assignment, ExperimentLog, Feedback, Tail, export, main
+from serving.experiment_log import (
+    ASSIGNMENT_COLUMNS,
+    Assignment,
+    ExperimentLog,
+    Feedback,
+    Tail,
+    _assignment_values,
+    assignments,
+    export,
+    main,
+)
+
+
+def _row(a: Assignment) -> dict:
+    return dict(zip(ASSIGNMENT_COLUMNS, _assignment_values(a), strict=True))
 
 
 def answer(i: int, arm: str = "ppo", experiment: str = "exp", **extra) -> Assignment:
     return Assignment(f"r{i}", experiment, arm, arm, (0.5, 0.5), 1.0 + i, client_id=f"c{i}", **extra)
 
 
-def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests_only(tmp_path):
-    log = ExperimentLog(f"sqlite:///{tmp_path / 'log.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request, tmp_path):
+    """A fresh log: a SQLite file (the default) or a database on a real PostgreSQL server (a cluster's choice)."""
+    return f"sqlite:///{tmp_path / 'log.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests_only(log_url):
+    log = ExperimentLog(log_url)
     failed = Assignment("r9", "exp", "ppo", "", (), 3.0, errors=2)
     statuses = log.append(
         [answer(i, "ppo" if i % 2 else "sac") for i in range(5)] + [failed],
@@ -36,8 +56,8 @@ def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests
     assert log.counts() == {"assignments": 6, "feedback": 2, "decisions": 0}
 
 
-def test_a_tail_returns_each_new_row_once_in_order_and_skips_other_experiments(tmp_path):
-    log = ExperimentLog(f"sqlite:///{tmp_path / 'log.db'}")
+def test_a_tail_returns_each_new_row_once_in_order_and_skips_other_experiments(log_url):
+    log = ExperimentLog(log_url)
     tail = Tail(log, "assignments", "exp")
     log.append([answer(0), answer(1), answer(2, experiment="other")])
     assert [r["request_id"] for r in tail.poll()] == ["r0", "r1"]
@@ -54,8 +74,8 @@ def _write_then_die(url: str) -> None:
     os._exit(9)  # no clean shutdown: the committed batch must still be there
 
 
-def test_a_committed_batch_survives_its_writer_being_killed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_a_committed_batch_survives_its_writer_being_killed(log_url):
+    url = log_url
     process = multiprocessing.get_context("spawn").Process(target=_write_then_die, args=(url,))
     process.start()
     process.join(60)
@@ -63,8 +83,8 @@ def test_a_committed_batch_survives_its_writer_being_killed(tmp_path):
     assert [r["request_id"] for r in ExperimentLog(url).read().assignments] == ["committed"]
 
 
-def test_export_writes_every_answer_with_its_feedback_as_csv_and_parquet(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_export_writes_every_answer_with_its_feedback_as_csv_and_parquet(log_url, tmp_path, capsys):
+    url = log_url
     log = ExperimentLog(url)
     log.append([answer(i) for i in range(3)], [Feedback("r1", 0.02)])
     for name in ("ab.csv", "ab.parquet"):
@@ -82,3 +102,39 @@ def test_a_bad_url_or_a_missing_log_names_itself(tmp_path, capsys):
         ExperimentLog("not a url")
     assert main(["export", "--url", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "x.csv")]) == 2
     assert "none.db does not exist" in capsys.readouterr().err
+
+
+def test_a_tail_on_postgresql_picks_up_a_row_whose_transaction_committed_after_a_later_one(postgres_url):
+    """PostgreSQL hands out seq values when rows are inserted but shows them when their transactions commit, so with
+    several writers (ingress replicas) a tail can see seq 2 before seq 1: it must come back for 1."""
+    log = ExperimentLog(postgres_url)
+    tail = Tail(log, "assignments", "exp")
+    with log.engine.connect() as slow:  # a writer whose batch takes longer
+        slow.execute(assignments.insert().values(**_row(answer(1))))
+        log.append([answer(2)])  # a later batch commits first
+        assert [r["request_id"] for r in tail.poll()] == ["r2"]
+        slow.commit()
+    assert [r["request_id"] for r in tail.poll()] == ["r1"]
+    assert tail.poll() == []
+    log.append([answer(3)])
+    assert [r["request_id"] for r in tail.poll()] == ["r3"]
+
+
+def test_postgresql_refuses_nothing_that_the_http_api_accepts(postgres_url):
+    """PostgreSQL enforces the columns' lengths (SQLite does not): the longest client id and request id the API
+    accepts, and the longest experiment name, are written and read back; a feedback for an unknown long id is
+    'unknown', not an error."""
+    from serving.experiment import ExperimentConfig
+    from serving.experiment_runner import experiment_key
+    from serving.schemas import AllocateRequest, FeedbackRequest
+
+    client = "c" * AllocateRequest.model_fields["client_id"].metadata[0].max_length
+    longest_id = "r" * FeedbackRequest.model_fields["request_id"].metadata[1].max_length
+    name = "n" * ExperimentConfig.model_fields["name"].metadata[1].max_length
+    key = experiment_key(ExperimentConfig(name=name, control="ppo"))
+    log = ExperimentLog(postgres_url.replace("postgresql+psycopg://", "postgresql://"))  # as a user writes it
+    assert log.url.drivername == "postgresql+psycopg"
+    assert log.append(
+        [Assignment("r0", key, "ppo", "ppo", (1.0,), 1.0, client_id=client)], [Feedback(longest_id, 0.0)]
+    ) == [("unknown", None)]
+    assert [(r["client_id"], r["experiment"]) for r in log.read().assignments] == [(client, key)]
