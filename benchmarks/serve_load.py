@@ -1,6 +1,6 @@
 """Serving load benchmark: the A/B Serve app on the demo models against a plain FastAPI server. Prints JSON.
 
-    python benchmarks/serve_load.py [--models models/] [--requests 2000] [--concurrency 1 8 32]
+    python benchmarks/serve_load.py [--models models/] [--requests 2000] [--concurrency 1 8 32] [--rounds 3]
 
 Drives ``POST /allocate`` with a bounded asynchronous client (aiohttp on uvloop: httpx's async pool spent more CPU
 than the plain server at 32 concurrent, on the same 2 cores) at each concurrency on localhost and reports
@@ -11,7 +11,9 @@ best agent in one uvicorn process; and as the floor,
 ``benchmarks/serve_floor.py``, the Serve app's topology with no work in it (what one hop costs). Each level also
 reports the CPU milliseconds per request spent by each process group (client, HAProxy, ingress, agents, ...), read
 from /proc, and ``speed_probe_ms``, what a fixed Python loop took just before it: the machine's speed drifts, so
-compare runs made at different times by it (or by the client's own CPU per request).
+compare runs made at different times by it (or by the client's own CPU per request). Last, ``paired`` alternates
+the plain server and the Serve app at the highest concurrency ``--rounds`` times and reports each pair's ratio and
+their median: the Serve-to-plain ratio with the drift between neighbouring measurements mostly cancelled.
 """
 
 from __future__ import annotations
@@ -161,12 +163,62 @@ def run_levels(url: str, bodies: list[dict], levels: list[int], timeout_s: float
     return levels_report, warmup_errors
 
 
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(server: subprocess.Popen, *, ray: bool = False) -> None:
+    server.terminate()
+    server.wait(timeout=60)
+    if ray:
+        subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120
+        )
+
+
+def paired_rounds(urls: dict[str, str], bodies: list[dict], concurrency: int, rounds: int) -> dict:
+    """``rounds`` alternations of the plain server and the Serve app at ``concurrency``, a few seconds apart, and
+    the ratio of their requests/s in each: the machine's speed drifts by up to 2x within minutes, which a ratio of
+    two measurements made minutes apart (the levels above) carries whole, and one of neighbours mostly cancels."""
+    pairs = []
+    for _ in range(rounds):
+        plain = uvloop.run(drive(urls["plain"], bodies, concurrency))
+        serve = uvloop.run(drive(urls["serve_ab"], bodies, concurrency))
+        pairs.append(
+            {
+                "plain_requests_per_s": plain["requests_per_s"],
+                "serve_ab_requests_per_s": serve["requests_per_s"],
+                "errors": plain["errors"] + serve["errors"],
+                "ratio": round(serve["requests_per_s"] / plain["requests_per_s"], 3),
+            }
+        )
+    return {
+        "concurrency": concurrency,
+        "rounds": pairs,
+        "median_ratio": round(float(np.median([p["ratio"] for p in pairs])), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--ingress-replicas", type=int, default=1, help="ingress replicas of the Serve app")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternations of the plain server and the Serve app at the highest concurrency (paired ratios)",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor (serve_floor.py)")
     args = parser.parse_args(argv)
     models = Path(args.models)
     registry = json.loads((models / "registry.json").read_text())
@@ -178,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     split = ",".join(f"{n}=0.5" for n in ranked[:2])
     bodies = payloads(models, ranked[0], args.requests)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    urls = {"plain": "http://127.0.0.1:8100", "serve_ab": "http://127.0.0.1:8000"}
 
     report = {
         "benchmark": "serve_load",
@@ -186,61 +239,37 @@ def main(argv: list[str] | None = None) -> int:
         "ingress_replicas": args.ingress_replicas,
         "requests_per_level": args.requests,
     }
-    plain = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "plain_server.py"),
-            "--agent",
-            str(models / ranked[0]),
-            "--port",
-            "8100",
-        ],
-        env=env,
-        cwd=ROOT,
+    # The plain server stays up (idle while the others are measured) for the paired rounds at the end.
+    plain = start(
+        [str(ROOT / "benchmarks" / "plain_server.py"), "--agent", str(models / ranked[0]), "--port", "8100"], env
     )
     try:
-        wait_ready("http://127.0.0.1:8100", "/docs")
+        wait_ready(urls["plain"], "/docs")
         report["plain_fastapi"], report["plain_fastapi_warmup_errors"] = run_levels(
-            "http://127.0.0.1:8100", bodies, args.concurrency
+            urls["plain"], bodies, args.concurrency
         )
-    finally:
-        plain.terminate()
-        plain.wait(timeout=30)
-
-    for key, command, ready in (
-        ("serve_floor", [str(ROOT / "benchmarks" / "serve_floor.py")], "/docs"),
-        (
-            "serve_ab",
-            [
-                "-m",
-                "serving.app",
-                "--models",
-                str(models),
-                "--split",
-                split,
-                "--ingress-replicas",
-                str(args.ingress_replicas),
-            ],
-            "/health",
-        ),
-    ):
-        server = subprocess.Popen(
-            [sys.executable, *command, "--port", "8000"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        if not args.no_floor:
+            floor = start([str(ROOT / "benchmarks" / "serve_floor.py"), "--port", "8000"], env)
+            try:
+                wait_ready(urls["serve_ab"], "/docs", timeout_s=180)
+                report["serve_floor"], report["serve_floor_warmup_errors"] = run_levels(
+                    urls["serve_ab"], bodies, args.concurrency
+                )
+            finally:
+                stop(floor, ray=True)
+        app = ["-m", "serving.app", "--models", str(models), "--split", split]
+        serve = start([*app, "--ingress-replicas", str(args.ingress_replicas), "--port", "8000"], env)
         try:
-            wait_ready("http://127.0.0.1:8000", ready, timeout_s=180)
-            report[key], report[f"{key}_warmup_errors"] = run_levels("http://127.0.0.1:8000", bodies, args.concurrency)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            subprocess.run(
-                [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=120
+            wait_ready(urls["serve_ab"], "/health", timeout_s=180)
+            report["serve_ab"], report["serve_ab_warmup_errors"] = run_levels(
+                urls["serve_ab"], bodies, args.concurrency
             )
+            if args.rounds:
+                report["paired"] = paired_rounds(urls, bodies, max(args.concurrency), args.rounds)
+        finally:
+            stop(serve, ray=True)
+    finally:
+        stop(plain)
 
     top = max(args.concurrency)
     plain_top = next(r for r in report["plain_fastapi"] if r["concurrency"] == top)["requests_per_s"]
