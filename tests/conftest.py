@@ -617,3 +617,15 @@ def kill_store_and_an_ingress_under_traffic(base: str, log_url: str, tiny) -> di
     assert sum(a["requests"] for a in arms.values()) == len(routed)
     assert sum(a["feedback"] for a in arms.values()) == len(feedback)
     return result
+
+
+def redeploy_under_traffic(served, tiny) -> tuple[dict, dict]:
+    """60 rounds of traffic, then the whole app deleted and deployed again: ``/ab/stats`` before and after."""
+    from ray import serve
+
+    base, _, deploy = served
+    asyncio.run(traffic(base, tiny, 60, prefix="redeploy"))
+    before = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
+    serve.delete("ab")
+    deploy()
+    return before, httpx.get(f"{base}/ab/stats", headers=ADMIN).json()

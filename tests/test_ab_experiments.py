@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from serving.buckets import BucketLayout, unit_point
-from tests.conftest import ADMIN, ab_app, body, kill_store_and_an_ingress_under_traffic, traffic
+from tests.conftest import ADMIN, ab_app, body, kill_store_and_an_ingress_under_traffic, redeploy_under_traffic, traffic
 
 pytestmark = pytest.mark.ray
 
@@ -76,14 +76,7 @@ def test_nothing_acknowledged_is_lost_when_the_store_and_an_ingress_replica_are_
 
 
 def test_a_whole_app_redeploy_rebuilds_the_same_statistics_and_keeps_the_admins_split(served, tiny):
-    from ray import serve
-
-    base, log_url, deploy = served
-    asyncio.run(traffic(base, tiny, 60, prefix="redeploy"))
-    before = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
-    serve.delete("ab")
-    deploy()
-    after = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
+    before, after = redeploy_under_traffic(served, tiny)
     assert after["arms"] == before["arms"] and after["split"] == before["split"]
     assert after["split_version"] == before["split_version"]
 

@@ -5,12 +5,9 @@ Ray, Serve and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
 import pytest
 
-from tests.conftest import ADMIN, ab_app, kill_store_and_an_ingress_under_traffic, traffic
+from tests.conftest import ab_app, kill_store_and_an_ingress_under_traffic, redeploy_under_traffic
 
 pytestmark = pytest.mark.ray
 
@@ -36,13 +33,6 @@ def test_nothing_acknowledged_is_lost_on_postgresql_when_the_store_and_an_ingres
 
 
 def test_a_whole_app_redeploy_rebuilds_the_same_statistics_from_postgresql(served, tiny):
-    from ray import serve
-
-    base, _, deploy = served
-    asyncio.run(traffic(base, tiny, 60, prefix="redeploy"))
-    before = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
-    serve.delete("ab")
-    deploy()
-    after = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
+    before, after = redeploy_under_traffic(served, tiny)
     assert after["arms"] == before["arms"] and after["split"] == before["split"]
     assert sum(arm["feedback"] for arm in after["arms"].values()) >= 60
