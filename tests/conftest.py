@@ -477,20 +477,29 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _postgres_admin(server: str, statement: str) -> None:
+    """Run ``statement`` on ``server``'s maintenance database (``postgres_server``'s URL, as psycopg reads it)."""
+    import psycopg
+
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def new_postgres_database(server: str) -> str:
+    """The URL of a fresh, empty database created on ``server`` (``postgres_server``'s URL)."""
+    import uuid
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    _postgres_admin(server, f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
 @pytest.fixture()
 def postgres_url(postgres_server):
     """A fresh, empty database on the session's PostgreSQL server (dropped afterwards, connections and all)."""
-    import uuid
-
-    import psycopg
-
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"{postgres_server}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    url = new_postgres_database(postgres_server)
+    yield url
+    _postgres_admin(postgres_server, f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 # -- A/B experiments over HTTP (test_ab_experiments, test_ab_postgres) -------------------------------------------------

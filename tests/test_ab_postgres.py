@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ab_app, kill_store_and_an_ingress_under_traffic, redeploy_under_traffic
+from tests.conftest import (
+    ab_app,
+    kill_store_and_an_ingress_under_traffic,
+    new_postgres_database,
+    redeploy_under_traffic,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -15,14 +20,7 @@ pytestmark = pytest.mark.ray
 @pytest.fixture(scope="module")
 def served(ray_local, models, monkeypatch_module, postgres_server):
     """The app with a token and its log in a fresh PostgreSQL database; ``(base URL, log URL, deploy)``."""
-    import uuid
-
-    import psycopg
-
-    name = f"ab{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    with ab_app(models, monkeypatch_module, f"{postgres_server}/{name}") as app:
+    with ab_app(models, monkeypatch_module, new_postgres_database(postgres_server)) as app:
         yield app
 
 
