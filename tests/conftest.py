@@ -509,15 +509,18 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextmanager
-def ab_app(models: Path, monkeypatch_module, log_url: str):
-    """The A/B app (PPO and DQN half and half, equal weight as fallback, two ingress replicas, the admin token) with
-    its experiment log at ``log_url``, served on a free port; ``(base URL, log URL, deploy)`` where ``deploy()``
-    (re)deploys it. Serve is shut down afterwards."""
+def ab_app(models: Path, monkeypatch_module, log_url: str, *, token: str | None = TOKEN, name: str = "ab"):
+    """The A/B app ``name`` (PPO and DQN half and half, equal weight as fallback, two ingress replicas, the bearer
+    ``token`` or none) with its experiment log at ``log_url``, served on a free port; ``(base URL, log URL, deploy)``
+    where ``deploy()`` (re)deploys it. Serve is shut down afterwards."""
     from ray import serve
 
     from serving.builder import build_app
 
-    monkeypatch_module.setenv("SERVE_API_TOKEN", TOKEN)
+    if token is None:
+        monkeypatch_module.delenv("SERVE_API_TOKEN", raising=False)
+    else:
+        monkeypatch_module.setenv("SERVE_API_TOKEN", token)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = {
@@ -529,7 +532,7 @@ def ab_app(models: Path, monkeypatch_module, log_url: str):
     }
 
     def deploy() -> None:
-        serve.run(build_app(args), name="ab", route_prefix="/")
+        serve.run(build_app(args), name=name, route_prefix="/")
 
     try:
         deploy()

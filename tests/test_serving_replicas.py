@@ -6,29 +6,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import allocate_many, body, free_port
+from tests.conftest import ab_app, allocate_many, body
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def app(ray_local, models, tmp_path_factory):  # noqa: F811
-    from ray import serve
-
-    from serving.builder import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {
-        "models_dir": str(models),
-        "split": {"ppo": 0.5, "dqn": 0.5},
-        "baselines": ["equal_weight"],
-        "ingress_replicas": 2,
-        "experiment_log": f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}",
-    }
-    serve.run(build_app(args), name="rlportfolio", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+def app(ray_local, models, monkeypatch_module, tmp_path_factory):  # noqa: F811
+    log_url = f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}"
+    with ab_app(models, monkeypatch_module, log_url, token=None, name="rlportfolio") as (base, _, _):
+        yield base
 
 
 def test_stats_and_feedback_span_ingress_replicas(app, tiny):
