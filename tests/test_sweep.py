@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -160,6 +161,30 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
         assert (tmp_path / "models" / algo / "metadata.json").is_file()
         assert summary["exported"][algo] == str(tmp_path / "models" / algo)
     assert f"exported models: {tmp_path / 'models' / 'ppo'}" in done.stdout
+
+
+def test_an_algorithm_killed_before_tunes_first_snapshot_starts_again_with_all_its_trials(tmp_path, tiny_csv):
+    # What a kill in the first seconds of an algorithm leaves: Tune's tuner.pkl and nothing else. Tune would
+    # "resume" it with one sample instead of two; the sweep starts the algorithm again instead.
+    config = write_sweep(tmp_path, tiny_csv, algos={"ppo": 1000}, num_samples=2, concurrent=1)
+    first = subprocess.run(sweep_command(config), cwd=REPO_ROOT, env=run_env(), capture_output=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep, experiment = tmp_path / "sweeps" / "t", tmp_path / "sweeps" / "t" / "ppo"
+    (sweep / "summary.json").unlink()
+    for path in experiment.iterdir():
+        if path.name != "tuner.pkl":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    done = subprocess.run(
+        sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "holds no snapshot of Tune's to resume from" in done.stderr + done.stdout
+    assert len(trial_rows(experiment)) == 2
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["complete"] and summary["algos"]["ppo"]["n_trials"] == 2
+    (kept,) = sweep.glob("ppo.unrestorable-*")
+    assert [p.name for p in kept.iterdir()] == ["tuner.pkl"]
 
 
 def test_sweeps_get_a_folder_each_named_after_config_data_and_time(tmp_path, tiny_csv, capsys):

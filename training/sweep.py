@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fnmatch
 import json
 import logging
 import os
@@ -58,6 +59,8 @@ from training.sweep_state import (
 )
 
 log = logging.getLogger("training.sweep")  # not __name__: run as a script, that is "__main__"
+# What Tune's snapshot of an experiment writes beside tuner.pkl: the trials, then the search algorithm's state.
+SNAPSHOTS = ("experiment_state-*.json", "basic-variant-state-*.json")
 
 
 def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Location) -> dict[str, Any]:
@@ -77,6 +80,22 @@ def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Locat
     return space
 
 
+def resumable(experiment_dir: Location) -> bool:
+    """Whether Tune can resume this experiment as it was: its ``tuner.pkl`` and a snapshot of both its trials
+    (``experiment_state-*.json``) and its search algorithm (``basic-variant-state-*.json``).
+
+    ``Tuner.can_restore`` checks ``tuner.pkl`` alone, which Tune writes before its first snapshot. A sweep killed in
+    between resumes with Tune's default of one sample (``Tuner.restore`` does not pass ``num_samples`` on, Ray
+    2.60), and one without the search algorithm's snapshot never generates the trials it had not started yet: both
+    finish "complete" with trials missing."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment_dir.uri):
+        return False
+    names = [child.name for child in experiment_dir.children()]
+    return all(any(fnmatch.fnmatch(n, pattern) for n in names) for pattern in SNAPSHOTS)
+
+
 def run_algo(plan: SweepPlan, folder: Location, algo: str, time_budget_s: float | None = None) -> Any:
     """Run, resume or (when it already finished) just reload one algorithm's Tune experiment; its ``ResultGrid``.
 
@@ -94,7 +113,7 @@ def run_algo(plan: SweepPlan, folder: Location, algo: str, time_budget_s: float 
     trainable = algorithm_config_class(algo, base.replay)().algo_class
     # The param space holds a class (the validation callback), which Tune stores by reference: pass it on restore too.
     space = param_space(base, sweep, algo, folder / "best_modules" / algo)
-    if tune.Tuner.can_restore(experiment_dir.uri):
+    if resumable(experiment_dir):
         log.info(
             f"{algo}: resuming {experiment_dir} (finished trials are kept, unfinished ones continue from their last checkpoint)"
         )
@@ -103,13 +122,18 @@ def run_algo(plan: SweepPlan, folder: Location, algo: str, time_budget_s: float 
         )
         return tuner.fit()
     if experiment_dir.exists():
-        # Killed before Tune saved its first experiment state: nothing in it can be resumed. Kept to look at on a
-        # local disk; an object store cannot rename a folder, and a new experiment there replaces it.
+        # Killed before Tune's first whole snapshot: nothing in it can be resumed. Kept to look at on a local disk;
+        # an object store cannot rename a folder, and a new experiment there replaces it.
         if experiment_dir.is_local:
-            experiment_dir.local_path.rename(folder.local_path / f"{algo}.unrestorable-{dt.datetime.now():%H%M%S}")
+            kept = folder.local_path / f"{algo}.unrestorable-{dt.datetime.now():%H%M%S}"
+            experiment_dir.local_path.rename(kept)
         else:
-            log.warning(f"{algo}: {experiment_dir} holds no experiment state to resume; starting the algorithm again")
+            kept = None
             experiment_dir.delete()
+        log.warning(
+            f"{algo}: {experiment_dir} holds no snapshot of Tune's to resume from (killed before its first one); "
+            f"starting the algorithm again" + (f" (what was there is in {kept})" if kept else "")
+        )
 
     spec = sweep.algos[algo]
     search_keys = list(spec.search_space)
