@@ -27,8 +27,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# PYTHONFAULTHANDLER: a crash in native code, even after the last test while the interpreter shuts down, prints
-# every thread's Python stack instead of a bare "Segmentation fault".
+# PYTHONFAULTHANDLER: a crash in native code during the run prints every thread's Python stack instead of a bare
+# "Segmentation fault" (tests/conftest.py: the process leaves without interpreter shutdown once pytest has reported).
 test: lint
 	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest
 
