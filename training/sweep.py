@@ -59,8 +59,9 @@ from training.sweep_state import (
 )
 
 log = logging.getLogger("training.sweep")  # not __name__: run as a script, that is "__main__"
-# What Tune's snapshot of an experiment writes beside tuner.pkl: the trials, then the search algorithm's state.
-SNAPSHOTS = ("experiment_state-*.json", "basic-variant-state-*.json")
+# What a Tune experiment needs to resume as it was: the Tuner (written first), then the snapshot of its trials and
+# of its search algorithm's state.
+RESUMABLE = ("tuner.pkl", "experiment_state-*.json", "basic-variant-state-*.json")
 
 
 def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Location) -> dict[str, Any]:
@@ -87,13 +88,9 @@ def resumable(experiment_dir: Location) -> bool:
     ``Tuner.can_restore`` checks ``tuner.pkl`` alone, which Tune writes before its first snapshot. A sweep killed in
     between resumes with Tune's default of one sample (``Tuner.restore`` does not pass ``num_samples`` on, Ray
     2.60), and one without the search algorithm's snapshot never generates the trials it had not started yet: both
-    finish "complete" with trials missing."""
-    from ray import tune
-
-    if not tune.Tuner.can_restore(experiment_dir.uri):
-        return False
+    finish "complete" with trials missing. One listing of the folder answers all three."""
     names = [child.name for child in experiment_dir.children()]
-    return all(any(fnmatch.fnmatch(n, pattern) for n in names) for pattern in SNAPSHOTS)
+    return all(fnmatch.filter(names, pattern) for pattern in RESUMABLE)
 
 
 def run_algo(plan: SweepPlan, folder: Location, algo: str, time_budget_s: float | None = None) -> Any:
