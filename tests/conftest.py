@@ -534,8 +534,8 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 @contextmanager
 def ab_app(models: Path, monkeypatch_module, log_url: str, *, token: str | None = TOKEN, name: str = "ab"):
     """The A/B app ``name`` (PPO and DQN half and half, equal weight as fallback, two ingress replicas, the bearer
-    ``token`` or none) with its experiment log at ``log_url``, served on a free port; ``(base URL, log URL, deploy)``
-    where ``deploy()`` (re)deploys it. Serve is shut down afterwards."""
+    ``token`` or none) with its experiment log at ``log_url``, served on a free port; ``(base URL, log URL,
+    redeploy)`` where ``redeploy()`` deletes the whole app and deploys it again. Serve is shut down afterwards."""
     from ray import serve
 
     from serving.builder import build_app
@@ -557,9 +557,13 @@ def ab_app(models: Path, monkeypatch_module, log_url: str, *, token: str | None 
     def deploy() -> None:
         serve.run(build_app(args), name=name, route_prefix="/")
 
+    def redeploy() -> None:
+        serve.delete(name)
+        deploy()
+
     try:
         deploy()
-        yield f"http://127.0.0.1:{port}", log_url, deploy
+        yield f"http://127.0.0.1:{port}", log_url, redeploy
     finally:
         serve.shutdown()
 
@@ -656,11 +660,8 @@ def kill_store_and_an_ingress_under_traffic(base: str, log_url: str, tiny) -> di
 
 def redeploy_under_traffic(served, tiny) -> tuple[dict, dict]:
     """60 rounds of traffic, then the whole app deleted and deployed again: ``/ab/stats`` before and after."""
-    from ray import serve
-
-    base, _, deploy = served
+    base, _, redeploy = served
     asyncio.run(traffic(base, tiny, 60, prefix="redeploy"))
     before = httpx.get(f"{base}/ab/stats", headers=ADMIN).json()
-    serve.delete("ab")
-    deploy()
+    redeploy()
     return before, httpx.get(f"{base}/ab/stats", headers=ADMIN).json()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def served(ray_local, models, monkeypatch_module, tmp_path_factory):
-    """The app with a token and its own SQLite log; ``(base URL, log URL, deploy)``."""
+    """The app with a token and its own SQLite log; ``(base URL, log URL, redeploy)``."""
     with ab_app(models, monkeypatch_module, f"sqlite:///{tmp_path_factory.mktemp('ab') / 'experiments.db'}") as app:
         yield app
 

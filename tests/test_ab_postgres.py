@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def served(ray_local, models, monkeypatch_module, postgres_server):
-    """The app with a token and its log in a fresh PostgreSQL database; ``(base URL, log URL, deploy)``."""
+    """The app with a token and its log in a fresh PostgreSQL database; ``(base URL, log URL, redeploy)``."""
     with ab_app(models, monkeypatch_module, new_postgres_database(postgres_server)) as app:
         yield app
 
