@@ -4,7 +4,7 @@ feedbacks, each stopped at the first look that declares a difference. Prints JSO
     python benchmarks/ab_validity.py [--experiments 2000] [--feedback 2000] [--look-every 20] [--alpha 0.05]
 
 - **A/A** (both arms the same law): the share of experiments that ever declare a difference is the false-positive
-  rate under continuous monitoring. For the always-valid confidence sequence (``serving.sequential``, what the
+  rate under continuous monitoring. For the always-valid confidence sequence (``experiments.sequential``, what the
   app's verdict uses) it must be at most alpha, within Monte-Carlo error (``2 * sqrt(alpha (1 - alpha) / E)``);
   Welch's t-test re-run at every look (peeking) is beside it.
 - **A/B** with a known effect (``--effects``, in standard deviations of one return): power, the share of
@@ -27,7 +27,7 @@ import time
 import numpy as np
 from scipy import stats
 
-from serving.sequential import DEFAULT_TUNING_N, sequence_bounds
+from experiments.sequential import DEFAULT_TUNING_N, sequence_bounds
 
 DAILY_VOL = 0.01
 TAIL_DOF = 4

@@ -1,5 +1,5 @@
-"""A/B statistics offline, from an export of the experiment log (``python -m serving.experiment_log export``): the
-same figures ``/ab/stats`` shows, computed by the same engine (``serving.experiment.Experiment``) over the exported
+"""A/B statistics offline, from an export of the experiment log (``rlportfolio experiments export``): the
+same figures ``/ab/stats`` shows, computed by the same engine (``experiments.experiment.Experiment``) over the exported
 rows, so an analyst can check the server's verdict, or slice the rows differently first.
 
     .venv/bin/python -m evaluation.ab --log ab.parquet --control equal_weight [--experiment KEY] [--alpha 0.05]
@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from core.errors import ConfigError, DataError
-from serving.experiment import Experiment, ExperimentConfig
-from serving.experiment_runner import feed_answer
+from experiments.config import ExperimentConfig
+from experiments.experiment import Experiment
+from experiments.runner import feed_answer
 
 COLUMNS = (
     "request_id",
@@ -46,7 +47,7 @@ COLUMNS = (
 def read_export(path: Path) -> pd.DataFrame:
     """An export as a frame; a ``DataError`` naming the file for a missing, unreadable or foreign one."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file (write one with python -m serving.experiment_log export)")
+        raise DataError(f"{path}: no such file (write one with rlportfolio experiments export)")
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:

@@ -20,12 +20,12 @@ from core.config import FrozenConfig, parse_config
 from core.errors import ConfigError
 from core.storage import Location
 from envs.config import RegimeParams
+from experiments.config import ExperimentConfig
+from experiments.log_schema import DEFAULT_URL
+from experiments.settings import resolve_settings
 from policies.format import agent_dirs, read_metadata
 from serving.agents import BASELINES, BaselineAgent, policy_info
 from serving.deployments import AgentDeployment, StatsStore
-from serving.experiment import ExperimentConfig
-from serving.experiment_log import DEFAULT_URL
-from serving.experiment_runner import resolve_settings
 from serving.ingress import Ingress
 
 

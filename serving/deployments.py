@@ -13,9 +13,9 @@ from ray import serve
 
 from core.errors import ConfigError
 from envs.config import RegimeParams
+from experiments.log_store import ExperimentLog
+from experiments.runner import ExperimentRunner
 from serving.agents import BaselineAgent, PolicyAgent
-from serving.experiment_log import ExperimentLog
-from serving.experiment_runner import ExperimentRunner
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64, health_check_period_s=5)
@@ -57,7 +57,7 @@ STORE_POLL_S = 0.25  # how often the store reads the log's new rows and takes th
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=1000)
 class StatsStore:
-    """The app's one running experiment (``serving.experiment_runner``) over the durable log: the ingress replicas
+    """The app's one running experiment (``experiments.runner``) over the durable log: the ingress replicas
     write the log, this reads it, decides, and tells them the split to route by. Restarted, it rebuilds from the log.
 
     Calls answer plain dicts; a bad admin request answers ``{"error": {"field", "message"}}`` (a ``ConfigError``
@@ -126,9 +126,19 @@ class StatsStore:
     async def describe(self) -> dict[str, Any]:
         return self._answer(self.runner.describe)
 
-    async def admin(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """``set_split``, ``promote``, ``rollback``, ``ramp`` or ``resume`` of ``ExperimentRunner``, logged as the
-        admin's decision; the routing after it."""
-        if operation not in ("set_split", "promote", "rollback", "ramp", "resume"):
-            return {"error": {"field": "operation", "message": f"unknown admin operation '{operation}'"}}
-        return self._answer(lambda: getattr(self.runner, operation)(**arguments))
+    # -- the admin API: each logged as the admin's decision; the routing after it ------------------------------------
+
+    async def set_split(self, shares: dict[str, float], reason: str) -> dict[str, Any]:
+        return self._answer(lambda: self.runner.set_split(shares, reason))
+
+    async def promote(self, arm: str, reason: str) -> dict[str, Any]:
+        return self._answer(lambda: self.runner.promote(arm, reason))
+
+    async def rollback(self, arm: str | None, reason: str) -> dict[str, Any]:
+        return self._answer(lambda: self.runner.rollback(arm, reason))
+
+    async def ramp(self, arm: str, step: int, reason: str) -> dict[str, Any]:
+        return self._answer(lambda: self.runner.ramp(arm, step, reason))
+
+    async def resume(self, reason: str) -> dict[str, Any]:
+        return self._answer(lambda: self.runner.resume(reason))

@@ -1,8 +1,8 @@
-"""The A/B ingress: a FastAPI app inside a Serve deployment that chooses an arm per request by the running
-experiment's layout, validates the request against it, calls it (batching concurrent calls per agent), falls back on
-failure, logs every answer and feedback to the durable experiment log before acknowledging it (group commit:
-requests that arrive while a batch is being written join the next one), records Prometheus series, and serves the
-experiment's statistics and admin API. The HTTP API is documented in docs/architecture.md and at ``/docs``.
+"""The A/B ingress: the HTTP routes of a FastAPI app inside a Serve deployment. Each request is routed to an arm by
+the running experiment's layout, validated against it and answered by it (concurrent calls per agent batched),
+with a fallback on failure; every answer and feedback is logged durably before it is acknowledged
+(``serving.log_writer``); the statistics and the admin API go to the experiment store (``serving.store_client``).
+The HTTP API is documented in docs/architecture.md and at ``/docs``.
 """
 
 # No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -20,13 +21,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from core.errors import ConfigError
+from experiments.log_schema import Assignment, Feedback
+from experiments.log_store import ExperimentLog
+from experiments.router import Route, Router, UnknownAgent
 from serving.agents import AgentInfo
 from serving.batching import batched_caller
-from serving.experiment_log import Assignment, ExperimentLog, Feedback
-from serving.experiment_runner import NOT_CONFIGURED
 from serving.http import api, authorize, authorize_admin, parse_allocation, problem
-from serving.metrics import RequestMetrics
-from serving.router import Route, Router, UnknownAgent
+from serving.log_writer import LogUnavailable, LogWriter
+from serving.metrics import RequestMetrics, scrape_node_series
 from serving.schemas import (
     ABStatsResponse,
     AgentDescription,
@@ -44,12 +46,11 @@ from serving.schemas import (
     RoutingView,
     SplitRequest,
 )
+from serving.store_client import StoreClient, StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_S = 5.0
-LOG_TIMEOUT_S = 15.0  # longer than SQLite's busy timeout (10 s): a write that waits on a lock answers, not a 503
-STATS_FLUSH_S = 0.25  # how often each ingress replica records its Prometheus series and asks for the current split
 METRIC_PREFIX = "rlportfolio_"
 CONFLICTS = ("rolled back", "was promoted", "routes by")  # ExperimentRunner refusals that are 409, not 422
 
@@ -73,20 +74,21 @@ class Ingress:
         # Handles bound in the driver carry the transport chosen there; fresh ones take this replica's (gRPC in
         # Serve's high-throughput mode, whatever the order in which the driver imported Serve and set the mode).
         self.handles = {name: serve.get_deployment_handle(h.deployment_name, h.app_name) for name, h in handles.items()}
-        self.store = serve.get_deployment_handle(store.deployment_name, store.app_name)
         self.infos = {name: AgentInfo(**info) for name, info in infos.items()}
+        self.store = StoreClient(serve.get_deployment_handle(store.deployment_name, store.app_name), set(self.infos))
         self.fallback = fallback
         self.token_sha256 = token_sha256
-        self.log = ExperimentLog(log_url)
-        self.router: Router | None = None  # set by reconfigure, which Serve calls before any request
-        self._settings: dict[str, Any] = {}
-        self._flusher: asyncio.Task | None = None
-        self._writer: asyncio.Task | None = None
-        self._queue: list[tuple[Assignment | None, Feedback | None, asyncio.Future | None]] = []
-        self._wake = asyncio.Event()
+        self.writer = LogWriter(ExperimentLog(log_url))
         self.series = RequestMetrics(METRIC_PREFIX, metrics)
         self._background: set[asyncio.Task] = set()
         self._allocate = {name: batched_caller(handle) for name, handle in self.handles.items()}
+
+    @property
+    def router(self) -> Router:
+        """The routing this replica follows (Serve calls ``reconfigure``, which sets it, before any request)."""
+        if self.store.router is None:
+            raise HTTPException(status_code=503, detail="ingress replica starting; retry")
+        return self.store.router
 
     async def __del__(self) -> None:
         """Serve awaits this on a graceful shutdown: record the last series and write the rows still queued."""
@@ -94,99 +96,32 @@ class Ingress:
             self.series.flush()
         except Exception:
             log.exception("shutting down: recording the last Prometheus series failed")
-        try:
-            async with asyncio.timeout(2.0):
-                while self._queue:
-                    await asyncio.sleep(0.01)
-        except Exception:
-            log.warning("shutting down: %d experiment log rows not written", len(self._queue))
+        await self.writer.drain(2.0)
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config`` (``ExperimentSettings``: ``experiment``, ``split``, ``shadow``), applied live by the
         experiment store: a deploy that changes the settings wins, the same settings leave the state as it is."""
-        self._settings = config
-        self._use(await self.store.configure.remote(config))
+        try:
+            await self.store.configure(config)
+        except StoreRefused as exc:
+            raise ConfigError(exc.message) from None
         self._start_background()  # from the start: an idle replica must not route its next request by a stale split
-
-    def _use(self, routing: dict[str, Any]) -> Router:
-        """Route by ``routing`` (from the store) unless this replica already has that version or a newer one."""
-        if "error" in routing:
-            raise ConfigError(routing["error"]["message"])
-        if (
-            self.router is None
-            or routing["experiment"] != self.router.experiment
-            or routing["version"] > self.router.version
-        ):
-            self.router = Router(routing, set(self.infos))
-            log.info("routing %s version %s: %s", self.router.experiment, self.router.version, self.router.shares)
-        return self.router
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_FLUSH_S)
-            try:
-                self.series.flush()
-            except Exception:  # a batch of Prometheus records is lost; the experiment log is not
-                log.exception("recording the Prometheus series failed")
-            try:
-                routing = await self.store.routing.remote()
-                if "error" in routing:  # a restarted store knows no experiment until a replica configures it
-                    routing = await self.store.configure.remote(self._settings)
-                self._use(routing)
-            except Exception as exc:
-                log.warning("experiment store unavailable (%s); routing by the split it gave last", type(exc).__name__)
-
     def _start_background(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
-
-    async def _write_forever(self) -> None:
-        """Group commit: write everything queued in one transaction, wake its waiters, repeat."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue, []
-                rows = [a for a, _, _ in batch if a is not None]
-                feedback = [f for _, f, _ in batch if f is not None]
-                try:
-                    statuses = await asyncio.to_thread(self.log.append, rows, feedback)
-                except Exception as exc:
-                    log.warning("experiment log write failed (%s: %s)", type(exc).__name__, exc)
-                    for _, _, future in batch:
-                        if future is not None and not future.done():
-                            future.set_exception(exc)
-                    continue
-                answers = iter(statuses)
-                for _, item, future in batch:
-                    status = next(answers) if item is not None else None
-                    if future is not None and not future.done():
-                        future.set_result(status)
-
-    def _enqueue(self, assignment: Assignment | None = None, feedback: Feedback | None = None, *, wait: bool = True):
-        """Queue a row for the next commit; a future that resolves once it is durable (the feedback's status)."""
-        self._start_background()
-        future = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.append((assignment, feedback, future))
-        self._wake.set()
-        return future
+        self.store.keep_current(self.series.flush)
+        self.writer.start()
 
     async def _durable(self, assignment: Assignment | None = None, feedback: Feedback | None = None) -> Any:
         try:
-            async with asyncio.timeout(LOG_TIMEOUT_S):
-                return await self._enqueue(assignment, feedback)
-        except Exception as exc:
+            return await self.writer.durable(assignment, feedback)
+        except LogUnavailable as exc:
             raise HTTPException(
-                status_code=503, detail=f"experiment log unavailable ({type(exc).__name__}); not acknowledged, retry"
+                status_code=503, detail=f"experiment log unavailable ({exc}); not acknowledged, retry"
             ) from None
 
     def _choose(self, client_id: str | None, override: str | None) -> Route:
-        if self.router is None:  # Serve configures a replica before routing to it; defensive all the same
-            raise HTTPException(status_code=503, detail="ingress replica starting; retry")
         try:
             return self.router.choose(client_id, override)
         except UnknownAgent:
@@ -236,7 +171,7 @@ class Ingress:
                 model_version=self.infos[shadow].model_version,
                 kind="shadow",
             )
-            self._enqueue(row, wait=False)  # what it would have answered, for offline analysis
+            self.writer.enqueue(row, wait=False)  # what it would have answered, for offline analysis
 
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
@@ -263,21 +198,12 @@ class Ingress:
     async def agents(self, authorization: str | None = Header(default=None)) -> list[AgentDescription]:
         """Deployed agents with algorithm, model version, traffic weight and validation metrics."""
         authorize(self.token_sha256, authorization)
-        split = self.router.shares
+        router = self.router
         return [
-            AgentDescription(
-                name=name,
-                kind=i.kind,
-                algorithm=i.algorithm,
-                model_version=i.model_version,
-                content_hash=i.content_hash,
-                traffic_weight=split.get(name, 0.0),
-                shadow=self.router.shadow == name,
-                assets=list(i.assets),
-                closes_needed=i.closes_needed,
-                validation=i.validation,
+            AgentDescription.model_validate(
+                {**asdict(info), "traffic_weight": router.shares.get(name, 0.0), "shadow": router.shadow == name}
             )
-            for name, i in sorted(self.infos.items())
+            for name, info in sorted(self.infos.items())
         ]
 
     @api.post("/allocate", response_model=AllocateResponse, responses={400: {}, 401: {}, 413: {}, 422: {}, 503: {}})
@@ -295,6 +221,14 @@ class Ingress:
         chosen = route.arm
         closes, held = parse_allocation(body, self.infos[chosen])
         request_id = uuid.uuid4().hex
+        logged = {  # what the log records of this request, whichever agent answers it
+            "request_id": request_id,
+            "experiment": router.experiment,
+            "routed_arm": chosen,
+            "split_version": router.version,
+            "client_id": body.client_id or "",
+            "forced": route.forced,
+        }
         failures = 0
         for agent in self._candidates(chosen, closes.shape[0]):
             try:
@@ -303,19 +237,12 @@ class Ingress:
                 log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
                 failures += 1
                 continue
-            latency = (time.perf_counter() - started) * 1000
-            fallback = agent != chosen
             info = self.infos[agent]
             row = Assignment(
-                request_id=request_id,
-                experiment=router.experiment,
-                routed_arm=chosen,
+                **logged,
                 arm=agent,
                 weights=tuple(weights),
-                latency_ms=latency,
-                split_version=router.version,
-                client_id=body.client_id or "",
-                forced=route.forced,
+                latency_ms=(time.perf_counter() - started) * 1000,
                 model_version=info.model_version,
                 errors=failures,
             )
@@ -330,22 +257,12 @@ class Ingress:
                     "agent": agent,
                     "model_version": info.model_version,
                     "request_id": request_id,
-                    "fallback": fallback,
+                    "fallback": agent != chosen,
                 }
             )
-        failed = Assignment(
-            request_id=request_id,
-            experiment=router.experiment,
-            routed_arm=chosen,
-            arm="",
-            weights=(),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            split_version=router.version,
-            client_id=body.client_id or "",
-            forced=route.forced,
-            errors=failures,
-        )
-        self._enqueue(failed, wait=False)  # counts against the routed arm's error rate
+        latency_ms = (time.perf_counter() - started) * 1000
+        failed = Assignment(**logged, arm="", weights=(), latency_ms=latency_ms, errors=failures)
+        self.writer.enqueue(failed, wait=False)  # counts against the routed arm's error rate
         raise HTTPException(status_code=503, detail="no agent could answer; see /health")
 
     @api.post("/predict", response_model=PredictResponse, responses={400: {}, 401: {}, 422: {}, 503: {}})
@@ -401,25 +318,18 @@ class Ingress:
             raise problem(404, "body.request_id", f"the return of request '{body.request_id}' was already reported")
         return FeedbackResponse(request_id=body.request_id, agent=agent)
 
-    async def _store_call(self, call: Callable[[Any], Awaitable[Any]], fields: dict[str, str] | None = None) -> Any:
-        """``call(store handle)``; 503 if the store does not answer, a 4xx naming the field for a refused request."""
+    async def _ask_store(self, call: Awaitable[Any], fields: dict[str, str] | None = None) -> Any:
+        """``call`` to the store; 503 if it does not answer, a 4xx naming the body field for a refused request (409
+        when the request is well formed but the experiment's state forbids it)."""
         try:
-            async with asyncio.timeout(LOG_TIMEOUT_S):  # the store may write a decision to the log first
-                answer = await call(self.store)
-        except Exception as exc:
-            raise HTTPException(
-                status_code=503, detail=f"experiment store unavailable ({type(exc).__name__})"
+            return await call
+        except StoreUnavailable as exc:
+            raise HTTPException(status_code=503, detail=f"experiment store unavailable ({exc}); retry") from None
+        except StoreRefused as exc:
+            conflict = any(words in exc.message for words in CONFLICTS)
+            raise problem(
+                409 if conflict else 422, f"body.{(fields or {}).get(exc.field, exc.field)}", exc.message
             ) from None
-        if isinstance(answer, dict) and "error" in answer:
-            message = answer["error"]["message"]
-            if answer["error"]["field"] == NOT_CONFIGURED:  # a store that just restarted: the flusher configures it
-                raise HTTPException(status_code=503, detail=f"experiment store starting ({message}); retry")
-            conflict = any(
-                words in message for words in CONFLICTS
-            )  # well-formed, but the experiment's state forbids it
-            field = (fields or {}).get(answer["error"]["field"], answer["error"]["field"])
-            raise problem(409 if conflict else 422, f"body.{field}", message)
-        return answer
 
     @api.get("/ab/stats", response_model=ABStatsResponse, responses={401: {}, 503: {}})
     async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -427,7 +337,7 @@ class Ingress:
         with the always-valid sequential test (and Welch's fixed-horizon test for reference), the sample-ratio test.
         Every acknowledged answer and feedback is in it."""
         authorize(self.token_sha256, authorization)
-        return await self._store_call(lambda store: store.summary.remote())
+        return await self._ask_store(self.store.summary())
 
     # -- the admin API: always behind the bearer token ------------------------------------------------------------
 
@@ -436,30 +346,28 @@ class Ingress:
         """The experiment's config, its state (rollbacks, ramp steps, promotion, pause) and every decision with its
         reason and source."""
         authorize_admin(self.token_sha256, authorization)
-        return await self._store_call(lambda store: store.describe.remote())
+        return await self._ask_store(self.store.describe())
 
-    async def _admin(self, operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        fields = {"split": "shares"} if operation == "set_split" else {}  # the body field the store's error means
-        routing = await self._store_call(lambda store: store.admin.remote(operation, arguments), fields)
-        router = self._use(routing)  # this replica at once; the others within STATS_FLUSH_S
+    async def _admin(self, decision: str, call: Awaitable[Router], fields: dict[str, str] | None = None) -> dict:
+        router = await self._ask_store(call, fields)  # this replica routes by it at once; the others within 0.25 s
         return {
             "experiment": router.experiment,
             "split_version": router.version,
             "shares": router.shares,
-            "decision": operation,
+            "decision": decision,
         }
 
     @api.put("/ab/split", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
     async def ab_split(self, body: SplitRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """Set the shares now (arms left out get 0); pauses automatic ramp steps and bandit moves."""
         authorize_admin(self.token_sha256, authorization)
-        return await self._admin("set_split", {"shares": body.shares, "reason": body.reason})
+        return await self._admin("set_split", self.store.set_split(body.shares, body.reason), {"split": "shares"})
 
     @api.post("/ab/promote", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
     async def ab_promote(self, body: ArmRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """All traffic to one arm; the experiment ends."""
         authorize_admin(self.token_sha256, authorization)
-        return await self._admin("promote", {"arm": body.arm, "reason": body.reason})
+        return await self._admin("promote", self.store.promote(body.arm, body.reason))
 
     @api.post("/ab/rollback", response_model=RoutingView, responses={401: {}, 403: {}, 422: {}, 503: {}})
     async def ab_rollback(
@@ -467,7 +375,7 @@ class Ingress:
     ) -> dict[str, Any]:
         """Stop a challenger (every challenger when ``arm`` is null): its traffic goes to the control."""
         authorize_admin(self.token_sha256, authorization)
-        return await self._admin("rollback", {"arm": body.arm, "reason": body.reason})
+        return await self._admin("rollback", self.store.rollback(body.arm, body.reason))
 
     @api.post("/ab/ramp", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
     async def ab_ramp(self, body: RampRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -476,23 +384,13 @@ class Ingress:
         if body.resume:
             if body.arm is not None or body.step is not None:
                 raise problem(422, "body.resume", "resume takes no arm or step")
-            return await self._admin("resume", {"reason": body.reason})
+            return await self._admin("resume", self.store.resume(body.reason))
         if body.arm is None or body.step is None:
             raise problem(422, "body.step", "give arm and step (an index of ramp.steps), or resume: true")
-        return await self._admin("ramp", {"arm": body.arm, "step": body.step, "reason": body.reason})
+        return await self._admin("ramp", self.store.ramp(body.arm, body.step, body.reason))
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:
         """This app's Prometheus series (also scraped directly from Ray's metrics port, see the README)."""
         authorize(self.token_sha256, authorization)
-        import httpx
-        import ray
-
-        node_ip = ray.util.get_node_ip_address()
-        ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == node_ip]
-        lines: list[str] = []
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            for port in ports:
-                text = (await client.get(f"http://{node_ip}:{port}/metrics")).text
-                lines += [line for line in text.splitlines() if METRIC_PREFIX in line]
-        return PlainTextResponse("\n".join(lines) + "\n")
+        return PlainTextResponse(await scrape_node_series(METRIC_PREFIX))

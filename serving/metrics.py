@@ -58,3 +58,19 @@ class RequestMetrics:
             self.errors_total.inc(count, tags={"agent": agent, "endpoint": endpoint})
         for agent, endpoint, latency_ms in latencies:
             self.latency_ms.observe(latency_ms, tags={"agent": agent, "endpoint": endpoint})
+
+
+async def scrape_node_series(prefix: str) -> str:
+    """The Prometheus series named ``prefix*`` that this node's metrics port exports (every replica's on this node),
+    as Prometheus's text format."""
+    import httpx
+    import ray
+
+    node_ip = ray.util.get_node_ip_address()
+    ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == node_ip]
+    lines: list[str] = []
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for port in ports:
+            text = (await client.get(f"http://{node_ip}:{port}/metrics")).text
+            lines += [line for line in text.splitlines() if prefix in line]
+    return "\n".join(lines) + "\n"
