@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.config import parse_config
 from core.constants import TRADING_DAYS_PER_YEAR
 from core.errors import ConfigError, DataError
@@ -80,7 +80,7 @@ def validate(path: str, config: EnvConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m envs.data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("envs.data"), description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("validate", help="check a price CSV as training would and print a summary as JSON")
     check.add_argument("csv")

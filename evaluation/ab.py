@@ -86,9 +86,9 @@ def ab_statistics(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.cli import fail
+    from core.cli import fail, prog
 
-    parser = argparse.ArgumentParser(prog="python -m evaluation.ab", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("evaluation.ab"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", required=True, help="an export of the experiment log (.csv or .parquet)")
     parser.add_argument("--control", required=True, help="the control arm")
     parser.add_argument("--experiment", help="the experiment key, when the export holds several")

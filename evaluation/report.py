@@ -33,7 +33,7 @@ import pandas as pd
 from backtesting import statistics
 from backtesting.backtest import BacktestResult, PolicyStrategy, evaluation_env, metrics_table, run_all
 from backtesting.baselines import BaselinesConfig, make_baselines, make_oracles
-from core.cli import fail
+from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
@@ -289,7 +289,7 @@ def log_to_mlflow(report: Report, out: Path, tracking_uri: str, experiment: str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("evaluation.report"), description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--models", default="models", help="exported agents: a folder or a storage URI (s3://bucket/models)"
     )

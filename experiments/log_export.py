@@ -55,9 +55,9 @@ def export(log: ExperimentLog, out: Path, experiment: str | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.cli import fail
+    from core.cli import fail, prog
 
-    parser = argparse.ArgumentParser(prog="rlportfolio experiments", description="the A/B experiment log")
+    parser = argparse.ArgumentParser(prog=prog("experiments.log_export"), description="the A/B experiment log")
     commands = parser.add_subparsers(dest="command", required=True)
     ex = commands.add_parser("export", help="write every answer with its feedback as CSV or Parquet")
     ex.add_argument("--url", default=DEFAULT_URL, help=f"SQLAlchemy URL of the log (default {DEFAULT_URL})")

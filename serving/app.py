@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
 from serving.builder import AppArgs, build_app
@@ -43,7 +43,7 @@ def parse_split(text: str | None) -> dict[str, float] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.app", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("serving.app"), description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--models", default="models", help="exported agents: a folder or a storage URI (s3://bucket/models)"
     )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlparse
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.config import load_yaml
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
@@ -110,7 +110,7 @@ def wait_running(client, names: list[str], timeout_s: float) -> tuple[bool, str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.deploy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("serving.deploy"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
     parser.add_argument("--models", required=True, help="exported agents in storage every node reaches (s3://...)")
     parser.add_argument("--config", default="configs/serve.yaml", help="Serve config file (its models_dir is replaced)")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from envs.config import with_data
 from envs.sources import load_market
@@ -59,7 +59,7 @@ def request_body(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.request_body", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("serving.request_body"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
     parser.add_argument("--data", help="price CSV with the agents' assets (default: the data they were trained on)")
     parser.add_argument("--client-id", default="me", help="sticky A/B assignment key ('' for none)")

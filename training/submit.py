@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
 from core.storage import Location
@@ -109,7 +109,7 @@ def follow(client, job_id: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.submit", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("training.submit"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", required=True, help="the cluster's dashboard (Jobs API), e.g. http://HEAD:8265")
     parser.add_argument("--config", default="configs/sweep_gpu.yaml")
     parser.add_argument("--name", help="the sweep's name (default <config name>-<data>-<time>)")

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
@@ -232,7 +232,7 @@ def dry_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("training.sweep"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/sweep.yaml")
     parser.add_argument("--algos", default=None, help="comma-separated subset, e.g. dqn,ppo (default: all in the YAML)")
     parser.add_argument("--num-samples", type=int, help="sampled configurations per algorithm")

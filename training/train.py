@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.cli import fail
+from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
 from envs import register_rllib
@@ -130,7 +130,7 @@ def train(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("training.train"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", required=True, help=f"one of {', '.join(ALGORITHMS)}")
     parser.add_argument("--config", help="algorithm YAML (default configs/<algo>.yaml)")
     parser.add_argument("--data", help="price CSV (default: the config's data, else the built-in synthetic market)")

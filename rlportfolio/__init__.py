@@ -1,0 +1,1 @@
+"""The ``rlportfolio`` console command (``rlportfolio.cli``): one command over every stage of the platform."""

@@ -1,0 +1,5 @@
+import sys
+
+from rlportfolio.cli import main
+
+sys.exit(main())
