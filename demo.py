@@ -26,16 +26,16 @@ from pathlib import Path
 import pandas as pd
 
 from backtesting.backtest import evaluation_env, metrics_table, run_all
-from backtesting.baselines import BaselinesConfig, make_baselines, make_oracles
 from core.cli import fail
 from core.config import CONFIG_DIR, load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
 from envs.config import load_env_config, with_data
-from envs.oracle import oracle_report
+from envs.oracle import make_oracles, oracle_report
 from envs.regimes import fitted_regime_model
 from envs.samples import SAMPLES, write_sample
 from envs.sources import data_tag, describe_data, market_truth
+from quant.registry import BaselinesConfig, make_baselines
 
 log = logging.getLogger("demo")
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     truth = market_truth(env_config.data)
     step("2/5 classical baselines" + (" and oracles" if truth else "") + " on the test split (costs on)")
-    strategies = make_baselines(env.assets, baselines_config, regimes)
+    strategies = make_baselines(env.assets, baselines_config, regimes, env_config.regimes.window_days)
     if truth is not None:
         strategies += make_oracles(truth[0], truth[1], baselines_config.rebalance_every_days)
     baseline_results = run_all(strategies, env)

@@ -20,22 +20,9 @@ from core.constants import TRADING_DAYS_PER_YEAR
 from envs.config import EnvConfig
 from envs.market import MarketData
 from envs.portfolio_env import PortfolioEnv
+from quant.strategies import History
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class History:
-    """What a strategy may see at the close of decision day ``t``.
-
-    :param closes: ``(t+1, K)`` closes up to and including day ``t`` (read-only).
-    :param held: ``(K,)`` weights held after the day's drift.
-    :param observation: the env's observation at ``t``.
-    """
-
-    closes: np.ndarray
-    held: np.ndarray
-    observation: np.ndarray
 
 
 class Strategy(Protocol):

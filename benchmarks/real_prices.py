@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from backtesting import statistics
-from backtesting.baselines import BaselinesConfig
 from core.runtime import setup_console
 from envs.samples import SAMPLES, write_sample
 from evaluation.walkforward import walk_forward
+from quant.registry import BaselinesConfig
 from training.config import resolve_train_config
 from training.train import train
 

@@ -26,11 +26,11 @@ from core.config import parse_config
 from core.constants import TRADING_DAYS_PER_YEAR
 from core.errors import ConfigError, DataError
 from envs.config import ENV_YAML, DataConfig, EnvConfig, load_env_config, with_data
+from envs.law_file import write_synthetic
 from envs.market import MarketData
 from envs.samples import SAMPLES, write_sample
 from envs.sources import load_market
 from envs.splits import split_market
-from envs.synthetic import write_synthetic
 
 
 def min_rows(config: EnvConfig) -> int:

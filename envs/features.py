@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import uniform_filter1d
 
-from envs.regimes import RegimeModel, windowed_filter
+from quant.regimes import RegimeModel, windowed_filter
 
 RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
 VOL_FLOOR = 1e-4  # percent per day: the log of a flat price's zero volatility stays finite

@@ -228,30 +228,6 @@ def default_market(
     return market, params, regimes
 
 
-def write_synthetic(
-    path: str | Path, *, seed: int, years: float, n_assets: int, n_regimes: int
-) -> tuple[MarketData, dict]:
-    """Write ``path`` (CSV) and ``path.params.json`` (true law, regime path, oracle)."""
-    from envs.oracle import (
-        oracle_report,  # the oracle is a consumer of params; import here keeps modules one-way
-    )
-
-    market, params, regimes = default_market(seed=seed, years=years, n_assets=n_assets, n_regimes=n_regimes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    market.to_csv(path)
-    record = {
-        "seed": seed,
-        "years": years,
-        "model": "Markov regime-switching multivariate lognormal; regime at close t draws the return t -> t+1",
-        **params.to_json(),
-        "oracle": oracle_report(params),
-        "regime_path": regimes.tolist(),
-    }
-    params_path(path).write_text(json.dumps(record, indent=1))
-    return market, record
-
-
 def params_path(csv_path: str | Path) -> Path:
     """The ``FILE.params.json`` beside a synthetic ``FILE.csv``."""
     csv_path = Path(csv_path)

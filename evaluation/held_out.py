@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from backtesting.backtest import BacktestResult, path_env, run_backtest, run_batched, run_batched_strategy
-from backtesting.baselines import EqualWeight, FilteredGrowth, make_oracles
 from core.constants import TRADING_DAYS_PER_YEAR
 from envs.config import EnvConfig
-from envs.regimes import RegimeModel
+from envs.oracle import make_oracles
 from envs.synthetic import MarketParams, simulate
 from policies.format import ModelMetadata
 from policies.policy import Policy
+from quant.regimes import RegimeModel
+from quant.registry import make_baseline
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,9 @@ def held_out_comparison(
     growth, turnover = {}, {}
     constant_mix, filtered, _ = make_oracles(law, markets[0][1], 21)
     for strategy in (
-        EqualWeight("equal_weight", 21),
+        make_baseline("equal_weight", law.assets),
         constant_mix,
-        FilteredGrowth("regime_growth", 1, fitted),
+        make_baseline("regime_growth", law.assets, regimes=fitted, regime_window_days=reference.regimes.window_days),
         filtered,
     ):
         growth[strategy.name], turnover[strategy.name] = _tail(run_batched_strategy(strategy, envs), days)

@@ -10,7 +10,6 @@ import base64
 import datetime as dt
 import html
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import jinja2
 import numpy as np
@@ -18,10 +17,8 @@ import pandas as pd
 
 from backtesting.backtest import metrics_table
 from evaluation import plots
-
-if TYPE_CHECKING:
-    from evaluation.held_out import HeldOut
-    from evaluation.report import Report
+from evaluation.held_out import HeldOut
+from evaluation.records import Report
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("evaluation", "templates"),

@@ -23,86 +23,31 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from backtesting import statistics
 from backtesting.backtest import BacktestResult, PolicyStrategy, evaluation_env, metrics_table, run_all
-from backtesting.baselines import BaselinesConfig, make_baselines, make_oracles
 from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
 from core.tracking import mlflow_uri
 from envs.config import EnvConfig, with_data
+from envs.oracle import make_oracles
 from envs.regimes import fitted_regime_model
 from envs.sources import describe_data, market_truth
-from evaluation.held_out import HeldOut, held_out_comparison
+from evaluation.held_out import held_out_comparison
 from evaluation.html import render_html
-from evaluation.walkforward import WalkForward, walk_forward
+from evaluation.records import Report
+from evaluation.walkforward import walk_forward
 from policies.format import ModelMetadata, agent_dirs
 from policies.load import load_policy
 from policies.policy import Policy
+from quant.registry import BaselinesConfig, make_baselines
 
 log = logging.getLogger("evaluation.report")  # not __name__: run as a script, that is "__main__"
-
-
-@dataclass(frozen=True)
-class Report:
-    """Every agent and baseline on one split's days: results, tables and statistics (``evaluate``)."""
-
-    results: dict[str, BacktestResult]
-    agents: list[str]
-    table: pd.DataFrame
-    intervals: dict[str, dict[str, list[float]]]
-    skill: dict[str, dict[str, float]]
-    pairwise: dict[str, dict[str, dict[str, float]]]
-    efficiency: dict[str, dict[str, float | None]] | None  # oracle -> agent -> efficiency
-    split: str
-    dates: tuple[str, str]
-    days: int
-    cost_bps: float
-    source: str
-    agent_meta: dict[str, dict[str, Any]]
-    held_out: HeldOut | None = None  # synthetic data: agents and references on many fresh paths of the law
-    walk_forward: WalkForward | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """``metrics.json``: the same numbers for machines."""
-        return {
-            "split": self.split,
-            "dates": list(self.dates),
-            "days": self.days,
-            "cost_bps": self.cost_bps,
-            "source": self.source,
-            "agents": self.agents,
-            "agent_meta": self.agent_meta,
-            "metrics": self.table.to_dict(orient="index"),
-            "intervals": self.intervals,
-            "skill": self.skill,
-            "pairwise": self.pairwise,
-            "efficiency": self.efficiency,
-            "held_out": None if self.held_out is None else self.held_out.summary(),
-            "walk_forward": None
-            if self.walk_forward is None
-            else {
-                "folds": self.walk_forward.folds,
-                "timesteps": self.walk_forward.timesteps,
-                "metrics": metrics_table(self.walk_forward.results).to_dict(orient="index"),
-                "intervals": self.walk_forward.intervals,
-            },
-        }
-
-    def daily_returns(self) -> pd.DataFrame:
-        """``daily_returns.csv``: one column of net daily returns per strategy, by date."""
-        first = next(iter(self.results.values()))
-        frame = pd.DataFrame({name: r.returns for name, r in self.results.items()})
-        frame.insert(0, "date", pd.to_datetime(first.dates).strftime("%Y-%m-%d"))
-        return frame
 
 
 def load_agents(
@@ -175,7 +120,7 @@ def evaluate(
         if "regime_growth" in baselines.include
         else None
     )
-    strategies = make_baselines(env.assets, baselines, regimes)
+    strategies = make_baselines(env.assets, baselines, regimes, reference.regimes.window_days)
     truth = market_truth(reference.data)
     if truth is not None:
         strategies += make_oracles(truth[0], truth[1], baselines.rebalance_every_days)

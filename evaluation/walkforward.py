@@ -18,13 +18,13 @@ import numpy as np
 
 from backtesting import statistics
 from backtesting.backtest import BacktestResult, PolicyStrategy, evaluation_env, run_all
-from backtesting.baselines import BaselinesConfig, make_baselines
 from core.config import parse_config
 from core.errors import DataError
 from envs.config import with_data
 from envs.regimes import fitted_regime_model
 from envs.sources import load_market
 from envs.splits import walk_forward_folds
+from quant.registry import BaselinesConfig, make_baselines
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,9 @@ def walk_forward(
             if "regime_growth" in baselines.include
             else None
         )
-        for name, result in run_all(make_baselines(env.assets, baselines, fitted), env).items():
+        for name, result in run_all(
+            make_baselines(env.assets, baselines, fitted, fold_reference.regimes.window_days), env
+        ).items():
             pieces.setdefault(name, []).append(_cut(result, test.n_days))
     results = {name: _stitch(parts) for name, parts in pieces.items()}
     intervals = {

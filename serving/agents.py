@@ -13,13 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from backtesting.backtest import History
-from backtesting.baselines import EqualWeight, FilteredGrowth, GrowthOptimal
 from core.errors import ConfigError, DataError
 from core.storage import Location
 from envs.config import RegimeParams
 from envs.features import latest_observation
 from envs.regimes import model_from_params
+from quant.registry import (
+    BASELINES,
+    DEFAULT_REGIME_WINDOW_DAYS,
+    ROUTABLE,
+    BaselinesConfig,
+    closes_needed,
+    make_baseline,
+)
+from quant.strategies import History
 
 
 @dataclass(frozen=True)
@@ -103,26 +110,20 @@ class PolicyAgent:
         return action, np.array(self.policy.action_map(action, held), dtype=np.float64)
 
 
-BASELINES = {
-    "equal_weight": lambda regimes: EqualWeight("equal_weight", 1),
-    "growth_optimal": lambda regimes: GrowthOptimal("growth_optimal", 1, 252),
-    # The growth-optimal mix for the regimes filtered from the posted closes, with the agents' fitted law.
-    "regime_growth": lambda regimes: FilteredGrowth("regime_growth", 1, regimes),
-}
-
-
-def baseline_closes_needed(name: str, agents_need: int, regime_window_days: int = 0) -> int:
-    """Closes a served baseline needs: what the agents need, for an estimated baseline its full lookback + 1, and
-    for ``regime_growth`` a full regime window + 1 (its filter starts from the stationary distribution at the first
-    posted close and must have forgotten that start)."""
-    if name == "regime_growth":
-        return max(agents_need, regime_window_days + 1)
-    lookback = getattr(BASELINES[name](None), "lookback_days", 0)
-    return max(agents_need, lookback + 1)
+def baseline_closes_needed(
+    name: str,
+    agents_need: int,
+    regime_window_days: int = DEFAULT_REGIME_WINDOW_DAYS,
+    config: BaselinesConfig | None = None,
+) -> int:
+    """Closes a served baseline needs: what the agents need, and what its decision reads (``quant.registry``: an
+    estimated baseline's lookback + 1, ``regime_growth``'s regime window + 1), so it decides as its backtests do."""
+    return max(agents_need, closes_needed(name, config, regime_window_days))
 
 
 class BaselineAgent:
-    """A classical strategy from ``backtesting.baselines``, routable like any agent (and the last-resort fallback)."""
+    """A routable classical strategy of ``quant.registry``, served like any agent (and the last-resort fallback):
+    the registry's own decision function with the backtests' default parameters."""
 
     def __init__(
         self,
@@ -130,18 +131,23 @@ class BaselineAgent:
         assets: tuple[str, ...],
         agents_need: int,
         regimes: RegimeParams | None = None,
-        regime_window_days: int = 0,
+        regime_window_days: int = DEFAULT_REGIME_WINDOW_DAYS,
+        config: BaselinesConfig | None = None,
     ) -> None:
         """:param agents_need: closes the RL agents of the app need; an estimated baseline may need more.
-        :param regimes: the fitted regime model ``regime_growth`` filters with (an agent's, from its metadata)."""
-        if name not in BASELINES:
-            raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
-        if name == "regime_growth" and regimes is None:
+        :param regimes: the fitted regime model ``regime_growth`` filters with (an agent's, from its metadata), and
+            ``regime_window_days`` the window that agent observes regimes over.
+        :param config: the baselines' parameters (default: the backtests' defaults, a 252-day lookback)."""
+        if name not in ROUTABLE:
+            what = "cannot be served from prices alone" if name in BASELINES else "unknown baseline"
+            raise ConfigError(f"baselines: {what} '{name}'; routable baselines are {list(ROUTABLE)}")
+        if BASELINES[name].needs_regimes and regimes is None:
             raise ConfigError(
-                "baselines: regime_growth filters with a fitted regime model, and none of the served agents carries "
+                f"baselines: {name} filters with a fitted regime model, and none of the served agents carries "
                 "one; serve agents trained with observe_regimes (their metadata holds the model), or leave it out"
             )
-        self.strategy = BASELINES[name](None if regimes is None else model_from_params(regimes))
+        model = None if regimes is None else model_from_params(regimes)
+        self.strategy = make_baseline(name, assets, config, model, regime_window_days)
         self.info = AgentInfo(
             name=name,
             kind="baseline",
@@ -149,14 +155,14 @@ class BaselineAgent:
             model_version="baseline",
             content_hash=None,
             assets=tuple(assets),
-            closes_needed=baseline_closes_needed(name, agents_need, regime_window_days),
+            closes_needed=baseline_closes_needed(name, agents_need, regime_window_days, config),
             observation_size=None,
             validation=None,
         )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
         empty = np.zeros(0, dtype=np.float32)
-        return np.stack([self.strategy.weights(History(c, h, empty)) for c, h in zip(closes, held)])
+        return self.strategy.weights_batch([History(c, h, empty) for c, h in zip(closes, held)])
 
     def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
         raise ValueError(

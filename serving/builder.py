@@ -24,7 +24,8 @@ from experiments.config import ExperimentConfig
 from experiments.log_schema import DEFAULT_URL
 from experiments.settings import resolve_settings
 from policies.format import agent_dirs, read_metadata
-from serving.agents import BASELINES, BaselineAgent, policy_info
+from quant.registry import BASELINES, ROUTABLE
+from serving.agents import BaselineAgent, policy_info
 from serving.deployments import AgentDeployment, StatsStore
 from serving.ingress import Ingress
 
@@ -112,8 +113,9 @@ def build_app(args: AppArgs) -> serve.Application:
     regimes, regime_window = carried_regime_model(agents.values())
     baseline_specs = {}
     for name in args.baselines:
-        if name not in BASELINES:
-            raise ConfigError(f"baselines: unknown baseline '{name}'; choose from {sorted(BASELINES)}")
+        if name not in ROUTABLE:
+            what = "cannot be served from prices alone" if name in BASELINES else "unknown baseline"
+            raise ConfigError(f"baselines: {what} '{name}'; routable baselines are {list(ROUTABLE)}")
         if name in infos:
             raise ConfigError(f"baselines: '{name}' clashes with an exported agent of the same name")
         infos[name] = BaselineAgent(name, asset_list, closes_needed, regimes, regime_window).info

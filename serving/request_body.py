@@ -20,7 +20,8 @@ from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from envs.config import with_data
 from envs.sources import load_market
-from serving.agents import BASELINES, baseline_closes_needed, policy_info
+from quant.registry import ROUTABLE
+from serving.agents import baseline_closes_needed, policy_info
 
 
 def request_body(
@@ -42,7 +43,7 @@ def request_body(
         )
     (assets,) = traded
     agents_need = max(i.closes_needed for i in infos)
-    needed = max([agents_need] + [baseline_closes_needed(name, agents_need) for name in BASELINES])
+    needed = max([agents_need] + [baseline_closes_needed(name, agents_need) for name in ROUTABLE])
     env_config = with_data(read_metadata(dirs[0]).env_config, data)
     market = load_market(env_config.data)
     if not set(assets) <= set(market.assets):

@@ -136,7 +136,7 @@ def write_csv(tmp_path: Path, price_rows: list[list[str]]) -> Callable[..., Path
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory) -> Path:
     """A 6-year synthetic market written as a real CSV (+ .params.json), for training runs and CLIs."""
-    from envs.synthetic import write_synthetic
+    from envs.law_file import write_synthetic
 
     path = tmp_path_factory.mktemp("data") / "tiny.csv"
     write_synthetic(path, seed=3, years=6, n_assets=4, n_regimes=3)

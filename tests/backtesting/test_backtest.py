@@ -10,24 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backtesting.backtest import (
-    History,
-    PolicyStrategy,
-    evaluation_env,
-    metrics_table,
-    run_all,
-    run_backtest,
-    run_batched,
-)
-from backtesting.baselines import (
-    BaselinesConfig,
-    BuyAndHold,
-    EqualWeight,
-    make_baselines,
-)
+from backtesting.backtest import PolicyStrategy, evaluation_env, metrics_table, run_all, run_backtest, run_batched
 from core.constants import TRADING_DAYS_PER_YEAR
 from envs.config import DataConfig
 from envs.market import MarketData
+from quant.registry import BaselinesConfig, make_baselines
+from quant.strategies import BuyAndHold, EqualWeight, History
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from backtesting.baselines import BaselinesConfig
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from envs.config import DataConfig, EnvConfig
+from quant.registry import BaselinesConfig
 
 
 def test_project_errors_are_value_errors():

@@ -110,7 +110,7 @@ def test_latest_observation_equals_the_env_observation_at_t(tiny, small_config, 
 def test_latest_observation_with_regimes_equals_the_env_observation(tiny, small_config):
     """What the server computes from a request's closes (PolicyAgent), with regimes on, is what the env observed."""
     from envs.config import RegimeConfig, RegimeParams
-    from envs.regimes import from_law
+    from quant.regimes import from_law
 
     law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
     regimes = RegimeConfig(window_days=60, model=RegimeParams.model_validate(law.to_json()))
@@ -134,7 +134,7 @@ def test_latest_observation_with_regimes_equals_the_env_observation(tiny, small_
 
 @given(t=st.integers(100, 1007), seed=st.integers(0, 2**32 - 1))
 def test_regime_features_at_t_ignore_prices_after_t(tiny, perturb_after, t, seed):
-    from envs.regimes import from_law
+    from quant.regimes import from_law
 
     law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
     original = compute_features(tiny.market.closes, WINDOW, VOL_WINDOW, regimes=law, regime_window_days=60)

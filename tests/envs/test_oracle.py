@@ -7,14 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envs.oracle import (
-    constant_mix_growth,
-    expected_log_growth,
-    growth_optimal_weights,
-    oracle_report,
-    oracle_weights,
-)
+from envs.oracle import constant_mix_growth, oracle_report, oracle_weights
 from envs.synthetic import default_params
+from quant.growth import expected_log_growth, growth_optimal_weights
 
 DEFAULT = default_params()
 

@@ -156,14 +156,15 @@ def test_observation_at_t_ignores_prices_after_t(tiny, small_config, perturb_aft
 def regime_config(tiny):
     """The true law of the tiny market, carried in the config, filtered over 20 days (the features' own warm-up)."""
     from envs.config import RegimeConfig, RegimeParams
-    from envs.regimes import from_law
+    from quant.regimes import from_law
 
     law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
     return RegimeConfig(window_days=20, model=RegimeParams.model_validate(law.to_json()))
 
 
 def test_observed_regimes_are_the_windowed_filter_placed_before_the_weights(tiny, small_config):
-    from envs.regimes import model_from_params, windowed_filter
+    from envs.regimes import model_from_params
+    from quant.regimes import windowed_filter
 
     regimes = regime_config(tiny)
     env = PortfolioEnv(

@@ -11,14 +11,7 @@ from core.errors import ConfigError
 from envs.data import main as data_main
 from envs.market import load_csv
 from envs.oracle import oracle_weights
-from envs.synthetic import (
-    MarketParams,
-    default_market,
-    default_params,
-    load_params,
-    params_path,
-    simulate,
-)
+from envs.synthetic import MarketParams, default_market, default_params, load_params, params_path, simulate
 
 
 def test_same_seed_gives_the_same_market(tiny):

@@ -9,9 +9,9 @@ import pytest
 from core.errors import ConfigError
 from envs.config import EnvConfig, RegimeConfig, RegimeParams
 from envs.portfolio_env import ENV_ID, PortfolioEnv
-from envs.regimes import from_law
 from envs.registration import make_env
 from envs.vector_env import PortfolioVectorEnv
+from quant.regimes import from_law
 
 N_ENVS = 5
 

@@ -8,12 +8,11 @@ import httpx
 import numpy as np
 import pytest
 
-from backtesting.backtest import History
-from backtesting.baselines import FilteredGrowth
 from envs.config import RegimeConfig, RegimeParams
 from envs.portfolio_env import PortfolioEnv
-from envs.regimes import from_law
 from policies.load import load_policy
+from quant.regimes import from_law
+from quant.strategies import FilteredGrowth, History
 from tests.support.agents import export_untrained
 from tests.support.markets import ASSETS
 from tests.support.paths import free_port

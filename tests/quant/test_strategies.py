@@ -1,4 +1,4 @@
-"""backtesting.baselines: causal decisions, valid weights, the configured set, and the growth-optimal estimate."""
+"""quant.strategies and quant.registry: causal decisions, valid weights, the configured set, and the growth-optimal estimate."""
 
 from __future__ import annotations
 
@@ -7,22 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtesting.backtest import History
-from backtesting.baselines import (
-    BaselinesConfig,
+from core.errors import ConfigError
+from envs.oracle import make_oracles, oracle_weights
+from envs.portfolio_env import PortfolioEnv
+from envs.synthetic import default_params, simulate
+from quant.growth import expected_log_growth, growth_optimal_weights
+from quant.registry import BaselinesConfig, make_baselines
+from quant.strategies import (
     BuyAndHold,
     GrowthOptimal,
+    History,
     MeanVariance,
     MinimumVariance,
     RiskParity,
     fixed_mix_weights,
-    make_baselines,
-    make_oracles,
 )
-from core.errors import ConfigError
-from envs.oracle import expected_log_growth, growth_optimal_weights, oracle_weights
-from envs.portfolio_env import PortfolioEnv
-from envs.synthetic import default_params, simulate
 from tests.support.markets import BASELINE_NAMES
 
 
@@ -204,7 +203,7 @@ def test_make_baselines_builds_the_configured_set_in_report_order(tiny):
 
 
 def test_regime_growth_is_built_only_with_a_regime_model(tiny):
-    from envs.regimes import from_law
+    from quant.regimes import from_law
 
     names = [b.name for b in make_baselines(tiny.market.assets, BaselinesConfig())]
     assert "regime_growth" not in names

@@ -1,60 +1,40 @@
-"""Classical baselines. Each decides from prices up to the decision day only, and trades under the same costs.
+"""Classical strategies: each decides from prices up to the decision day only (``History``), and trades under the
+same costs as every agent.
 
 Interface (shared with RL policies wrapped by ``backtesting.backtest.PolicyStrategy``): a strategy has a ``name``,
-a ``rebalance_every_days`` schedule and ``weights(history) -> (K,) np.ndarray`` where ``history`` is an
-``backtesting.backtest.History`` (closes up to and including day ``t``, weights held, the env's observation).
+a ``rebalance_every_days`` schedule and ``weights(history) -> (K,) np.ndarray`` where ``history`` is a ``History``
+(closes up to and including day ``t``, weights held, the env's observation); ``weights_batch`` decides for ``N``
+histories in lockstep. Which strategies exist, with which parameters, is ``quant.registry``.
 
-Estimated baselines fit on the last ``lookback_days`` daily returns. Mean-variance, minimum variance and risk parity
-use skfolio (``MeanRisk``, ``RiskBudgeting``); the growth-optimal mix uses the same solver as the oracle
-(``envs.oracle.growth_optimal_weights``) on estimated moments, so the two differ only in what they know.
+Estimated strategies fit on the last ``lookback_days`` daily returns. Mean-variance, minimum variance and risk parity
+use skfolio (``MeanRisk``, ``RiskBudgeting``); the growth-optimal mix uses the same solver as the oracles
+(``quant.growth.growth_optimal_weights``) on estimated moments, so the two differ only in what they know.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
-from core.config import FrozenConfig
 from core.errors import ConfigError
-from envs.oracle import (
-    growth_optimal_batch,
-    growth_optimal_net_of_costs,
-    growth_optimal_weights,
-    mixture_inputs,
-)
-from envs.regimes import RegimeModel, RunningFilter, from_law
-from envs.synthetic import MarketParams
-
-if TYPE_CHECKING:
-    from backtesting.backtest import History
+from quant.growth import growth_optimal_batch, growth_optimal_net_of_costs, growth_optimal_weights, mixture_inputs
+from quant.regimes import RegimeModel, RunningFilter, predicted_over_window
 
 
-class BaselinesConfig(FrozenConfig):
-    """Shared settings of the classical baselines (``configs/evaluation.yaml``, section ``baselines``)."""
+@dataclass(frozen=True)
+class History:
+    """What a strategy may see at the close of decision day ``t``.
 
-    lookback_days: int = Field(default=252, ge=20, description="estimation window of the estimated baselines")
-    rebalance_every_days: int = Field(
-        default=21, ge=1, description="trading schedule of every baseline but buy-and-hold"
-    )
-    fixed_mix: dict[str, float] | None = Field(
-        default=None, description="asset -> weight of the fixed mix; default 60% first asset, 40% second"
-    )
-    include: tuple[str, ...] = Field(
-        default=(
-            "equal_weight",
-            "buy_and_hold",
-            "fixed_mix",
-            "min_variance",
-            "mean_variance",
-            "risk_parity",
-            "growth_optimal",
-            "regime_growth",
-        )
-    )
+    :param closes: ``(t+1, K)`` closes up to and including day ``t`` (read-only).
+    :param held: ``(K,)`` weights held after the day's drift.
+    :param observation: the env's observation at ``t`` (empty where there is no env, as in the server).
+    """
+
+    closes: np.ndarray
+    held: np.ndarray
+    observation: np.ndarray
 
 
 @dataclass
@@ -181,18 +161,23 @@ class RegimeOracle(Baseline):
 @dataclass
 class FilteredGrowth(Baseline):
     """Each rebalance day, the growth-optimal weights of the one-day predictive mixture: the probabilities of the
-    regime that draws tomorrow's return, filtered from every return so far (``envs.regimes.RunningFilter``), times
-    each regime's law. A log-utility investor is myopic under partial information too (Longo and Mainini 2015), so
+    regime that draws tomorrow's return, filtered from past returns, times each regime's law. A log-utility investor is myopic under partial information too (Longo and Mainini 2015), so
     without costs this is Bayes-optimal for the model it filters with.
 
     With a synthetic market's true law it is ``oracle_filtered``, the best a causal investor can do; with the law
     fitted on the train split it is the classical baseline ``regime_growth`` (any data). ``cost_rate > 0`` decides
     net of the trade's cost (``envs.oracle.growth_optimal_net_of_costs``); the default ignores costs in the decision,
     which are still charged.
+
+    ``window_days``: the filter runs over the last ``window_days`` returns from the stationary distribution, the one
+    definition the env's observations, the server and every backtest share (``quant.regimes.windowed_filter``), so a
+    served ``regime_growth`` decides exactly as its backtest did from the closes a request posts; ``None`` filters
+    over the whole history (the oracle, which has all of it).
     """
 
     model: RegimeModel | None = None
     cost_rate: float = 0.0
+    window_days: int | None = None
 
     def __post_init__(self) -> None:
         self._filters: list[RunningFilter] = []
@@ -200,11 +185,17 @@ class FilteredGrowth(Baseline):
     def weights(self, history: History) -> np.ndarray:
         return self.weights_batch([history])[0]
 
-    def weights_batch(self, histories: Sequence[History]) -> np.ndarray:
-        """``(N, K)`` weights for ``N`` envs played in lockstep (one running filter each, one batched solve)."""
+    def predicted(self, histories: Sequence[History]) -> np.ndarray:
+        """``(N, R)`` distributions of the regime that draws each history's next return."""
+        if self.window_days is not None:
+            return predicted_over_window(self.model, [h.closes for h in histories], self.window_days)
         while len(self._filters) < len(histories):
             self._filters.append(RunningFilter(self.model))
-        predicted = np.stack([f.predicted(h.closes) for f, h in zip(self._filters, histories)])
+        return np.stack([f.predicted(h.closes) for f, h in zip(self._filters, histories)])
+
+    def weights_batch(self, histories: Sequence[History]) -> np.ndarray:
+        """``(N, K)`` weights for ``N`` envs played in lockstep (one filter each, one batched solve)."""
+        predicted = self.predicted(histories)
         mu, cov = mixture_inputs(predicted, self.model.means, self.model.covariances)
         if self.cost_rate > 0:
             return np.stack(
@@ -224,46 +215,3 @@ def fixed_mix_weights(assets: Sequence[str], mix: Mapping[str, float] | None) ->
     if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, atol=1e-6):
         raise ConfigError(f"baselines.fixed_mix: weights must be non-negative and sum to 1, got {dict(mix)}")
     return weights
-
-
-def make_baselines(
-    assets: Sequence[str], config: BaselinesConfig | None = None, regimes: RegimeModel | None = None
-) -> list[Baseline]:
-    """The configured classical baselines, in report order. ``regime_growth`` needs ``regimes``, the model fitted on
-    the data's train split; without one it is left out."""
-    config = config or BaselinesConfig()
-    every, lookback = config.rebalance_every_days, config.lookback_days
-    factories = {
-        "equal_weight": lambda: EqualWeight("equal_weight", every),
-        "buy_and_hold": lambda: BuyAndHold("buy_and_hold", 1),
-        "fixed_mix": lambda: FixedMix("fixed_mix", every, fixed_mix_weights(assets, config.fixed_mix)),
-        "min_variance": lambda: MinimumVariance("min_variance", every, lookback),
-        "mean_variance": lambda: MeanVariance("mean_variance", every, lookback),
-        "risk_parity": lambda: RiskParity("risk_parity", every, lookback),
-        "growth_optimal": lambda: GrowthOptimal("growth_optimal", every, lookback),
-        # It trades daily: the point is to follow the regimes as the filter sees them change.
-        "regime_growth": lambda: FilteredGrowth("regime_growth", 1, regimes),
-    }
-    unknown = [name for name in config.include if name not in factories]
-    if unknown:
-        raise ConfigError(f"baselines.include: unknown baseline(s) {unknown}; choose from {list(factories)}")
-    return [factories[name]() for name in config.include if name != "regime_growth" or regimes is not None]
-
-
-def make_oracles(params: MarketParams, regime_path: np.ndarray, rebalance_every_days: int = 21) -> list[Baseline]:
-    """The three oracles of a synthetic market, from least to most informed.
-
-    The true constant mix trades on the baselines' schedule (its optimum needs no timing); the filtered oracle and the
-    regime-aware mix trade daily, since they follow regime changes: the first as the true law's filter sees them from
-    past returns (the partial-information optimum, the project's yardstick), the second as they happen (it knows the
-    regime path, which no investor does).
-    """
-    from envs.oracle import oracle_weights
-
-    regime_weights = np.stack([growth_optimal_weights(params.mu[r], params.cov[r]) for r in range(len(params.regimes))])
-    return [
-        # The true growth-optimal constant mix: knows the law, not the path.
-        FixedMix("oracle_constant_mix", rebalance_every_days, oracle_weights(params)),
-        FilteredGrowth("oracle_filtered", 1, from_law(params.transition, params.mu, params.cov)),
-        RegimeOracle("oracle_regime_aware", 1, regime_weights, regime_path),
-    ]

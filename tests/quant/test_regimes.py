@@ -9,11 +9,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backtesting.backtest import path_env, run_batched_strategy
-from backtesting.baselines import FilteredGrowth, make_oracles
 from core.errors import ConfigError
-from envs.oracle import growth_optimal_batch, growth_optimal_weights, mixture_inputs
-from envs.regimes import RunningFilter, filter_probabilities, fit_regimes, forgetting_days, from_law, windowed_filter
+from envs.oracle import make_oracles
 from envs.synthetic import default_params, simulate
+from quant.growth import growth_optimal_batch, growth_optimal_weights, mixture_inputs
+from quant.regimes import (
+    RunningFilter,
+    filter_probabilities,
+    fit_regimes,
+    forgetting_days,
+    from_law,
+    predicted_over_window,
+    windowed_filter,
+)
+from quant.strategies import FilteredGrowth
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +156,18 @@ def test_the_filtered_oracle_beats_the_constant_mix_on_held_out_paths(law, small
     }
     edge = growth["oracle_filtered"] - growth["oracle_constant_mix"]
     assert edge.mean() > 2 * edge.std(ddof=1) / np.sqrt(len(edge))
+
+
+@given(lengths=st.lists(st.integers(2, 90), min_size=1, max_size=4), window=st.sampled_from([1, 13, 40]))
+def test_predicted_over_a_window_is_the_windowed_filters_last_row_times_the_transition(law, returns, lengths, window):
+    _, law = law
+    closes = np.exp(np.cumsum(np.vstack([np.zeros((1, returns.shape[1])), returns[:100]]), axis=0))
+    histories = [closes[: n + 1] for n in lengths]  # n returns each; fewer than the window: all of them
+    predicted = predicted_over_window(law, histories, window)
+    for history, row in zip(histories, predicted):
+        log_returns = np.diff(np.log(history), axis=0)[-window:]
+        expected = filter_probabilities(law, log_returns)[-1] @ law.transition
+        np.testing.assert_allclose(row, expected, rtol=1e-9, atol=1e-12)
+        if len(history) > window:
+            full = windowed_filter(law, np.diff(np.log(history), axis=0), window)[-1]
+            np.testing.assert_allclose(row, full @ law.transition, rtol=1e-9, atol=1e-12)
