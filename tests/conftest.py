@@ -163,7 +163,14 @@ def ray_local():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_throughput_mode()  # Serve tests run the way `rlportfolio serve` serves: HAProxy ingress, gRPC between replicas
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _metrics_export_port=free_port())
+        # address="local": a new instance of the test's own, never a cluster `ray start` left running on this machine.
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _metrics_export_port=free_port(),
+        )
     from envs import register_rllib
 
     register_rllib()
