@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from envs.oracle import constant_mix_growth, oracle_report, oracle_weights
 from envs.synthetic import default_params
 from quant.growth import expected_log_growth, growth_optimal_weights
+from tests.support.optimality import assert_growth_optimal, stationary_distribution
 
 DEFAULT = default_params()
 
@@ -114,14 +115,23 @@ def test_regime_aware_oracle_grows_at_least_as_fast_as_the_constant_mix(n_regime
         assert regime_aware > constant
 
 
-def test_oracle_report_is_consistent_with_the_oracle_functions():
+def test_the_oracle_report_holds_the_optimal_mixes_and_their_growth():
+    """Checked from the law's parameters alone: the stationary distribution by numpy's eigenvectors, each mix by
+    the optimality conditions, each growth by the second-order formula written out here."""
     report = oracle_report(DEFAULT)
-    weights = oracle_weights(DEFAULT)
+    pi = stationary_distribution(DEFAULT.transition)
 
-    np.testing.assert_allclose(list(report["constant_mix"]["weights"].values()), weights, atol=1e-6)
-    assert report["constant_mix"]["daily_log_growth"] == pytest.approx(constant_mix_growth(weights, DEFAULT))
+    def growth(w, mu, cov):
+        return float(w @ mu + w @ np.diag(cov) / 2 - w @ cov @ w / 2)
+
+    constant = np.array(list(report["constant_mix"]["weights"].values()))
+    assert_growth_optimal(constant, pi @ DEFAULT.mu, np.einsum("r,rij->ij", pi, DEFAULT.cov), tolerance=1e-5)
+    expected = sum(pi[r] * growth(constant, DEFAULT.mu[r], DEFAULT.cov[r]) for r in range(3))
+    assert report["constant_mix"]["daily_log_growth"] == pytest.approx(expected, rel=1e-4)
     assert set(report["per_regime"]) == {"calm", "crisis", "inflation"}
-    crisis = report["per_regime"]["crisis"]
-    w_crisis = growth_optimal_weights(DEFAULT.mu[1], DEFAULT.cov[1])
-    assert crisis["daily_log_growth"] == pytest.approx(expected_log_growth(w_crisis, DEFAULT.mu[1], DEFAULT.cov[1]))
-    assert crisis["stationary_probability"] == pytest.approx(DEFAULT.stationary()[1])
+    for r, name in enumerate(("calm", "crisis", "inflation")):
+        regime = report["per_regime"][name]
+        w = np.array(list(regime["weights"].values()))
+        assert_growth_optimal(w, DEFAULT.mu[r], DEFAULT.cov[r], tolerance=1e-5)
+        assert regime["daily_log_growth"] == pytest.approx(growth(w, DEFAULT.mu[r], DEFAULT.cov[r]), rel=1e-4)
+        assert regime["stationary_probability"] == pytest.approx(pi[r])

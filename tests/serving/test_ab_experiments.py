@@ -4,15 +4,22 @@ gauges (test_ab_durability kills the app's parts under traffic). Starts and stop
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 import httpx
+import numpy as np
 import pytest
 
-from experiments.buckets import BucketLayout, unit_point
 from tests.support.serving import ADMIN, TOKEN, ab_app, body, traffic
 
 pytestmark = pytest.mark.ray
+
+
+def arm_of(layout: dict[str, list[list[float]]], experiment: str, client: str) -> str:
+    """The arm whose ranges of [0, 1) hold the client's point, computed here from the documented contract."""
+    point = int.from_bytes(hashlib.sha256(f"{experiment}:{client}".encode()).digest()[:8], "big") / 2.0**64
+    return next(arm for arm, ranges in layout.items() for low, high in ranges if low <= point < high)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,6 @@ def served(ray_local, models, monkeypatch_module, tmp_path_factory):
 def test_an_admin_split_under_traffic_applies_live_fails_nothing_and_moves_only_the_clients_it_must(served, tiny):
     base, log_url, _ = served
     before = httpx.get(f"{base}/ab/experiment", headers=ADMIN).json()
-    old_layout = BucketLayout.from_json(before["layout"])
     changed = {}
 
     async def change(http: httpx.AsyncClient) -> None:
@@ -39,11 +45,17 @@ def test_an_admin_split_under_traffic_applies_live_fails_nothing_and_moves_only_
     assert changed["shares"] == pytest.approx({"dqn": 0.8, "ppo": 0.2})
     after = httpx.get(f"{base}/ab/experiment", headers=ADMIN).json()
     assert after["decisions"][-1]["source"] == "admin" and after["decisions"][-1]["reason"] == "test"
-    new_layout = BucketLayout.from_json(after["layout"])
-    assert old_layout.moved_fraction(new_layout) == pytest.approx(0.3)
+    # 50/50 -> 20/80 moves the total-variation share of clients, 0.3, and no more: counted over many client ids,
+    # each placed by the documented hash (SHA-256 of "experiment:client", first 8 bytes) in the layouts' ranges.
+    clients = [f"client-{i}" for i in range(20_000)]
+    moved = [
+        arm_of(before["layout"], after["experiment"], c) != arm_of(after["layout"], after["experiment"], c)
+        for c in clients
+    ]
+    assert np.mean(moved) == pytest.approx(0.3, abs=4 * np.sqrt(0.3 * 0.7 / len(clients)))
     # A client keeps its arm unless its point moved: fresh clients are routed by the new layout on both replicas once
     # the other replica has asked the store for the split (every 0.25 s; a loaded machine can take a few periods).
-    expected = {f"sticky-{i}": new_layout.arm(unit_point(after["experiment"], f"sticky-{i}")) for i in range(60)}
+    expected = {f"sticky-{i}": arm_of(after["layout"], after["experiment"], f"sticky-{i}") for i in range(60)}
     deadline = time.monotonic() + 15
     with httpx.Client(base_url=base, timeout=30, headers=ADMIN) as http:
         while True:

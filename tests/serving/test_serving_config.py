@@ -37,7 +37,15 @@ def test_serve_builds_the_app_from_typed_arguments(models):
     from serving.builder import AppArgs
 
     app = call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(models), "split": {"ppo": 1.0}})
-    assert app is not None
+    ingress = app._bound_deployment  # what Serve deploys: the ingress, bound to every agent's deployment
+    handles, _, infos, fallback = ingress.init_args[:4]
+    assert ingress.name == "Ingress" and ingress.user_config == {
+        "experiment": None,
+        "split": {"ppo": 1.0},
+        "shadow": None,
+    }
+    assert set(handles) == set(infos) == {"ppo", "dqn", "equal_weight", "growth_optimal"} and fallback == "equal_weight"
+    assert infos["growth_optimal"]["closes_needed"] == 253 and infos["ppo"]["kind"] == "rl"
     with pytest.raises(Exception, match="ingress_replica"):
         call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(models), "ingress_replica": 2})
     assert AppArgs().baselines == ["equal_weight", "growth_optimal"]

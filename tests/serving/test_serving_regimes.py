@@ -12,7 +12,6 @@ from envs.config import RegimeConfig, RegimeParams
 from envs.portfolio_env import PortfolioEnv
 from policies.load import load_policy
 from quant.regimes import from_law
-from quant.strategies import FilteredGrowth, History
 from tests.support.agents import export_untrained
 from tests.support.markets import ASSETS
 from tests.support.paths import free_port
@@ -91,11 +90,35 @@ def test_a_window_too_short_for_the_filter_is_refused_naming_the_need(client, ti
 
 
 def test_regime_growth_is_served_with_the_agents_fitted_law(client, tiny):
+    """The growth-optimal mix of the one-day predictive mixture, computed here from the law's own parameters with
+    scipy (the Gaussian densities, the forward filter over the posted returns from the stationary distribution, and
+    SLSQP on the simplex), not with the project's filter or solver."""
+    from scipy.optimize import minimize
+    from scipy.stats import multivariate_normal
+
     closes = tiny.market.closes[500 - WINDOW : 501]
     answer = client.post(
         "/allocate", json={"prices": prices(tiny, 500, WINDOW + 1)}, headers={"X-Agent": "regime_growth"}
     ).json()
-    law = from_law(tiny.params.transition, tiny.params.mu, tiny.params.cov)
-    expected = FilteredGrowth("regime_growth", 1, law).weights(History(closes, np.full(4, 0.25), np.zeros(0)))
-    assert answer["agent"] == "regime_growth"
-    np.testing.assert_allclose([answer["weights"][a] for a in ASSETS], expected, atol=1e-9)
+    law = tiny.params
+    eigenvalues, eigenvectors = np.linalg.eig(law.transition.T)
+    belief = np.real(eigenvectors[:, np.argmin(np.abs(eigenvalues - 1))])
+    belief /= belief.sum()
+    for day in np.diff(np.log(closes), axis=0):
+        likelihood = [multivariate_normal(law.mu[k], law.cov[k]).pdf(day) for k in range(len(law.regimes))]
+        belief = (belief @ law.transition) * likelihood
+        belief /= belief.sum()
+    predicted = belief @ law.transition
+    mu, cov = predicted @ law.mu, np.einsum("k,kij->ij", predicted, law.cov)
+    drift, scale = mu + np.diag(cov) / 2, 1 / np.diag(cov).max()  # scaled: the solver's tolerances are absolute
+    best = minimize(
+        lambda w: (-scale * (w @ drift - w @ cov @ w / 2), -scale * (drift - cov @ w)),
+        np.full(4, 0.25),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0, 1)] * 4,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    assert answer["agent"] == "regime_growth" and best.success
+    np.testing.assert_allclose([answer["weights"][a] for a in ASSETS], best.x, atol=1e-6)
