@@ -1,5 +1,6 @@
-"""The README's main chain, run as a new user pastes it: synth, validate, train, sweep (killed mid-way, then
-``--resume``), report, serve and the curl examples, then TensorBoard and the MLflow UI on what the sweep wrote.
+"""The README's main chain, run as a new user pastes it: ``rlportfolio data synth``, ``data validate``, ``train``,
+``sweep`` (killed mid-way, then ``--resume``), ``report``, ``serve`` and the curl examples, then TensorBoard and the
+MLflow UI on what the sweep wrote.
 
 Every command is asserted to appear in README.md word for word, then run by bash from a fresh folder (holding only
 the checkout's ``.venv`` and ``configs``), with small budgets and free ports appended. The steps share that folder,
@@ -27,17 +28,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 README = (REPO_ROOT / "README.md").read_text()
 
-SYNTH = ".venv/bin/python -m envs.data synth --out data/synthetic.csv --seed 7"
-VALIDATE = ".venv/bin/python -m envs.data validate data/synthetic.csv"
-TRAIN = ".venv/bin/python -m training.train --algo ppo --timesteps 50000"
-SWEEP = ".venv/bin/python -m training.sweep --config configs/sweep.yaml"
-RESUME = ".venv/bin/python -m training.sweep --config configs/sweep.yaml --resume"
-REPORT = ".venv/bin/python -m evaluation.report --models models/ --out reports/mine"
-SERVE = ".venv/bin/python -m serving.app --models models/ --split ppo=0.5,sac=0.5"
+SYNTH = ".venv/bin/rlportfolio data synth --out data/synthetic.csv --seed 7"
+VALIDATE = ".venv/bin/rlportfolio data validate data/synthetic.csv"
+TRAIN = ".venv/bin/rlportfolio train --algo ppo --timesteps 50000"
+SWEEP = ".venv/bin/rlportfolio sweep --config configs/sweep.yaml"
+RESUME = ".venv/bin/rlportfolio sweep --config configs/sweep.yaml --resume"
+REPORT = ".venv/bin/rlportfolio report --models models/ --out reports/mine"
+SERVE = ".venv/bin/rlportfolio serve --models models/ --split ppo=0.5,sac=0.5"
 CURLS = [
     "curl -s localhost:8000/health",
     "curl -s localhost:8000/agents",
-    "curl -s localhost:8000/allocate -H 'Content-Type: application/json' -d \"$(.venv/bin/python -m serving.request_body --models models/)\"",
+    "curl -s localhost:8000/allocate -H 'Content-Type: application/json' -d \"$(.venv/bin/rlportfolio request-body --models models/)\"",
     "curl -s localhost:8000/ab/stats",
 ]
 TENSORBOARD = ".venv/bin/tensorboard --logdir runs/sweeps"
