@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup lint test test-fast demo bench clean
+.PHONY: setup lint test test-fast demo bench docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
@@ -29,7 +29,7 @@ lint: setup
 
 # PYTHONFAULTHANDLER: a crash in native code during the run prints every thread's Python stack instead of a bare
 # "Segmentation fault" (tests/conftest.py: the process leaves without interpreter shutdown once pytest has reported).
-test: lint
+test: lint docs
 	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest
 
 # The inner loop: every test that starts no Ray, no server and no cluster and runs no whole pipeline (markers in
@@ -37,6 +37,13 @@ test: lint
 FAST := not ray and not cluster and not postgres and not s3 and not slow
 test-fast: lint
 	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -m "$(FAST)"
+
+# The docs site (mkdocs.yml, docs/) built strictly into build/site: a broken link or anchor, or a page missing from the
+# nav, fails it, and `make test` runs it. Quiet unless it fails (mkdocs -q would also hide the warnings --strict counts).
+docs: setup
+	@mkdir -p build && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site >build/mkdocs.log 2>&1 \
+		|| { cat build/mkdocs.log; exit 1; }
+	@echo "docs: build/site/index.html"
 
 demo: setup
 	$(BIN)/python -m demo
