@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup lint test test-fast demo bench docs clean
+.PHONY: setup lint test test-fast demo bench docs clean image rootfs rootfs-smoke
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"need Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
@@ -50,6 +50,28 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/env_throughput.py
+
+# The container image (Dockerfile; docs/container.md): the official Ray image of requirements.lock's Ray version for
+# Python 3.11 with this project installed from the lock. VARIANT=gpu for CUDA torch; IMAGE=<registry>/rlportfolio
+# names it for a registry (then push it). deploy/*.yaml and cluster.yaml name the default tags.
+RAY_VERSION = $(shell sed -n 's/^ray==//p' requirements.lock)
+VARIANT ?= cpu
+IMAGE ?= rlportfolio
+IMAGE_TAG = $(IMAGE):$(RAY_VERSION)-py311-$(VARIANT)
+image:
+	@case "$(VARIANT)" in cpu|gpu) ;; *) echo "make image: VARIANT=$(VARIANT): choose cpu or gpu" >&2; exit 2 ;; esac; \
+	engine=$$(for e in $(ENGINE) docker podman; do command -v $$e >/dev/null && $$e info >/dev/null 2>&1 && { echo $$e; break; }; done); \
+	if [ -z "$$engine" ]; then echo "make image: no working container engine here (neither docker nor podman answers 'info'); make rootfs builds the same install without one (docs/container.md)" >&2; exit 1; fi; \
+	set -x; $$engine build --build-arg RAY_VERSION=$(RAY_VERSION) --build-arg RAY_VARIANT=$(VARIANT) -t $(IMAGE_TAG) .
+
+# Without a container engine (as root): the image's install in a Debian chroot packed as an OCI layout, and a smoke
+# test that serves an agent from inside it (deploy/rootfs/build.sh, smoke.sh; docs/container.md).
+ROOTFS ?= /var/tmp/rlportfolio-rootfs
+rootfs:
+	deploy/rootfs/build.sh $(ROOTFS)
+
+rootfs-smoke:
+	deploy/rootfs/smoke.sh $(ROOTFS)/rootfs
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -3,7 +3,7 @@
 # bookworm root filesystem with Python 3.11 (mmdebstrap), the project installed in it from requirements.lock the way
 # the Dockerfile installs it, then packed as an OCI image layout (umoci). As root, from the repository root:
 #
-#   deploy/rootfs/build.sh [OUT]          # make rootfs; OUT defaults to /work/rootfs-build
+#   deploy/rootfs/build.sh [OUT]          # make rootfs; OUT defaults to /var/tmp/rlportfolio-rootfs
 #   deploy/rootfs/smoke.sh OUT/rootfs     # make rootfs-smoke: serve an exported agent from inside it (chroot)
 #
 # OUT/rootfs is the root filesystem, OUT/oci the OCI layout (image rlportfolio:<ray>-py311-cpu-debian), OUT/build.log
@@ -18,7 +18,7 @@ set -euo pipefail
 
 REPO=$(git rev-parse --show-toplevel)
 cd "$REPO"
-OUT=$(realpath -m "${1:-${ROOTFS_OUT:-/work/rootfs-build}}")
+OUT=$(realpath -m "${1:-/var/tmp/rlportfolio-rootfs}")
 ROOT=$OUT/rootfs
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 RAY_VERSION=$(sed -n 's/^ray==//p' requirements.lock)
@@ -38,7 +38,7 @@ fi
 
 mkdir -p "$OUT"
 exec > >(tee "$OUT/build.log") 2>&1
-trap 'unmount_all' EXIT
+trap 'unmount_all "$ROOT"' EXIT
 started=$SECONDS
 step() { printf '\n== [%4ds] %s\n' $((SECONDS - started)) "$*"; }
 
@@ -101,10 +101,10 @@ in_root "$ROOT" rlportfolio --help
 in_root "$ROOT" pip freeze >"$OUT/pip-freeze.txt"
 echo "pip freeze: $(wc -l <"$OUT/pip-freeze.txt") lines in $OUT/pip-freeze.txt"
 
-unmount_all
+unmount_all "$ROOT"
 rm -rf "${ROOT:?}"/tmp/* "$ROOT"/home/ray/.cache
 : >"$ROOT/etc/resolv.conf"
-du -sh "$ROOT" "$ROOT/opt/venv"
+echo "rootfs $(du -sh "$ROOT" | cut -f1), of which the virtual environment $(du -sh "$ROOT/opt/venv" | cut -f1)"
 
 step "OCI image layout $OUT/oci (image rlportfolio:$TAG) with umoci"
 rm -rf "$OUT/oci"
