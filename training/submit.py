@@ -9,7 +9,9 @@ second rather than on the cluster. Its ``storage_path`` and ``models_dir`` must 
 (``s3://``, ``gs://``; a local path only with ``--shared-filesystem``, for NFS), because trials run on whichever node
 has room and Serve reads the models from another. The job uploads this folder as its working directory
 (``ray job submit --working-dir .``), runs ``python -m training.sweep --name NAME`` on the head, and is named
-``sweep-NAME``. Ctrl-C stops following, not the job: ``ray job logs --follow`` picks it up again.
+``sweep-NAME``. Ctrl-C stops following, not the job: ``ray job logs --follow`` picks it up again. A cluster with
+Ray's token authentication on gets the token found here (``core.runtime``: ``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``
+or ``RAY_AUTH_TOKEN_PATH``), whatever ``RAY_AUTH_MODE`` says in this shell.
 
 Exit status: 0 when the job succeeded (the exported models and the command that serves them are printed), 1 when it
 failed or was stopped, 2 for a bad option or config, 130 when following was interrupted.
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from core.cli import fail, prog
 from core.errors import ConfigError, DataError
-from core.runtime import setup_console
+from core.runtime import dashboard_auth_mode, match_cluster_auth, setup_console
 from core.storage import Location
 from training.sweep import new_plan
 from training.sweep_state import PLAN, read_summary, sweep_dir
@@ -143,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = entrypoint(args, plan.name)
         from ray.job_submission import JobSubmissionClient
 
+        # Ray's token when the cluster requires one (Ray's own client sends it only under RAY_AUTH_MODE=token).
+        match_cluster_auth(dashboard_auth_mode(args.address), f"--address {args.address}")
         try:
             client = JobSubmissionClient(args.address)
         except (ConnectionError, RuntimeError, ValueError) as exc:

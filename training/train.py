@@ -5,8 +5,10 @@ Prints one progress line per iteration on stderr (timesteps, episode return, val
 checkpoints the algorithm every ``checkpoint_every_iterations`` under ``runs/<agent>-<time>/``, keeps the module
 with the best validation log growth, and exports it to ``models/<agent>/``. With ``--time-budget-s`` it trains until
 the next iteration would end past the budget (or ``--timesteps``, when given too), then checkpoints and exports as
-usual: "15 minutes of training" is ``--time-budget-s 900``. The final JSON summary goes to stdout.
-Every config, data and resource problem is reported before Ray starts.
+usual: "15 minutes of training" is ``--time-budget-s 900``. The final JSON summary goes to stdout, with the
+exported folder's absolute path (or URI) under ``exported``. Every config, data and resource problem is reported
+before Ray starts. Run as a Ray job with a working directory (``ray job submit --working-dir .``), a relative
+``--models-dir`` is refused: the job runs in a copy that Ray deletes afterwards, and the model would go with it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from core.cli import fail, prog
 from core.errors import ConfigError, DataError
-from core.runtime import init_ray, setup_console
+from core.runtime import init_ray, job_working_dir, keep_outside_job, setup_console
 from envs import register_rllib
 from training.config import (
     ALGORITHMS,
@@ -155,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_console()
     try:
+        keep_outside_job(args.models_dir, "--models-dir")
+        if job_working_dir() is not None and not Path(args.runs_dir).is_absolute():
+            log.warning(
+                f"--runs-dir {args.runs_dir} is inside this job's working directory, which Ray deletes when the job "
+                "ends: the run's train.log and checkpoints go with it (pass an absolute --runs-dir to keep them)"
+            )
         overrides = env_overrides(args.data)
         if args.timesteps is not None:
             overrides["timesteps"] = args.timesteps
