@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.storage import Location
-from core.tracking import mlflow_uri
+from core.tracking import home_experiment, mlflow_uri
 from training.progress import STEPS
 from training.sweep_config import SweepConfig
 from training.sweep_state import (
@@ -37,8 +37,9 @@ def summarize_trials(result_grid: Any, sweep: SweepConfig, algo: str) -> AlgoSum
     groups: dict[tuple, dict[str, Any]] = {}
     trials = []
     for result in result_grid:
-        if result.error or not result.metrics:
-            trials.append(TrialSummary(trial_dir=Path(result.path).name, error=str(result.error)[:300]))
+        if result.error or not result.metrics or not result.config:
+            error = str(result.error) if result.error else "reported no result"
+            trials.append(TrialSummary(trial_dir=Path(result.path).name, error=error[:300]))
             continue
         metrics = result.metrics
         params = {
@@ -145,11 +146,10 @@ def export_best(summary: AlgoSummary, plan: SweepPlan, folder: Location, algo: s
 def _log_artifact(sweep: SweepConfig, trial_id: str, local_dir: Path, agent_dir: Location) -> None:
     from mlflow.tracking import MlflowClient
 
+    # The store may have moved since the trial's run was created (a copied checkout): its files go beside it now.
+    experiment_id = home_experiment(sweep.mlflow.tracking_uri, sweep.mlflow.experiment)
     client = MlflowClient(tracking_uri=mlflow_uri(sweep.mlflow.tracking_uri))
-    experiment = client.get_experiment_by_name(sweep.mlflow.experiment)
-    if experiment is None:
-        return
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.trial_id = '{trial_id}'")
     if runs:
         client.log_artifacts(runs[0].info.run_id, str(local_dir), artifact_path="policy")
         client.set_tag(runs[0].info.run_id, "exported_to", agent_dir.uri)

@@ -2,7 +2,9 @@
 
 Tune's stock ``MLflowLoggerCallback`` logs every config key and every result key one SQL transaction at a time
 (hundreds per iteration for RLlib), which on a SQLite store costs the driver more CPU than a trial's training. This
-subclass keeps its run management and logs a curated set with one ``log_batch`` call per iteration.
+subclass keeps its run management and logs a curated set with one ``log_batch`` call per iteration. Its experiment
+is set up by ``core.tracking.home_experiment`` first, so a local SQLite store keeps its artifacts beside it
+(``mlruns/``), in whichever folder the store is now.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.utils import flatten_dict
+
+from core.tracking import home_experiment
 
 METRIC_PREFIXES = (
     "validation/",
@@ -68,6 +72,10 @@ class CuratedMLflowLoggerCallback(MLflowLoggerCallback):
     def __init__(self, *args: Any, param_keys: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._param_keys = tuple(param_keys)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        home_experiment(self.tracking_uri, self.experiment_name)
+        super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial) -> None:
         from mlflow.entities import Param
