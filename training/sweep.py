@@ -14,29 +14,43 @@ TensorBoard. The console shows one line per trial iteration (``training.progress
 resumes its unfinished trials from their last checkpoints (finished trials are not rerun), and algorithms that never
 started run. After each algorithm its best trial (by best validation log growth) is exported to
 ``<models_dir>/<algo>/`` and attached to its MLflow run; the exported folders are printed at the end.
+
+Ctrl-C (SIGINT) stops the sweep: the running algorithm's trials stop where they are and Tune snapshots them; that
+algorithm is neither summarised nor exported (only one whose trials all ended by their budget, ASHA or the time budget
+is), ``summary.json`` says ``"complete": false``, and the command that finishes the sweep is printed, e.g.
+``rlportfolio sweep --config configs/sweep.yaml --resume NAME``. A second Ctrl-C stops at once; ``--resume`` then
+starts from Tune's last periodic snapshot, as after a kill.
+
+Run as a Ray job with a working directory (``ray job submit --working-dir .``), a relative ``storage_path`` or
+``models_dir`` is refused (the job runs in a copy that Ray deletes afterwards); ``training.submit`` checks them first.
+
+Exit status: 0 every algorithm finished; 1 an algorithm with no finished trial, or a data error; 2 a usage or
+configuration error; 130 stopped by Ctrl-C (128 + SIGINT, as a shell reports a command that SIGINT ended).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import fnmatch
 import json
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
-from core.runtime import init_ray, setup_console
+from core.runtime import init_ray, job_working_dir, keep_outside_job, setup_console
 from core.storage import Location
-from core.tracking import mlflow_uri
+from core.tracking import mlflow_uri, sqlite_file
 from envs import register_rllib
 from envs.sources import data_tag, describe_data
 from policies.format import REGISTRY
@@ -62,6 +76,7 @@ log = logging.getLogger("training.sweep")  # not __name__: run as a script, that
 # What a Tune experiment needs to resume as it was: the Tuner (written first), then the snapshot of its trials and
 # of its search algorithm's state.
 RESUMABLE = ("tuner.pkl", "experiment_state-*.json", "basic-variant-state-*.json")
+INTERRUPTED = 130  # the exit status after Ctrl-C, as a shell reports a command SIGINT ended (128 + 2)
 
 
 def param_space(base: TrainConfig, sweep: SweepConfig, algo: str, run_dir: Location) -> dict[str, Any]:
@@ -269,6 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the snapshot-frequency hint is about remote storage, and local storage syncs nothing.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    interrupts = Interrupts()
+    interrupts.install()
+    where: dict[str, Any] = {}  # the plan and folder once known: what an interruption names
+    try:
+        return run_sweep(args, interrupts, where)
+    except KeyboardInterrupt:
+        return stopped(args, where.get("plan"), where.get("folder"), where.get("summaries", {}), where.get("algo"))
+
+
+def run_sweep(args: argparse.Namespace, interrupts: Interrupts, where: dict[str, Any]) -> int:
     started = time.perf_counter()
     try:
         if args.resume:
@@ -282,17 +307,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"--resume continues a sweep with the settings it started with; drop {', '.join(fixed)}"
                 )
             storage = parse_config(SweepConfig, load_yaml(args.config), where=args.config).storage_path
+            keep_outside_job(storage, "storage_path")
             folder = find_sweep(storage, args.resume)
             plan = read_plan(folder)
         else:
             plan = new_plan(args)
+            keep_outside_job(plan.sweep.storage_path, "storage_path")
             folder = write_plan(plan)
+        keep_outside_job(plan.sweep.models_dir, "models_dir")
     except (ConfigError, DataError) as exc:
         return fail(exc)
+    where.update(plan=plan, folder=folder)
     log_file = local_log(folder)
     setup_console(log_file)
+    if job_working_dir() is not None and sqlite_file(plan.sweep.mlflow.tracking_uri) is not None:
+        if not plan.sweep.mlflow.tracking_uri.startswith("sqlite:////"):
+            log.warning(
+                f"mlflow.tracking_uri {plan.sweep.mlflow.tracking_uri} is inside this job's working directory, which "
+                "Ray deletes when the job ends: give an absolute sqlite:////path or an MLflow server to keep the runs"
+            )
     previous = read_summary(folder)
     summaries: dict[str, AlgoSummary] = dict(previous.algos) if previous else {}
+    where["summaries"] = summaries
     seconds_before = previous.seconds if previous else 0.0
     log.info(f"sweep {plan.name}: {', '.join(a.upper() for a in plan.algos)} on {plan.data_label}; results in {folder}")
     try:
@@ -315,11 +351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{len(plan.sweep.seeds)} seed(s)), up to {spec.timesteps:,} env steps each"
                 + (f", {duration(share)} in all" if share is not None else "")
             )
-            summary = summarize_trials(run_algo(plan, folder, algo, share), plan.sweep, algo)
+            where["algo"] = (algo, "running")
+            with interrupts.tune_fit():
+                grid = run_algo(plan, folder, algo, share)
+            if interrupts.received:
+                # Tune stopped the trials where they were and saved them for --resume: nothing of this algorithm is
+                # summarised or exported (a trial stopped mid-way is not a finished one, whatever its metrics say).
+                write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
+                return stopped(args, plan, folder, summaries, where["algo"])
+            where["algo"] = (algo, "exporting")
+            summary = summarize_trials(grid, plan.sweep, algo)
             summary = summary.model_copy(update={"exported": export_best(summary, plan, folder, algo)})
             summaries[algo] = summary
             print(results_table(summary), flush=True)
             write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
+            where.pop("algo")
     finally:
         store_log(folder, log_file)
     out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
@@ -339,6 +385,87 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(f"no trial of {', '.join(failed)} finished; see {folder / LOG} and the trials' error.txt files")
     store_log(folder, log_file)
     return 1 if failed else 0
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) during a sweep.
+
+    While an algorithm's ``Tuner.fit`` runs, the first Ctrl-C stops Tune the way its own SIGINT handler would (through
+    the SIGUSR1 handler Tune installs for that): the trials stop where they are, and Tune snapshots them for
+    ``--resume`` before ``fit`` returns. A second Ctrl-C, or one anywhere else (starting Ray, exporting), raises
+    ``KeyboardInterrupt`` at once. ``received`` says whether one came."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._in_fit = False
+        self._before_fit: Any = signal.SIG_DFL
+
+    def install(self) -> None:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is answered here; Tune still listens on SIGUSR1
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    @contextlib.contextmanager
+    def tune_fit(self) -> Iterator[None]:
+        """Around one ``Tuner.fit``; Tune leaves its SIGUSR1 handler behind, so the one before is put back after."""
+        self._before_fit, self._in_fit = signal.getsignal(signal.SIGUSR1), True
+        try:
+            yield
+        finally:
+            self._in_fit = False
+            signal.signal(signal.SIGUSR1, self._before_fit)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        first, self.received = not self.received, True
+        stop_tune = signal.getsignal(signal.SIGUSR1)
+        if first and self._in_fit and callable(stop_tune) and stop_tune is not self._before_fit:
+            log.warning(
+                "Ctrl-C: stopping the sweep; Tune saves every trial where it is, for --resume (Ctrl-C again to stop "
+                "at once)"
+            )
+            # A trial stopped before its first result has no result files, which Tune's analysis then reports.
+            logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(
+                lambda record: not record.getMessage().startswith("Failed to fetch metrics")
+            )
+            stop_tune(signal.SIGUSR1, frame)
+            return
+        raise KeyboardInterrupt
+
+
+def resume_command(args: argparse.Namespace, plan: SweepPlan) -> str:
+    """The command that continues ``plan``, as this one was typed (``rlportfolio sweep`` or the Python it ran on)."""
+    head = prog("training.sweep")
+    if head.startswith("python -m "):
+        python = Path(sys.executable)
+        if python.is_relative_to(Path.cwd()):
+            python = python.relative_to(Path.cwd())
+        head = f"{python} -m training.sweep"
+    return " ".join([*shlex.split(head), "--config", shlex.quote(args.config), "--resume", shlex.quote(plan.name)])
+
+
+def stopped(
+    args: argparse.Namespace,
+    plan: SweepPlan | None,
+    folder: Location | None,
+    summaries: dict[str, AlgoSummary],
+    algo: tuple[str, str] | None,
+) -> int:
+    """After Ctrl-C: what is done, what is not, and the command that finishes it; exit status 130 (128 + SIGINT)."""
+    if plan is None or folder is None:
+        print("\ninterrupted before the sweep started; nothing to resume", file=sys.stderr, flush=True)
+        return INTERRUPTED
+    lines = ["", f"interrupted: sweep {plan.name} in {folder} is not complete"]
+    for name in plan.algos:
+        if name in summaries:
+            lines.append(f"  {name}: done, exported to {summaries[name].exported or 'nothing (no trial finished)'}")
+        elif algo is not None and algo[0] == name and algo[1] == "running":
+            lines.append(f"  {name}: stopped before it finished; nothing of it was exported")
+        elif algo is not None and algo[0] == name:  # its trials had finished: --resume exports without training
+            lines.append(f"  {name}: stopped while its best trial was being exported; --resume exports it again")
+        else:
+            lines.append(f"  {name}: not started")
+    lines.append(f"finish it with: {resume_command(args, plan)}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":
