@@ -5,7 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Ray 2.60 turns token auth on by default; a local single-user cluster does not need it.
+# Ray 2.60 turns token auth on for a new local instance. The project's commands start theirs without it (and join a
+# cluster in the cluster's own mode: core.runtime); this covers the tests that call a bare ray.init() themselves.
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 

@@ -33,7 +33,7 @@ from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
 from core.runtime import setup_console
-from core.tracking import mlflow_uri
+from core.tracking import home_experiment, mlflow_uri
 from envs.config import EnvConfig, with_data
 from envs.oracle import make_oracles
 from envs.regimes import fitted_regime_model
@@ -216,7 +216,7 @@ def log_to_mlflow(report: Report, out: Path, tracking_uri: str, experiment: str)
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_uri(tracking_uri))
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=home_experiment(tracking_uri, experiment))  # artifacts beside the store
     with mlflow.start_run(run_name=f"report-{out.name}") as run:
         mlflow.log_params(
             {

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from core.cli import fail, prog
 from core.config import load_yaml
 from core.errors import ConfigError, DataError
-from core.runtime import setup_console
+from core.runtime import dashboard_auth_mode, match_cluster_auth, setup_console
 from core.storage import Location
 
 APP_IMPORT = "serving.app:build_app"
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
         from ray.util.state import list_nodes
 
+        match_cluster_auth(dashboard_auth_mode(args.address), f"--address {args.address}")  # its token, if it asks
         try:
             client = ServeSubmissionClient(args.address)  # connects and checks the cluster's version
             running = client.get_serve_details()

@@ -23,6 +23,7 @@ import yaml
 
 from tests.support.clusters import trial_statuses
 from tests.support.paths import REPO_ROOT, free_port
+from tests.support.readme import README, SUBMIT, TOKEN_FILE, TOKEN_MODE
 from tests.support.sweeps import write_sweep
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -227,6 +228,7 @@ def wait_for_job_agent(url: str, env: dict) -> None:
 @pytest.mark.cluster
 @pytest.mark.timeout(900)
 def test_the_cluster_block_works_where_rays_token_file_exists(tmp_path, tiny_csv, ray_tmp):
+    assert TOKEN_FILE in README and TOKEN_MODE in README and SUBMIT in README  # the block this test runs
     home = tmp_path / "home"
     home.mkdir()
     env = user_env(ray_tmp, HOME=str(home))
@@ -258,7 +260,8 @@ def test_the_cluster_block_works_where_rays_token_file_exists(tmp_path, tiny_csv
         lost = run(job, token)  # models/ in the job's working directory, which Ray deletes afterwards
         assert lost.returncode != 0
         assert "error: --models-dir: models is relative, and this runs as a Ray job in" in lost.stdout + lost.stderr
-        kept = run(f"{job} --models-dir {tmp_path / 'job-models'}", token)
+        readme_job = SUBMIT.replace("http://127.0.0.1:8265", url).replace("--timesteps 50000", "")  # as written
+        kept = run(f"{readme_job} {small} --models-dir {tmp_path / 'job-models'}", token)
         assert kept.returncode == 0, (kept.stdout + kept.stderr)[-3000:]
         assert "succeeded" in kept.stdout + kept.stderr
         assert (tmp_path / "job-models" / "ppo" / "metadata.json").is_file()

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO_ROOT
+from tests.support.readme import JOIN, README, SUBMIT
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
-
-README = (REPO_ROOT / "README.md").read_text()
-JOIN = "RAY_ADDRESS=auto .venv/bin/python -m training.train --algo ppo --timesteps 50000"
-SUBMIT = """RAY_ADDRESS=http://127.0.0.1:8265 .venv/bin/ray job submit --working-dir . \\
-  --runtime-env-json '{"excludes": [".venv", "runs", "models", "data", "reports", ".git"]}' \\
-  -- "$PWD/.venv/bin/python" -m training.train --algo ppo --timesteps 50000"""
 
 
 def small_run(tiny_csv, folder: Path) -> str:

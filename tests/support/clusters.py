@@ -33,6 +33,8 @@ def ray_head(env: dict[str, str] | None = None, *, auth: bool = False) -> Iterat
             f"--dashboard-port={dashboard}",
             "--dashboard-host=127.0.0.1",
             "--include-dashboard=true",
+            f"--dashboard-agent-listen-port={free_port()}",  # not the default 52365: another head may hold it
+            f"--ray-client-server-port={free_port()}",
             "--num-cpus=2",
             "--disable-usage-stats",
         ],

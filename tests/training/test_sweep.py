@@ -66,6 +66,18 @@ def trial_rows(experiment: Path) -> dict[str, int]:
     return {p.parent.name: len(p.read_text().splitlines()) for p in experiment.glob("*/result.json")}
 
 
+def trial_files(experiment: Path) -> dict[str, dict[str, tuple[bytes, int]]]:
+    """Per trial directory, every file in it (checkpoints included) with its content and modification time: a
+    trial not rerun leaves all of them as they were, byte for byte and untouched."""
+    return {
+        trial.name: {
+            str(f.relative_to(trial)): (f.read_bytes(), f.stat().st_mtime_ns) for f in trial.rglob("*") if f.is_file()
+        }
+        for trial in experiment.iterdir()
+        if (trial / "result.json").is_file()
+    }
+
+
 @pytest.mark.ray
 def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_that_never_started(tmp_path, tiny_csv):
     # Three PPO trials of 4 iterations each, one at a time, so a kill lands with some finished and some not; DQN after.
@@ -98,7 +110,7 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
             [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True, timeout=60
         )
 
-    before = trial_rows(experiment)
+    before = trial_files(experiment)
     # Finished is what the snapshot a resume reads says: a trial can report its last iteration just before a kill
     # and still be RUNNING there, and Tune then reruns it from its last checkpoint.
     finished_before = {name for name, status in trial_statuses(experiment).items() if status == "TERMINATED"}
@@ -109,10 +121,11 @@ def test_sweep_killed_mid_algorithm_resumes_its_trials_and_runs_the_algorithms_t
         sweep_command(config, "--resume"), cwd=REPO_ROOT, env=run_env(), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    after = trial_rows(experiment)
-    assert len(after) == 3 and all(n >= 4 for n in after.values())
+    rows = trial_rows(experiment)
+    assert len(rows) == 3 and all(n >= 4 for n in rows.values())
+    after = trial_files(experiment)
     for name in finished_before:
-        assert after[name] == before[name], f"finished trial {name} was rerun"
+        assert after[name] == before[name], f"finished trial {name} was rerun (its files changed)"
     assert len(trial_rows(tmp_path / "sweeps" / "t" / "dqn")) == 3
     summary = json.loads((tmp_path / "sweeps" / "t" / "summary.json").read_text())
     assert summary["complete"] and set(summary["algos"]) == {"ppo", "dqn"}
