@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
-    from core.runtime import quiet_libraries
+    from core.runtime import init_ray
 
-    quiet_libraries()
-    ray.init(include_dashboard=False, log_to_driver=False)
+    # Its own local instance (address='local'), or the cluster RAY_ADDRESS names: never a stale `ray start` left here.
+    init_ray(dashboard=False)
     from envs import register_rllib
 
     register_rllib()

@@ -9,7 +9,6 @@ ingress-to-agent hop costs on the machine, below which the real app cannot go.
 """
 
 import argparse
-import os
 import sys
 import uuid
 
@@ -48,11 +47,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    import ray
+    from core.runtime import init_ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     use_throughput_mode()
-    ray.init(include_dashboard=False)
+    init_ray(dashboard=False)  # a local instance of its own, as every command starts one
     banner = f"floor app on http://127.0.0.1:{args.port}"
     serve_until_stopped(FloorIngress.bind(Echo.bind()), name="floor", host="127.0.0.1", port=args.port, banner=banner)
     return 0
