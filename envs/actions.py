@@ -5,6 +5,11 @@ softmax of ``scale * action``, by clip-and-normalise, or relative to the weights
 (``softmax_delta``: ``softmax(log(held + 1e-4) + scale * action)``, so the zero action means "hold" and exploration
 noise means small trades rather than a new random portfolio every day, which costs would punish). Discrete actions index a fixed grid on the simplex, so a
 DQN agent can hold any mix of every asset at the grid's resolution, not just one asset at a time.
+
+A residual map (``residual=True``, ``envs.config.PolicyConfig``) tilts a classical base's weights instead:
+``w ∝ base ⊙ exp(tilt_scale · a)``, so the zero action is the base exactly; ``tilt_budget`` shrinks a tilt that
+moves further than that L1 distance from the base back towards it. Discrete residual actions are ``2K + 1`` tilts:
+0 follows the base, ``1..K`` tilt asset ``k`` up (``a = e_k``), ``K+1..2K`` tilt it down (``a = -e_k``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,28 @@ def clip_weights(action: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def tilt_vectors(n_assets: int) -> np.ndarray:
+    """``(2K + 1, K)`` discrete residual actions as tilt vectors: none, each asset up, each asset down."""
+    eye = np.eye(n_assets)
+    return np.vstack([np.zeros((1, n_assets)), eye, -eye])
+
+
+def tilt_weights(tilts: np.ndarray, base: np.ndarray, scale: float, budget: float | None = None) -> np.ndarray:
+    """``(..., K)`` weights ``∝ base ⊙ exp(scale · clip(tilts, -1, 1))``, each row at most ``budget`` (L1) from its
+    base (a row further away is moved back along the segment to the base, which stays on the simplex). A zero
+    tilt returns the base itself (normalised)."""
+    base = np.asarray(base, dtype=np.float64)
+    logits = scale * np.clip(np.asarray(tilts, dtype=np.float64), -1.0, 1.0)
+    logits -= logits.max(axis=-1, keepdims=True)
+    weights = base * np.exp(logits)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    if budget is not None:
+        distance = np.abs(weights - base).sum(axis=-1, keepdims=True)
+        shrink = np.minimum(1.0, budget / np.maximum(distance, 1e-300))
+        weights = base + shrink * (weights - base)
+    return weights
+
+
 class ActionMap:
     """Action -> weights for one env configuration; the env, validation, export and serving all use this.
 
@@ -86,12 +113,20 @@ class ActionMap:
         softmax_scale: float = 3.0,
         discrete_hold: bool = False,
         trade_rate: float = 1.0,
+        residual: bool = False,
+        tilt_scale: float = 1.0,
+        tilt_budget: float | None = None,
     ) -> None:
         self.mode = mode
+        # Residual: the action tilts a base's weights (passed to every call), which the zero action returns.
+        self.residual = bool(residual)
+        self.tilt_scale = float(tilt_scale)
+        self.tilt_budget = tilt_budget
+        self.tilts = tilt_vectors(n_assets) if self.residual and mode == "discrete" else None
         self.n_assets = n_assets
         self.continuous_map = continuous_map
         self.softmax_scale = softmax_scale
-        self.grid = simplex_grid(n_assets, grid_steps) if mode == "discrete" else None
+        self.grid = simplex_grid(n_assets, grid_steps) if mode == "discrete" and not self.residual else None
         # With a hold action, discrete action 0 keeps the weights held and action i >= 1 is grid row i - 1: the
         # discrete counterpart of softmax_delta, so a DQN agent can stay put without paying to re-hit a grid point.
         self.hold = bool(discrete_hold) and self.grid is not None
@@ -112,22 +147,27 @@ class ActionMap:
             config.softmax_scale,
             config.discrete_hold,
             config.trade_rate,
+            residual=config.policy.base != "none",
+            tilt_scale=config.policy.tilt_scale,
+            tilt_budget=config.policy.tilt_budget,
         )
 
     def space(self):
         import gymnasium as gym
 
+        if self.tilts is not None:
+            return gym.spaces.Discrete(len(self.tilts))
         if self.grid is not None:
             return gym.spaces.Discrete(len(self.grid) + int(self.hold))
         return gym.spaces.Box(-1.0, 1.0, shape=(self.n_assets,), dtype=np.float32)
 
-    def __call__(self, action, held: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, action, held: np.ndarray | None = None, base: np.ndarray | None = None) -> np.ndarray:
         """Weights for ``action`` given the weights ``held`` now (needed by ``softmax_delta``, the hold action and
-        ``trade_rate < 1``).
+        ``trade_rate < 1``) and, for a residual map, the base's weights today.
 
         Returns a view of an internal buffer or of the grid: copy it to keep it.
         """
-        target = self._target(action, held)
+        target = self._residual(action, base) if self.residual else self._target(action, held)
         if self.trade_rate >= 1.0:
             return target
         if held is None:
@@ -136,6 +176,21 @@ class ActionMap:
         self._partial *= self.trade_rate
         self._partial += held
         return self._partial
+
+    def _residual(self, action, base: np.ndarray | None) -> np.ndarray:
+        if base is None:
+            raise ValueError("a residual action tilts the base's weights, and none were given")
+        if self.tilts is not None:
+            index = int(action)
+            if not 0 <= index < len(self.tilts):
+                raise ValueError(f"action {index} is outside Discrete({len(self.tilts)})")
+            tilt = self.tilts[index]
+        else:
+            tilt = np.asarray(action, dtype=np.float64)
+            if tilt.shape != self._out.shape or not np.isfinite(tilt).all():
+                raise ValueError(f"action must be {self.n_assets} finite numbers, got {action!r}")
+        self._out[:] = tilt_weights(tilt, base, self.tilt_scale, self.tilt_budget)
+        return self._out
 
     def _target(self, action, held: np.ndarray | None) -> np.ndarray:
         if self.grid is not None:
@@ -162,11 +217,27 @@ class ActionMap:
             return softmax_delta_weights(action, held, self.softmax_scale, self._out)
         return clip_weights(action, self._out)
 
-    def batch(self, actions, held: np.ndarray) -> np.ndarray:
+    def batch(self, actions, held: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
         """``(N, K)`` weights for ``N`` actions (``(N,)`` indices or ``(N, K)`` numbers) given the ``(N, K)``
-        weights held: row ``i`` equals ``self(actions[i], held[i])`` (a new array)."""
+        weights held (and bases, for a residual map): row ``i`` equals ``self(actions[i], held[i], base[i])`` (a new
+        array)."""
         n_envs = held.shape[0]
-        if self.grid is not None:
+        if self.residual:
+            if base is None or np.shape(base) != held.shape:
+                raise ValueError(f"a residual action tilts the base's weights: give ({n_envs}, {self.n_assets}) bases")
+            if self.tilts is not None:
+                index = np.asarray(actions).reshape(-1).astype(np.int64)
+                if index.shape != (n_envs,) or ((index < 0) | (index >= len(self.tilts))).any():
+                    raise ValueError(
+                        f"actions must be {n_envs} indices in Discrete({len(self.tilts)}), got {actions!r}"
+                    )
+                tilt = self.tilts[index]
+            else:
+                tilt = np.asarray(actions, dtype=np.float64)
+                if tilt.shape != held.shape or not np.isfinite(tilt).all():
+                    raise ValueError(f"actions must be ({n_envs}, {self.n_assets}) finite numbers, got {actions!r}")
+            target = tilt_weights(tilt, base, self.tilt_scale, self.tilt_budget)
+        elif self.grid is not None:
             index = np.asarray(actions).reshape(-1).astype(np.int64)
             size = len(self.grid) + int(self.hold)
             if index.shape != (n_envs,) or ((index < 0) | (index >= size)).any():

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
+from quant.registry import ROUTABLE
 
 ENV_YAML = CONFIG_DIR / "env.yaml"
 
@@ -102,6 +103,29 @@ class RegimeConfig(FrozenConfig):
         return value
 
 
+RESIDUAL_BASES = ("none", *ROUTABLE)  # the strategies the server can decide from closes alone
+
+
+class PolicyConfig(FrozenConfig):
+    """A residual policy (``envs.bases``): the agent tilts a classical strategy's target weights instead of choosing
+    weights from nothing, ``w ∝ base ⊙ exp(tilt_scale · a)`` with ``a`` in ``[-1, 1]^K``, so its zero action is the
+    base. The base is the registry's strategy (``quant.registry``), decided every day from the closes seen so far."""
+
+    base: Literal[RESIDUAL_BASES] = Field(  # type: ignore[valid-type]
+        default="none",
+        description="none (the action is the portfolio), or the routable classical strategy the action tilts",
+    )
+    tilt_scale: float = Field(default=1.0, gt=0.0, le=10.0, description="w ∝ base · exp(tilt_scale · a), a in [-1, 1]")
+    tilt_budget: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=2.0,
+        description="the most L1 distance from the base a tilt may take (a larger one is shrunk towards the base); "
+        "null: no cap (2 is the simplex's diameter)",
+    )
+    lookback_days: int = Field(default=252, ge=20, le=5000, description="estimation window of an estimated base")
+
+
 class EnvConfig(FrozenConfig):
     """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
 
@@ -153,6 +177,10 @@ class EnvConfig(FrozenConfig):
         default=20, ge=1, le=1000, description="train_paths bootstrap: mean block length in days (geometric)"
     )
 
+    policy: PolicyConfig = Field(
+        default=PolicyConfig(), description="residual policy: the classical base the action tilts (none: no base)"
+    )
+
     validation_paths: int = Field(
         default=0,
         ge=0,
@@ -165,7 +193,37 @@ class EnvConfig(FrozenConfig):
     def warmup_days(self) -> int:
         """Days of returns the features need before the first decision (``envs.features.warmup_days``)."""
         regime_window = self.regimes.window_days if self.observe_regimes else 0
-        return max(self.window_days, self.vol_window_days, regime_window)
+        return max(self.window_days, self.vol_window_days, regime_window, self.base_warmup_days)
+
+    @property
+    def base_warmup_days(self) -> int:
+        """Days of returns the residual base reads before its first decision (``quant.registry.closes_needed`` - 1)."""
+        base = self.policy.base
+        if base == "none" or base == "equal_weight":
+            return 0
+        if base == "regime_growth":
+            return self.regimes.window_days
+        return self.policy.lookback_days
+
+    @property
+    def base_needs_regimes(self) -> bool:
+        return self.policy.base == "regime_growth"
+
+    @model_validator(mode="after")
+    def _residual_fits_the_action_map(self) -> EnvConfig:
+        if self.policy.base == "none":
+            return self
+        if self.action_mode == "continuous" and self.continuous_map != "softmax":
+            raise ValueError(
+                f"policy.base '{self.policy.base}': a residual action tilts the base's weights, so continuous_map "
+                f"must be 'softmax' (the default), not '{self.continuous_map}'"
+            )
+        if self.action_mode == "discrete" and self.discrete_hold:
+            raise ValueError(
+                f"policy.base '{self.policy.base}': discrete_hold cannot be combined with a base (the zero tilt, "
+                "action 0, follows the base; trade_rate slows trading instead)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _law_paths_have_a_length(self) -> EnvConfig:

@@ -9,6 +9,7 @@ window ``W`` and ``E`` observed extras:
 | ``[W*K, W*K+K)``       | standard deviation of the last ``vol_window_days`` log returns | percent per day (its natural log with ``log_volatility``) |
 | ``[.., ..+E)``         | extra columns' values at day ``t``                             | as in the CSV   |
 | ``[.., ..+R)``         | regime probabilities filtered from the last ``regime_window_days`` returns (``envs.regimes``) | probability |
+| ``[.., ..+K)``         | a residual policy's base weights at day ``t`` (``envs.bases``), when it has one | fraction |
 | last ``K``             | current portfolio weights (after the day's drift)              | fraction        |
 """
 
@@ -94,8 +95,8 @@ def rolling_std(values: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(variance, out=variance)
 
 
-def observation_size(n_assets: int, window_days: int, n_extras: int = 0, n_regimes: int = 0) -> int:
-    return window_days * n_assets + n_assets + n_extras + n_regimes + n_assets
+def observation_size(n_assets: int, window_days: int, n_extras: int = 0, n_regimes: int = 0, base: bool = False) -> int:
+    return window_days * n_assets + n_assets + n_extras + n_regimes + n_assets * int(base) + n_assets
 
 
 def latest_observation(
@@ -107,8 +108,10 @@ def latest_observation(
     log_volatility: bool = False,
     regimes: RegimeModel | None = None,
     regime_window_days: int = 0,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it.
+    """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it; ``base``: a
+    residual policy's base weights that day (``envs.bases.ResidualBase.latest``).
 
     Needs ``T >= warmup_days(...) + 1`` closes. Used by the HTTP server so it cannot drift from the env.
     """
@@ -120,7 +123,8 @@ def latest_observation(
     row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility, regimes, regime_window_days)[
         -1
     ]
-    return np.concatenate([row, np.asarray(weights, dtype=np.float32)])
+    parts = [row] + ([] if base is None else [np.asarray(base, dtype=np.float32)])
+    return np.concatenate([*parts, np.asarray(weights, dtype=np.float32)])
 
 
 def feature_names(
@@ -129,11 +133,13 @@ def feature_names(
     extras: tuple[str, ...] = (),
     log_volatility: bool = False,
     n_regimes: int = 0,
+    base: str = "none",
 ) -> list[str]:
-    """Names of the observation entries, in layout order."""
+    """Names of the observation entries, in layout order (``base``: the residual base's name, or ``none``)."""
     names = [f"logret_pct[{asset}, t-{lag}]" for lag in range(window_days) for asset in assets]
     names += [f"{'log_vol_pct' if log_volatility else 'vol_pct'}[{asset}]" for asset in assets]
     names += [f"extra[{name}]" for name in extras]
     names += [f"regime_prob[{k}]" for k in range(n_regimes)]
+    names += [] if base == "none" else [f"base[{base}, {asset}]" for asset in assets]
     names += [f"weight[{asset}]" for asset in assets]
     return names

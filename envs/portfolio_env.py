@@ -15,6 +15,8 @@ from core.config import parse_config
 from core.errors import ConfigError, DataError
 from envs.accounting import rebalance
 from envs.actions import ActionMap
+from envs.bases import ResidualBase
+from envs.bootstrap import bootstrap_closes
 from envs.config import EnvConfig
 from envs.features import compute_features, observation_size
 from envs.market import MarketData
@@ -45,6 +47,8 @@ class PortfolioEnv(gym.Env):
     | ``continuous`` | ``Box(-1, 1, (K,), float32)`` | ``softmax(softmax_scale * a)``; ``softmax_delta``: ``softmax(log(held) + softmax_scale * a)`` (the zero action holds); ``clip``: ``clip(a, 0, 1) / sum`` |
     | ``discrete`` | ``Discrete(C(grid_steps + K - 1, K - 1))`` | an index into the simplex grid of multiples of ``1 / grid_steps`` (4 assets at 25%: 35 actions); with ``discrete_hold`` one more, action 0, keeps the weights held |
 
+    With a residual base (``policy.base``) the action tilts the base's weights today instead:
+    ``base ⊙ exp(tilt_scale * a)`` normalised (``Discrete(2K + 1)`` tilts for DQN), the zero action being the base.
     The target is reached at once, or only ``trade_rate`` of the way from the weights held (partial adjustment).
 
     ## Observation Space
@@ -52,7 +56,9 @@ class PortfolioEnv(gym.Env):
     ``Box(-inf, inf, (W*K + K + E + K,), float32)``, in this order (``envs.features``, the one feature function the
     env, validation, backtests and the server share): the last ``W = window_days`` daily log returns per asset in
     percent, each asset's rolling volatility over ``vol_window_days`` in percent per day (its log with
-    ``log_volatility``), the ``E`` extra columns at ``t`` (``observe_extras``), and the weights held.
+    ``log_volatility``), the ``E`` extra columns at ``t`` (``observe_extras``), the ``R`` filtered regime
+    probabilities (``observe_regimes``), the residual base's ``K`` weights at ``t`` (``policy.base``), and the weights
+    held.
 
     ## Rewards
 
@@ -124,9 +130,9 @@ class PortfolioEnv(gym.Env):
         extras_names = tuple(cfg.data.extra_columns) if cfg.observe_extras else ()
         self.extra_names = extras_names
         # The regime model comes from the data this env was configured with, never from a path it plays.
-        self.regime_model = (
-            resolve_regime_model(cfg, self.market, self.splits["train"]) if cfg.observe_regimes else None
-        )
+        needs_model = cfg.observe_regimes or cfg.base_needs_regimes
+        self.regime_model = resolve_regime_model(cfg, self.market, self.splits["train"]) if needs_model else None
+        self.base = None if cfg.policy.base == "none" else ResidualBase(cfg, self.assets, self.regime_model)
         self._law = None  # the law training paths are drawn from: the data's true one, or the one fitted on train
         self._bootstrap: np.ndarray | None = None  # or the train split's daily log returns, resampled in blocks
         self.path_kind = "split"
@@ -148,6 +154,12 @@ class PortfolioEnv(gym.Env):
                 )
             else:
                 self._bootstrap = self.market.log_returns()[train.first - 1 : train.last]
+        if self.path_kind != "split" and self.base is not None and self.base.estimated:
+            raise ConfigError(
+                f"policy.base: '{self.base.name}' re-estimates every day of a path (skfolio), too slow for a fresh "
+                f"{self.path_kind} path every episode; train it on the split (train_paths: split) or pick a base "
+                "computed in one pass (equal_weight, regime_growth)"
+            )
         if self.path_kind != "split":
             self._path_dates = self.market.dates[: warmup + cfg.episode_days + 1]
             self._path_source = f"{self.market.source} {self.path_kind} path"
@@ -162,8 +174,8 @@ class PortfolioEnv(gym.Env):
         self._load_prices(self.market)
         self._n_features = self._features.shape[1]
 
-        n_regimes = 0 if self.regime_model is None else self.regime_model.n_regimes
-        obs_size = observation_size(n_assets, cfg.window_days, len(extras_names), n_regimes)
+        n_regimes = self.regime_model.n_regimes if cfg.observe_regimes else 0
+        obs_size = observation_size(n_assets, cfg.window_days, len(extras_names), n_regimes, self.base is not None)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
         self.action_map = ActionMap.from_config(cfg, n_assets)
         self.grid = self.action_map.grid
@@ -203,7 +215,17 @@ class PortfolioEnv(gym.Env):
 
     def action_to_weights(self, action: Any) -> np.ndarray:
         """Target weights for an action (a view of an internal buffer: copy it to keep it)."""
-        return self.action_map(action, self._weights)
+        if self.base is None:
+            return self.action_map(action, self._weights)
+        return self.action_map(action, self._weights, self.base_weights)
+
+    @property
+    def base_weights(self) -> np.ndarray | None:
+        """The residual base's weights today as the action tilts them (the observed ones), or ``None``."""
+        if self.base is None:
+            return None
+        base = self._features[self._step_index, -self._weights.shape[0] :].astype(np.float64)
+        return base / base.sum()
 
     def step_weights(self, target: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Rebalance to ``target`` weights (``(K,)``, non-negative, sum 1) and advance one day."""
@@ -281,9 +303,12 @@ class PortfolioEnv(gym.Env):
             cfg.vol_window_days,
             extras,
             cfg.log_volatility,
-            self.regime_model,
+            self.regime_model if cfg.observe_regimes else None,
             cfg.regimes.window_days,
         )
+        first, last = self._first_decision + 1, self._first_decision + self._n_steps
+        if self.base is not None:  # the base's weights at each decision day, observed after the features
+            features = np.concatenate([features, self.base.targets(closes, first - 1)], axis=-1)
         first, last = self._first_decision + 1, self._first_decision + self._n_steps
         features = np.ascontiguousarray(features[..., first - 1 : last + 1, :])  # the state after the last return too
         relatives = np.ascontiguousarray(closes[..., first : last + 1, :] / closes[..., first - 1 : last, :])
@@ -329,20 +354,8 @@ class PortfolioEnv(gym.Env):
             )
 
     def _bootstrap_closes(self, rng: np.random.Generator) -> np.ndarray:
-        """A stationary block bootstrap of the train split's daily return vectors (blocks of geometric length with
-        mean ``bootstrap_block_days``, wrapping around; Politis and Romano 1994), compounded into closes."""
-        returns = self._bootstrap
-        n_days, length = len(self._path_dates) - 1, len(returns)
-        start = rng.integers(length)
-        restart = rng.random(n_days) < 1.0 / self.config.bootstrap_block_days
-        fresh = rng.integers(length, size=n_days)
-        # Day d continues the block begun on the last restart day r <= d (day 0 begins one at `start`).
-        restart[0] = True
-        fresh[0] = start
-        days = np.arange(n_days)
-        begun = np.maximum.accumulate(np.where(restart, days, 0))
-        index = (fresh[begun] + days - begun) % length
-        return 100.0 * np.exp(np.vstack([np.zeros(len(self.assets)), np.cumsum(returns[index], axis=0)]))
+        n_days = len(self._path_dates) - 1
+        return bootstrap_closes(self._bootstrap, n_days, self.config.bootstrap_block_days, rng)
 
     @property
     def law(self) -> MarketParams | None:

@@ -152,8 +152,13 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         self, index: np.ndarray, actions: Any, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
     ) -> dict[str, np.ndarray]:
         held = self._weights[index]
-        target = self.action_map.batch(actions, held)
         step = self._step[index]
+        if self.action_map.residual:  # the base the action tilts: the observed one, as PortfolioEnv.base_weights
+            rows = self._features[step] if self._shared else self._features[index, step]
+            base = rows[:, -held.shape[1] :].astype(np.float64)
+            target = self.action_map.batch(actions, held, base / base.sum(axis=1, keepdims=True))
+        else:
+            target = self.action_map.batch(actions, held)
         relatives = self._relatives[step] if self._shared else self._relatives[index, step]
         log_growth, turnover, cost = rebalance_batch(held, target, relatives, self._cost_rate)
         self._weights[index] = held

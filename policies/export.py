@@ -35,6 +35,7 @@ from policies.format import (
     MODULE_DIR,
     REGISTRY,
     SELECTION_METRIC,
+    GateRecord,
     ModelMetadata,
     Registry,
     agent_dirs,
@@ -118,6 +119,7 @@ def export_policy(
         extras = tuple(env_config.data.extra_columns) if env_config.observe_extras else ()
         regime_model = env_config.regimes.model
         n_regimes = len(regime_model.transition) if env_config.observe_regimes and regime_model is not None else 0
+        base = env_config.policy.base
         data_path = env_config.data.path
         metadata = ModelMetadata.model_validate(
             {
@@ -128,15 +130,18 @@ def export_policy(
                 "assets": list(market.assets),
                 "env_config": env_config.model_dump(mode="json"),
                 "observation": {
-                    "size": observation_size(market.n_assets, env_config.window_days, len(extras), n_regimes),
+                    "size": observation_size(
+                        market.n_assets, env_config.window_days, len(extras), n_regimes, base != "none"
+                    ),
                     "window_days": env_config.window_days,
                     "vol_window_days": env_config.vol_window_days,
                     "log_volatility": env_config.log_volatility,
                     "extras": list(extras),
                     "n_regimes": n_regimes,
                     "regime_window_days": env_config.regimes.window_days if n_regimes else 0,
+                    "base": base,
                     "names": feature_names(
-                        market.assets, env_config.window_days, extras, env_config.log_volatility, n_regimes
+                        market.assets, env_config.window_days, extras, env_config.log_volatility, n_regimes, base
                     ),
                 },
                 "action": {
@@ -204,9 +209,14 @@ def _upload(staging: Path, target: Location) -> None:
             old.delete()
 
 
-def update_registry(models_dir: str | Path | Location, metric: str = SELECTION_METRIC) -> Registry:
+def update_registry(
+    models_dir: str | Path | Location, metric: str = SELECTION_METRIC, gate: GateRecord | None = None
+) -> Registry:
     """Rewrite ``models/registry.json`` from the agents' metadata; the best agent has the highest validation
-    ``metric``. An agent whose metadata cannot be read is left out, with a warning naming the problem."""
+    ``metric``. An agent whose metadata cannot be read is left out, with a warning naming the problem.
+
+    ``gate``: the promotion gate's decision on these agents (``training.gate``), recorded with ``promoted``; without
+    one (after an export) the registry promotes nothing until a gate runs again."""
     models = Location.of(models_dir)
     agents = {}
     for agent_dir in agent_dirs(models):
@@ -223,7 +233,17 @@ def update_registry(models_dir: str | Path | Location, metric: str = SELECTION_M
         }
     scored = {name: a["validation"][metric] for name, a in agents.items() if metric in a["validation"]}
     registry = Registry(
-        metric=f"validation/{metric}", best=max(scored, key=scored.get) if scored else None, agents=agents
+        metric=f"validation/{metric}",
+        best=max(scored, key=scored.get) if scored else None,
+        agents=agents,
+        promoted=None if gate is None else gate.promoted,
+        gate=gate,
     )
-    (models / REGISTRY).write_text(json.dumps(registry.model_dump(mode="json"), indent=1))
+    text = json.dumps(registry.model_dump(mode="json"), indent=1)
+    if models.is_local:  # whole or not at all: a reader (the server) never sees half a registry
+        staging = models.local_path / f".{REGISTRY}.{uuid.uuid4().hex[:8]}.tmp"
+        staging.write_text(text)
+        staging.replace(models.local_path / REGISTRY)
+    else:
+        (models / REGISTRY).write_text(text)
     return registry

@@ -1,16 +1,18 @@
-"""The exported-policy format, version 4 (docs/architecture.md, "Exported model"):
+"""The exported-policy format, version 5 (docs/architecture.md, "Exported model"):
 
     models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint); in an object
                                     store ``module-<hash prefix>/``, the folder ``metadata.json`` names
     models/<agent>/metadata.json    ``ModelMetadata``: agent, algorithm, env config, observation and action specs,
                                     assets, data ranges and hashes, validation metrics, content hash, reproducibility
-    models/registry.json            ``Registry``: every agent's headline numbers and the best one by validation
+    models/registry.json            ``Registry``: every agent's headline numbers, the best one by validation, and
+                                    the promotion gate's decision (``GateRecord``): what is served by default
 
 ``read_metadata`` is the one reader: every problem with a ``metadata.json`` (missing, not JSON, a missing or wrong
 field, a format version this code does not read) is one ``DataError`` naming the file and the field. Version 1 (the
 mean daily log growth under ``validation.log_growth``) and version 2 (no regime fields) are read and upgraded in
-memory, and so is version 3 (the module always in ``module/``). A model that observes regimes carries its regime
-model in ``env_config.regimes.model``.
+memory, and so are version 3 (the module always in ``module/``) and version 4 (no residual base: ``env_config.policy``
+defaults to ``base: none``). A model that observes regimes, or tilts ``regime_growth``, carries its regime model in
+``env_config.regimes.model``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from core.records import Record
 from core.storage import Location
 from envs.config import EnvConfig
 
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 MODULE_DIR = "module"
 METADATA = "metadata.json"
 REGISTRY = "registry.json"
@@ -59,6 +61,7 @@ class ObservationSpec(Record):
     extras: list[str]
     n_regimes: int = Field(default=0, ge=0, description="regime probabilities observed (0: none)")
     regime_window_days: int = Field(default=0, ge=0, description="days of returns the regime filter runs over")
+    base: str = Field(default="none", description="the residual base whose weights are observed before the held ones")
     names: list[str]
 
 
@@ -123,8 +126,8 @@ class ModelMetadata(Record):
             if "log_growth" in validation:
                 validation[SELECTION_METRIC] = validation.pop("log_growth")
             raw = {**raw, "format_version": 2, "validation": validation}
-        if isinstance(raw, dict) and raw.get("format_version") in (2, 3):
-            # version 3 added optional regime fields, version 4 the optional module_dir
+        if isinstance(raw, dict) and raw.get("format_version") in (2, 3, 4):
+            # version 3 added optional regime fields, version 4 the optional module_dir, version 5 the residual base
             raw = {**raw, "format_version": FORMAT_VERSION}
         return raw
 
@@ -145,6 +148,11 @@ class ModelMetadata(Record):
                 "env_config.regimes.model is missing, but the model observes regimes (env_config.observe_regimes): "
                 "it was exported without its regime parameters and cannot be served or evaluated; re-export it"
             )
+        if self.env_config.base_needs_regimes and self.env_config.regimes.model is None:
+            raise ValueError(
+                f"agent '{self.agent}': its base '{self.env_config.policy.base}' filters with a fitted regime model, "
+                "and env_config.regimes.model is missing: the base cannot be computed; re-export it"
+            )
         return self
 
     @property
@@ -164,12 +172,49 @@ class RegistryEntry(Record):
     validation: dict[str, float]
 
 
+class GateEntry(Record):
+    """One candidate's paired comparison with the gate's baseline on validation (mean daily log growth)."""
+
+    name: str
+    kind: Literal["agent", "baseline"]
+    difference: float = Field(description="mean daily log growth minus the gate baseline's, same days and costs")
+    lower: float = Field(description="lower end of the interval, widened for the number of candidates")
+    upper: float
+    stderr: float
+
+
+class GateRecord(Record):
+    """The promotion gate's decision (``training.gate``): an agent is promoted only if its difference over
+    ``baseline`` has ``lower > 0``; else a baseline whose ``lower > 0`` (the best), else ``baseline`` itself."""
+
+    baseline: str
+    alpha: float
+    candidates: int = Field(
+        ge=1, description="comparisons the interval is widened for (Bonferroni), sweep trials included"
+    )
+    z: float = Field(description="the widened normal quantile: interval = difference ± z · stderr")
+    method: str = Field(description="how validation was resampled: fresh law paths or a stationary block bootstrap")
+    validation: str = Field(description="the validation data: dates or paths")
+    entries: list[GateEntry]
+    promoted: str
+    promoted_kind: Literal["agent", "baseline"]
+    reason: str = Field(description="one sentence: what was promoted and why")
+    regime_trade_rate: float | None = Field(
+        default=None, description="regime_growth's partial-adjustment rate, chosen on validation"
+    )
+    decided_at: str
+
+
 class Registry(Record):
-    """``models/registry.json``: every agent's headline numbers; ``best`` has the highest ``metric``."""
+    """``models/registry.json``: every agent's headline numbers; ``best`` has the highest ``metric``; ``promoted``
+    is what the gate decides to serve by default (an agent or a baseline), ``None`` until a gate has run on these
+    exports (an export clears it)."""
 
     metric: str
     best: str | None
     agents: dict[str, RegistryEntry]
+    promoted: str | None = None
+    gate: GateRecord | None = None
 
 
 def agent_dirs(models_dir: str | Path | Location) -> list[Location]:
@@ -216,3 +261,20 @@ def content_hash(module_dir: Path) -> str:
         digest.update(str(path.relative_to(module_dir)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def read_registry(models_dir: str | Path | Location) -> Registry | None:
+    """``models_dir/registry.json``, or ``None`` where there is none yet.
+
+    :raises DataError: it exists but cannot be read as a ``Registry`` (naming the file)."""
+    path = Location.of(models_dir) / REGISTRY
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from None
+    try:
+        return Registry.model_validate_json(text)
+    except ValidationError as exc:
+        raise DataError(f"{path}: not a registry ({exc.errors()[0]['msg']})") from None

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from envs.actions import ActionMap
+from envs.bases import observed_base
 
 
 class Policy:
@@ -49,12 +50,16 @@ class Policy:
     def weights(self, observation: np.ndarray) -> np.ndarray:
         """One ``(F,)`` observation -> ``(K,)`` weights (a new array).
 
-        The held weights, which relative action maps need, are the observation's last ``K`` entries.
+        The held weights, which relative action maps need, are the observation's last ``K`` entries, and a residual
+        policy's base the ``K`` before them.
         """
         return self.weights_batch(observation[None, :])[0]
 
     def weights_batch(self, observations: np.ndarray) -> np.ndarray:
         """``(N, F)`` observations -> ``(N, K)`` weights."""
         observations = np.asarray(observations, dtype=np.float32)
-        held = observations[:, -self.action_map.n_assets :].astype(np.float64)
+        n_assets = self.action_map.n_assets
+        held = observations[:, -n_assets:].astype(np.float64)
+        if self.action_map.residual:  # the base it tilts is observed before the held weights (envs.bases)
+            return self.action_map.batch(self.actions(observations), held, observed_base(observations, n_assets))
         return self.action_map.batch(self.actions(observations), held)  # row i: action_map(actions[i], held[i])

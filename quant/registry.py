@@ -45,6 +45,14 @@ class BaselinesConfig(FrozenConfig):
     fixed_mix: dict[str, float] | None = Field(
         default=None, description="asset -> weight of the fixed mix; default 60% first asset, 40% second"
     )
+    regime_trade_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="regime_growth trades this fraction of the way to its filtered optimum each day; null: chosen on "
+        "validation among backtesting.tuning.RATES where a command has a validation split (report, walk-forward, "
+        "gate), 1 (trade all the way) where it has none",
+    )
     include: tuple[str, ...] = Field(
         default=(
             "equal_weight",
@@ -110,7 +118,13 @@ BASELINES: dict[str, BaselineSpec] = {
     ),
     # It trades daily: the point is to follow the regimes as the filter sees them change.
     "regime_growth": BaselineSpec(
-        lambda i: FilteredGrowth("regime_growth", 1, i.regimes, window_days=i.regime_window_days),
+        lambda i: FilteredGrowth(
+            "regime_growth",
+            1,
+            i.regimes,
+            window_days=i.regime_window_days,
+            trade_rate=i.config.regime_trade_rate or 1.0,
+        ),
         needs_regimes=True,
     ),
 }

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from quant.growth import growth_optimal_batch, growth_optimal_net_of_costs, growth_optimal_weights, mixture_inputs
-from quant.regimes import RegimeModel, RunningFilter, predicted_over_window
+from quant.regimes import RegimeModel, RunningFilter, predicted_over_window, windowed_filter
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,21 @@ class Baseline:
         subclass can do better."""
         return np.stack([self.weights(h) for h in histories])
 
+    def targets_path(self, closes: np.ndarray, first: int) -> np.ndarray:
+        """``(T - first, K)``: row ``j`` is the weights the strategy would decide at day ``first + j`` from
+        ``closes[: first + j + 1]`` alone, every day (no schedule) and before any partial adjustment towards them.
+        This is a residual policy's base (``envs.bases``): the env, the vector env, backtests and the server all take
+        it from here, so it is the same number wherever the same closes are posted. One decision a day unless a
+        subclass can do better."""
+        closes = np.asarray(closes, dtype=np.float64)
+        n_assets = closes.shape[1]
+        held, empty = np.full(n_assets, 1.0 / n_assets), np.empty(0, dtype=np.float32)
+        return np.stack([self.weights(History(closes[: t + 1], held, empty)) for t in range(first, closes.shape[0])])
+
+    def target(self, closes: np.ndarray) -> np.ndarray:
+        """``(K,)``: ``targets_path`` at the last day of ``closes`` (what the server computes per request)."""
+        return self.targets_path(closes, closes.shape[0] - 1)[0]
+
 
 @dataclass
 class EqualWeight(Baseline):
@@ -60,6 +75,10 @@ class EqualWeight(Baseline):
     def weights(self, history: History) -> np.ndarray:
         n_assets = history.closes.shape[1]
         return np.full(n_assets, 1.0 / n_assets)
+
+    def targets_path(self, closes: np.ndarray, first: int) -> np.ndarray:
+        n_days, n_assets = np.shape(closes)
+        return np.full((n_days - first, n_assets), 1.0 / n_assets)
 
 
 @dataclass
@@ -173,11 +192,17 @@ class FilteredGrowth(Baseline):
     definition the env's observations, the server and every backtest share (``quant.regimes.windowed_filter``), so a
     served ``regime_growth`` decides exactly as its backtest did from the closes a request posts; ``None`` filters
     over the whole history (the oracle, which has all of it).
+
+    ``trade_rate``: partial adjustment (Garleanu and Pedersen 2013): each day it trades only this fraction of the way
+    from the weights held to the filtered optimum, so the filter's day-to-day jitter costs little turnover while a
+    lasting change of regime is followed geometrically (``regime_growth``'s rate is chosen on validation:
+    ``backtesting.tuning``).
     """
 
     model: RegimeModel | None = None
     cost_rate: float = 0.0
     window_days: int | None = None
+    trade_rate: float = 1.0
 
     def __post_init__(self) -> None:
         self._filters: list[RunningFilter] = []
@@ -198,9 +223,25 @@ class FilteredGrowth(Baseline):
         predicted = self.predicted(histories)
         mu, cov = mixture_inputs(predicted, self.model.means, self.model.covariances)
         if self.cost_rate > 0:
-            return np.stack(
+            target = np.stack(
                 [growth_optimal_net_of_costs(m, c, h.held, self.cost_rate) for m, c, h in zip(mu, cov, histories)]
             )
+        else:
+            target = growth_optimal_batch(mu, cov)
+        if self.trade_rate >= 1.0:
+            return target
+        held = np.stack([h.held for h in histories])
+        return held + self.trade_rate * (target - held)
+
+    def targets_path(self, closes: np.ndarray, first: int) -> np.ndarray:
+        """The filtered optimum of every day from ``first`` on, in one windowed filter and one batched solve."""
+        if self.window_days is None or self.cost_rate > 0:
+            return super().targets_path(closes, first)
+        if first < self.window_days:
+            raise ValueError(f"{self.name}: a decision at day {first} has fewer than {self.window_days} returns")
+        returns = np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=0)  # row i: the return of day i + 1
+        filtered = windowed_filter(self.model, returns, self.window_days)[first - 1 :]  # day t's filter: row t - 1
+        mu, cov = mixture_inputs(filtered @ self.model.transition, self.model.means, self.model.covariances)
         return growth_optimal_batch(mu, cov)
 
 

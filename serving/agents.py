@@ -15,6 +15,7 @@ import numpy as np
 
 from core.errors import ConfigError, DataError
 from core.storage import Location
+from envs.bases import ResidualBase, observed_base
 from envs.config import RegimeParams
 from envs.features import latest_observation
 from envs.regimes import model_from_params
@@ -81,10 +82,14 @@ class PolicyAgent:
         self.info = policy_info(agent_dir, meta)
         self._window, self._vol_window = meta.observation.window_days, meta.observation.vol_window_days
         self._log_volatility = meta.observation.log_volatility
-        # The regime model the agent was trained with travels in its metadata (checked there when it observes regimes).
-        regimes = meta.env_config.regimes.model if meta.env_config.observe_regimes else None
-        self._regimes = None if regimes is None else model_from_params(regimes)
+        # The regime model the agent was trained with travels in its metadata (checked there when it observes regimes
+        # or tilts regime_growth), and so does its residual base, computed here from the posted closes as in training.
+        config = meta.env_config
+        carried = config.regimes.model if (config.observe_regimes or config.base_needs_regimes) else None
+        model = None if carried is None else model_from_params(carried)
+        self._regimes = model if config.observe_regimes else None
         self._regime_window = meta.observation.regime_window_days
+        self._base = None if config.policy.base == "none" else ResidualBase(config, tuple(meta.assets), model)
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
         return latest_observation(
@@ -95,6 +100,7 @@ class PolicyAgent:
             log_volatility=self._log_volatility,
             regimes=self._regimes,
             regime_window_days=self._regime_window,
+            base=None if self._base is None else self._base.latest(closes),
         )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
@@ -106,8 +112,10 @@ class PolicyAgent:
         if observation.shape != (self.info.observation_size,):
             raise ValueError(f"observation must have {self.info.observation_size} entries, got {observation.shape[0]}")
         action = self.policy.actions(observation[None, :].astype(np.float32))[0]
-        held = observation[-len(self.info.assets) :].astype(np.float64)
-        return action, np.array(self.policy.action_map(action, held), dtype=np.float64)
+        n_assets = len(self.info.assets)
+        held = observation[-n_assets:].astype(np.float64)
+        base = None if self._base is None else observed_base(observation, n_assets)
+        return action, np.array(self.policy.action_map(action, held, base), dtype=np.float64)
 
 
 def baseline_closes_needed(

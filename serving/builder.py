@@ -23,8 +23,8 @@ from envs.config import RegimeParams
 from experiments.config import ExperimentConfig
 from experiments.log_schema import DEFAULT_URL
 from experiments.settings import resolve_settings
-from policies.format import agent_dirs, read_metadata
-from quant.registry import BASELINES, ROUTABLE
+from policies.format import agent_dirs, read_metadata, read_registry
+from quant.registry import BASELINES, ROUTABLE, BaselinesConfig
 from serving.agents import BaselineAgent, policy_info
 from serving.deployments import AgentDeployment, StatsStore
 from serving.ingress import Ingress
@@ -86,12 +86,27 @@ def discover(models_dir: str | Path) -> dict[str, Location]:
 
 def carried_regime_model(agent_dirs: Iterable[Location]) -> tuple[RegimeParams | None, int]:
     """The fitted regime model an agent's metadata carries (the first one), and its filter window, for
-    ``regime_growth``; ``(None, 0)`` when no agent observes regimes."""
+    ``regime_growth``; ``(None, 0)`` when no agent observes regimes or tilts ``regime_growth``."""
     for agent_dir in agent_dirs:
         config = read_metadata(agent_dir).env_config
-        if config.observe_regimes and config.regimes.model is not None:
+        if (config.observe_regimes or config.base_needs_regimes) and config.regimes.model is not None:
             return config.regimes.model, config.regimes.window_days
     return None, 0
+
+
+def promoted_default(models_dir: str, agents: Iterable[str], baselines: list[str]) -> tuple[str | None, float | None]:
+    """What the promotion gate (``training.gate``, ``registry.json``) decided to serve by default, and the
+    ``regime_growth`` rate it chose on validation; ``(None, None)`` before any gate ran on these exports. A promoted
+    baseline not listed in ``baselines`` is added to it."""
+    registry = read_registry(models_dir)
+    if registry is None or registry.gate is None:
+        return None, None
+    promoted = registry.gate.promoted
+    if registry.gate.promoted_kind == "baseline" and promoted not in baselines:
+        baselines.append(promoted)
+    elif registry.gate.promoted_kind == "agent" and promoted not in set(agents):
+        raise ConfigError(f"{models_dir}: registry.json promotes agent '{promoted}', which is not exported there")
+    return promoted, registry.gate.regime_trade_rate
 
 
 def build_app(args: AppArgs) -> serve.Application:
@@ -111,22 +126,30 @@ def build_app(args: AppArgs) -> serve.Application:
     asset_list = next(iter(assets))
     closes_needed = max(i.closes_needed for i in infos.values())
     regimes, regime_window = carried_regime_model(agents.values())
+    baselines = list(args.baselines)
+    promoted, regime_rate = promoted_default(models_dir, agents, baselines)
+    baseline_config = BaselinesConfig(regime_trade_rate=regime_rate)
     baseline_specs = {}
-    for name in args.baselines:
+    for name in baselines:
         if name not in ROUTABLE:
             what = "cannot be served from prices alone" if name in BASELINES else "unknown baseline"
             raise ConfigError(f"baselines: {what} '{name}'; routable baselines are {list(ROUTABLE)}")
         if name in infos:
             raise ConfigError(f"baselines: '{name}' clashes with an exported agent of the same name")
-        infos[name] = BaselineAgent(name, asset_list, closes_needed, regimes, regime_window).info
+        infos[name] = BaselineAgent(name, asset_list, closes_needed, regimes, regime_window, baseline_config).info
         baseline_specs[name] = {
             "regimes": None if regimes is None else regimes.model_dump(),
             "regime_window_days": regime_window,
+            "config": baseline_config.model_dump(mode="json"),
         }
     fallback = args.fallback
     if fallback not in infos:
         raise ConfigError(f"fallback: '{fallback}' is not deployed (agents: {sorted(infos)})")
-    default_split = {name: 1.0 for name, i in infos.items() if i.kind == "rl"} or {fallback: 1.0}
+    # Without a split or an experiment the app serves what the gate promoted (an agent, or a baseline where no agent
+    # beat the gate's baseline beyond luck); before any gate ran, every agent equally.
+    default_split = (
+        {promoted: 1.0} if promoted else {name: 1.0 for name, i in infos.items() if i.kind == "rl"} or {fallback: 1.0}
+    )
     settings = {"experiment": args.experiment, "split": args.split, "shadow": args.shadow}
     resolve_settings(settings, set(infos), fallback, default_split)  # fail here, with a clear message, not in a replica
     settings = {k: (v.model_dump(mode="json") if isinstance(v, ExperimentConfig) else v) for k, v in settings.items()}

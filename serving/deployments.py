@@ -15,6 +15,7 @@ from core.errors import ConfigError
 from envs.config import RegimeParams
 from experiments.log_store import ExperimentLog
 from experiments.runner import ExperimentRunner
+from quant.registry import BaselinesConfig
 from serving.agents import BaselineAgent, PolicyAgent
 
 
@@ -36,6 +37,7 @@ class AgentDeployment:
                 spec["closes_needed"],
                 None if regimes is None else RegimeParams.model_validate(regimes),
                 spec.get("regime_window_days", 0),
+                BaselinesConfig.model_validate(spec["config"]) if spec.get("config") else None,
             )
 
     async def health(self) -> str:  # async: Serve runs plain methods in a thread pool, a costly hop for this

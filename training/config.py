@@ -113,7 +113,8 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 def resolve_train_config(
     algo: str, config_path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None
 ) -> TrainConfig:
-    """Load ``configs/<algo>.yaml`` (or ``config_path``), merge the shared env YAML and ``overrides``, validate.
+    """Load ``configs/<algo>.yaml`` (or ``config_path``), merge the shared env YAML and ``overrides``, validate. The
+    YAML's ``policy`` section (the residual base, ``envs.config.PolicyConfig``) becomes ``env.policy``.
 
     :raises ConfigError: unknown algorithm, missing or malformed YAML, or any invalid field (named).
     """
@@ -126,6 +127,8 @@ def resolve_train_config(
     env_path = raw.pop("env_config_path", None)
     env_path = (path.parent / env_path) if env_path else ENV_YAML
     env = _deep_merge(load_yaml(env_path), raw.get("env") or {})
+    if "policy" in raw:  # the algorithm's residual base (a section of its own in the YAML) is part of its env
+        env = _deep_merge(env, {"policy": raw.pop("policy") or {}})
     merged = _deep_merge({**raw, "algo": algo, "env": env}, overrides or {})
     return parse_config(TrainConfig, merged, where=str(path))
 

@@ -35,11 +35,20 @@ CASES = {
         train_paths="bootstrap", continuous_map="clip", reward="mean_variance"
     ),
     "whole test split: terminations": dict(split="test", random_start=False, episode_days=None),
+    "law paths, residual on regime_growth, budget": dict(
+        train_paths="law", policy={"base": "regime_growth", "tilt_budget": 0.5}, regimes_window=20
+    ),
+    "split, discrete residual on equal weight, partial trades": dict(
+        action_mode="discrete", policy={"base": "equal_weight", "tilt_scale": 0.7}, trade_rate=0.25
+    ),
 }
 
 
 def config_for(case: dict, small_config: EnvConfig, tiny) -> EnvConfig:
-    regimes = {"regimes": true_regimes(tiny)} if case.get("observe_regimes") else {}
+    case = dict(case)
+    regimes = {"regimes": true_regimes(tiny)} if case.pop("regimes_window", None) or case.get("observe_regimes") else {}
+    if "policy" in case:  # a validated config, as a user's YAML gives it
+        return EnvConfig.model_validate(small_config.model_dump() | case | regimes)
     return small_config.model_copy(update=case | regimes)
 
 

@@ -39,7 +39,7 @@ def test_export_writes_module_and_complete_metadata(env, saved_module, tmp_path)
     _, module_dir = saved_module
     agent_dir = export(env, module_dir, tmp_path / "models")
     meta = read_metadata(agent_dir)
-    assert meta.format_version == FORMAT_VERSION == 4
+    assert meta.format_version == FORMAT_VERSION == 5
     assert (meta.agent, meta.algorithm) == ("ppo", "ppo")
     assert meta.env_config == env.config and meta.assets == list(env.assets)
     assert meta.observation.size == env.observation_space.shape[0] == len(meta.observation.names)
@@ -84,9 +84,13 @@ def test_metadata_that_is_not_json_names_the_file_and_where(env, saved_module, t
         ),
         (lambda raw: raw.update(algorithm="td3"), r"field 'algorithm': Input should be 'dqn', 'sac' or 'ppo'"),
         (
-            lambda raw: raw.update(format_version=5),
-            r"field 'format_version': Value error, version 5 is not one this code reads "
-            r"\(1, 2, 3, 4\); re-export the model",
+            lambda raw: raw.update(format_version=6),
+            r"field 'format_version': Value error, version 6 is not one this code reads "
+            r"\(1, 2, 3, 4, 5\); re-export the model",
+        ),
+        (
+            lambda raw: raw["env_config"].update(policy={"base": "buy_and_hold"}),
+            r"field 'env_config\.policy\.base': Input should be 'none', 'equal_weight'",
         ),
     ],
 )
@@ -105,6 +109,15 @@ def test_a_model_that_observes_regimes_without_its_regime_model_is_refused(env, 
         load_policy(agent_dir)
 
 
+def test_a_model_tilting_regime_growth_without_its_regime_model_is_refused_naming_agent_and_base(
+    env, saved_module, tmp_path
+):
+    agent_dir = export(env, saved_module[1], tmp_path / "models")
+    rewrite(agent_dir, lambda raw: raw["env_config"].update(policy={"base": "regime_growth"}, continuous_map="softmax"))
+    with pytest.raises(DataError, match=r"agent '\w+': its base 'regime_growth' filters with a fitted regime model"):
+        load_policy(agent_dir)
+
+
 def test_version_1_metadata_is_read_with_its_log_growth_under_the_current_name(env, saved_module, tmp_path):
     agent_dir = export(env, saved_module[1], tmp_path / "models")
 
@@ -116,7 +129,8 @@ def test_version_1_metadata_is_read_with_its_log_growth_under_the_current_name(e
     rewrite(agent_dir, downgrade)
     meta = read_metadata(agent_dir)
     assert (
-        meta.format_version == 4
+        meta.format_version == 5
+        and meta.env_config.policy.base == "none"
         and meta.module_dir == "module"
         and meta.validation == {"mean_daily_log_growth": 0.0007, "sharpe": 0.5}
     )
