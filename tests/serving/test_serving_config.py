@@ -65,3 +65,52 @@ def test_an_agent_with_corrupt_metadata_is_named_and_the_cli_exits_1(models, tmp
     assert main(["--models", str(broken), "--no-dashboard"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {broken / 'ppo' / 'metadata.json'}: not valid JSON") and "Traceback" not in err
+
+
+def promote(models, tmp_path, name: str, kind: str):
+    """A copy of ``models`` whose registry records a gate that promoted ``name``."""
+    import shutil
+
+    from policies.export import update_registry
+    from policies.format import GateRecord
+
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    gate = GateRecord(
+        baseline="equal_weight",
+        alpha=0.05,
+        candidates=3,
+        z=2.39,
+        method="stationary bootstrap",
+        validation="2001-01-01 .. 2002-01-01",
+        entries=[],
+        promoted=name,
+        promoted_kind=kind,
+        reason=f"{name} promoted (a test's gate)",
+        regime_trade_rate=0.25,
+        decided_at="2026-12-05T00:00:00+00:00",
+    )
+    update_registry(copy, gate=gate)
+    return copy
+
+
+@pytest.mark.parametrize("name, kind", [("dqn", "agent"), ("risk_parity", "baseline")])
+def test_without_a_split_the_app_serves_what_the_gate_promoted(models, tmp_path, name, kind):
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    app = call_user_app_builder_with_args_if_necessary(
+        build_app, {"models_dir": str(promote(models, tmp_path, name, kind))}
+    )
+    handles, store, infos = app._bound_deployment.init_args[:3]
+    assert name in handles and infos[name]["kind"] == ("rl" if kind == "agent" else "baseline")
+    assert store._bound_deployment.init_args[3] == {name: 1.0}  # the default split: all to the promoted one
+    bare = call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(models)})
+    assert bare._bound_deployment.init_args[1]._bound_deployment.init_args[3] == {
+        "ppo": 1.0,
+        "dqn": 1.0,
+    }  # no gate: all
+
+
+def test_a_registry_promoting_an_agent_that_is_not_there_is_refused(models, tmp_path):
+    with pytest.raises(ConfigError, match="promotes agent 'sac', which is not exported there"):
+        build_app({"models_dir": str(promote(models, tmp_path, "sac", "agent"))})
