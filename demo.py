@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtesting.backtest import evaluation_env, metrics_table, run_all
+from backtesting.tuning import with_tuned_regime_rate
 from core.cli import fail
 from core.config import CONFIG_DIR, load_yaml, parse_config
 from core.errors import ConfigError, DataError
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         env = evaluation_env(env_config, "test")
         print_market(env_config, env)
         regimes = fitted_regime_model(env_config, env.market, env.splits["train"])
+        # regime_growth trades at the rate that earns most on validation (costs on), as the promotion gate chooses it
+        baselines_config = with_tuned_regime_rate(baselines_config, env_config, env.market, regimes)
     except (ConfigError, DataError) as exc:
         return fail(exc)
 
@@ -167,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "rlportfolio-reports",
     )
     print(f"\nReport: {paths['html'].resolve()}")
+    if report.promoted:  # the promotion gate's decision on validation (registry.json): what `rlportfolio serve` serves
+        print(f"Served by default: {report.promoted}")
+    else:
+        print("Served by default: no promotion gate has run on these agents yet (every agent equally)")
 
     if not args.skip_serving:
         step("5/5 Ray Serve: A/B split between the two best agents, a burst of /allocate calls with feedback")

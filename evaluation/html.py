@@ -150,7 +150,7 @@ def render_html(report: Report) -> str:
             "n_folds": len(wf.folds),
             "timesteps": wf.timesteps,
             "folds": pd.DataFrame(wf.folds).to_html(index=False, border=0),
-            "table": summary_table(metrics_table(wf.results), wf.intervals, agents),
+            "table": summary_table(metrics_table(wf.results), wf.intervals, agents | {"served"}),
             "equity": _b64(plots.equity_curves(wf.results, agents)),
         }
     held_out = None
@@ -182,6 +182,7 @@ def render_html(report: Report) -> str:
         held_out=held_out,
         efficiency=window_efficiency_table(report.efficiency) if report.efficiency else None,
         walk_forward=walk_forward,
+        promoted=report.promoted,
         figures=[(title, _b64(png)) for title, png in figures],
         generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

@@ -32,6 +32,7 @@ class Report:
     agent_meta: dict[str, dict[str, Any]]
     held_out: HeldOut | None = None  # synthetic data: agents and references on many fresh paths of the law
     walk_forward: WalkForward | None = None
+    promoted: str | None = None  # the promotion gate's sentence: what is served by default, and why (registry.json)
 
     def to_json(self) -> dict[str, Any]:
         """``metrics.json``: the same numbers for machines."""
@@ -42,6 +43,7 @@ class Report:
             "cost_bps": self.cost_bps,
             "source": self.source,
             "agents": self.agents,
+            "promoted": self.promoted,
             "agent_meta": self.agent_meta,
             "metrics": self.table.to_dict(orient="index"),
             "intervals": self.intervals,

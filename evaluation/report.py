@@ -29,6 +29,7 @@ import numpy as np
 
 from backtesting import statistics
 from backtesting.backtest import BacktestResult, PolicyStrategy, evaluation_env, metrics_table, run_all
+from backtesting.tuning import with_tuned_regime_rate
 from core.cli import fail, prog
 from core.config import load_yaml, parse_config
 from core.errors import ConfigError, DataError
@@ -42,7 +43,7 @@ from evaluation.held_out import held_out_comparison
 from evaluation.html import render_html
 from evaluation.records import Report
 from evaluation.walkforward import walk_forward
-from policies.format import ModelMetadata, agent_dirs
+from policies.format import ModelMetadata, agent_dirs, read_registry
 from policies.load import load_policy
 from policies.policy import Policy
 from quant.registry import BaselinesConfig, make_baselines
@@ -111,6 +112,10 @@ def evaluate(
         results.update(run_all([PolicyStrategy(name, policy.weights)], evaluation_env(config, split)))
     env = evaluation_env(reference, split)
     baselines = baselines or BaselinesConfig()
+    registry = read_registry(models_dir)
+    gate = None if registry is None else registry.gate
+    if baselines.regime_trade_rate is None and gate is not None and gate.regime_trade_rate is not None:
+        baselines = baselines.model_copy(update={"regime_trade_rate": gate.regime_trade_rate})  # chosen on validation
     if "equal_weight" not in baselines.include:
         raise ConfigError(
             "baselines.include: the report needs equal_weight (PSR and efficiency are measured against it)"
@@ -120,6 +125,7 @@ def evaluate(
         if "regime_growth" in baselines.include
         else None
     )
+    baselines = with_tuned_regime_rate(baselines, reference, env.market, regimes)  # when no gate chose it
     strategies = make_baselines(env.assets, baselines, regimes, reference.regimes.window_days)
     truth = market_truth(reference.data)
     if truth is not None:
@@ -178,6 +184,7 @@ def evaluate(
         fitted = regimes or fitted_regime_model(reference, env.market, env.splits["train"])
         held_out = held_out_comparison(policies, reference, truth[0], fitted, paths=held_out_paths, days=held_out_days)
     return Report(
+        promoted=None if gate is None else gate.reason,
         held_out=held_out,
         results=results,
         agents=agent_names,

@@ -4,10 +4,15 @@ out-of-sample test windows into one series per strategy, so a verdict does not h
 Fold k trains on everything before its validation window, selects the module by validation log growth (as
 training always does) and is tested on the next ``test_days``; baselines trade the same days with the same costs.
 Each fold's backtest starts from equal weights on its first test day.
+
+On each fold the promotion gate (``training.gate``) decides, on that fold's validation window, what the platform
+would have served: an agent, or a baseline where no agent beat the gate's baseline beyond luck. ``served`` stitches
+those choices' test windows: the walk-forward of what was actually served, not of the agents alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,8 +69,8 @@ def _stitch(parts: list[BacktestResult]) -> BacktestResult:
 class WalkForward:
     """K retrained folds, stitched: one out-of-sample series per strategy over every fold's test window."""
 
-    results: dict[str, BacktestResult]
-    folds: list[dict[str, Any]]
+    results: dict[str, BacktestResult]  # every agent and baseline, and ``served``
+    folds: list[dict[str, Any]]  # per fold its dates, what was served and the regime_growth rate chosen
     agents: list[str]
     timesteps: int
     intervals: dict[str, dict[str, list[float]]]
@@ -83,11 +88,15 @@ def walk_forward(
     baselines: BaselinesConfig | None = None,
     agents: Sequence[str] | None = None,
     bootstrap_resamples: int = 1000,
+    gate: Any = None,
 ) -> WalkForward:
-    """Retrain, select and test every agent (or only ``agents``) on ``n_folds`` folds; returns stitched results and
-    per-fold dates."""
+    """Retrain, select and test every agent (or only ``agents``) on ``n_folds`` folds, gate each fold; returns
+    stitched results (``served`` among them) and per-fold dates and decisions.
+
+    :param gate: a ``training.gate.GateConfig`` (default: its defaults)."""
     from policies.format import agent_dirs, read_metadata
     from training.config import TrainConfig
+    from training.gate import GateConfig, run_gate
     from training.train import train
 
     metas = {d.name: read_metadata(d) for d in agent_dirs(models_dir) if agents is None or d.name in agents}
@@ -134,8 +143,18 @@ def walk_forward(
             resolved["env"] = env_config.model_dump(mode="json")
             resolved["timesteps"] = timesteps
             config = parse_config(TrainConfig, resolved, where=f"{name}: resolved_config")
-            train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models)
+            train(config, agent=name, runs_dir=runs_dir / f"fold{k}" / "runs", models_dir=fold_models, gate=False)
         from policies.load import load_policy
+
+        # What the platform would have served from this fold on: the gate on the fold's validation window.
+        n_trials = sum(m.sweep.n_trials if m.sweep else 1 for m in metas.values())
+        # The gate the agents were trained with (their resolved config), unless one is given.
+        settings = gate or GateConfig.model_validate(
+            next(iter(metas.values())).reproducibility.resolved_config.get("gate") or {}
+        )
+        decision = run_gate(fold_models, settings, n_trials=n_trials)
+        fold_dates[-1].update(served=decision.promoted, regime_trade_rate=decision.regime_trade_rate)
+        log.info("walk-forward fold %d/%d: %s", k + 1, n_folds, decision.reason)
 
         for name in metas:
             policy, meta = load_policy(fold_models / name)
@@ -148,16 +167,27 @@ def walk_forward(
         )
         env = evaluation_env(fold_reference, "test", market=market)
         baselines = baselines or BaselinesConfig()
+        fold_baselines = baselines
+        if baselines.regime_trade_rate is None:  # the rate the fold's gate chose on its validation window
+            fold_baselines = baselines.model_copy(update={"regime_trade_rate": decision.regime_trade_rate})
+        if decision.promoted_kind == "baseline" and decision.promoted not in fold_baselines.include:
+            fold_baselines = fold_baselines.model_copy(update={"include": (*fold_baselines.include, decision.promoted)})
         fitted = (
             fitted_regime_model(fold_reference, market, env.splits["train"])
-            if "regime_growth" in baselines.include
+            if "regime_growth" in fold_baselines.include
             else None
         )
         for name, result in run_all(
-            make_baselines(env.assets, baselines, fitted, fold_reference.regimes.window_days), env
+            make_baselines(env.assets, fold_baselines, fitted, fold_reference.regimes.window_days), env
         ).items():
-            pieces.setdefault(name, []).append(_cut(result, test.n_days))
+            if name in baselines.include:
+                pieces.setdefault(name, []).append(_cut(result, test.n_days))
+            if name == decision.promoted:
+                pieces.setdefault("served", []).append(_cut(result, test.n_days))
+        if decision.promoted_kind == "agent":
+            pieces.setdefault("served", []).append(pieces[decision.promoted][-1])
     results = {name: _stitch(parts) for name, parts in pieces.items()}
+    results["served"] = dataclasses.replace(results["served"], name="served")
     intervals = {
         name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=bootstrap_resamples))}
         for name, r in results.items()

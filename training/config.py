@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from envs.config import ENV_YAML, EnvConfig
 from envs.portfolio_env import PortfolioEnv
 from envs.regimes import carry_regime_model
+from training.gate import GateConfig, check_gate_data
 
 ALGORITHMS = ("dqn", "sac", "ppo")
 VALIDATION_METRIC = "validation/mean_daily_log_growth"  # mean daily log growth net of costs on the validation split
@@ -61,6 +62,7 @@ class TrainConfig(FrozenConfig):
         "'rllib' uses RLlib's episode buffer named in hyperparameters.replay_buffer_config",
     )
     resources: ResourcesConfig = ResourcesConfig()
+    gate: GateConfig = Field(default=GateConfig(), description="the promotion gate run after the export")
     checkpoint_every_iterations: int = Field(default=10, ge=1)
     validate_every_steps: int = Field(
         default=0,
@@ -157,6 +159,7 @@ def check_training(config: TrainConfig, *, require_devices: bool = True) -> Port
             )
     env = PortfolioEnv(config.env)
     evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
+    check_gate_data(config.env, config.gate)
     return env
 
 

@@ -53,6 +53,7 @@ from envs import register_rllib
 from envs.sources import data_tag, describe_data
 from policies.format import REGISTRY
 from training.config import ALGORITHMS, VALIDATION_METRIC, TrainConfig
+from training.gate import gate_sweep
 from training.progress import STEPS, ProgressCallback, duration
 from training.sweep_config import SweepConfig, check_sweep
 from training.sweep_interrupts import Interrupts, stopped
@@ -366,12 +367,15 @@ def run_sweep(args: argparse.Namespace, interrupts: Interrupts, where: dict[str,
             where.pop("algo")
     finally:
         store_log(folder, log_file)
-    out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started)
     exported = {a: s.exported for a, s in summaries.items() if s.exported}
+    decision = gate_sweep(plan, summaries) if exported and plan.sweep.gate.enabled else None
+    out = write_summary(folder, plan, summaries, seconds_before + time.perf_counter() - started, decision)
     print(
         f"\nexported models: {', '.join(exported.values()) or 'none'}"
         + (f" (registry {Location.of(plan.sweep.models_dir) / REGISTRY})" if exported else "")
     )
+    if decision is not None:
+        print(f"Served by default: {decision.reason}", flush=True)
     print(f"sweep summary: {out}\nfull log: {folder / LOG}", flush=True)
     print(
         f"learning curves: .venv/bin/tensorboard --logdir {shlex.quote(str(folder))}   trials: .venv/bin/mlflow ui --backend-store-uri "

@@ -24,6 +24,7 @@ from training.config import (
     resolve_train_config,
     with_regime_model,
 )
+from training.gate import GateConfig
 
 
 class Domain(FrozenConfig):
@@ -104,6 +105,9 @@ class SweepConfig(FrozenConfig):
         default=None, description="per-trial resources; overrides the algorithm YAMLs"
     )
     algos: dict[Literal["dqn", "sac", "ppo"], AlgoSweep]
+    gate: GateConfig = Field(
+        default=GateConfig(), description="the promotion gate over every exported agent and baseline, after the sweep"
+    )
 
     def n_trials(self, algo: str) -> int:
         """Trials Tune creates for ``algo``: samples x seeds x every grid dimension's values."""
@@ -116,6 +120,7 @@ def trial_train_config(sweep: SweepConfig, algo: str, overrides: dict[str, Any])
     merged = dict(overrides)
     merged["timesteps"] = spec.timesteps
     merged["checkpoint_every_iterations"] = sweep.checkpoint_every_iterations
+    merged["gate"] = sweep.gate.model_dump()  # checked with the data before Ray starts
     if sweep.resources is not None:
         # Only the fields the sweep sets: the algorithm's own (e.g. SAC's rollout_fragment_length) stay.
         merged["resources"] = sweep.resources.model_dump(exclude_unset=True)

@@ -103,6 +103,8 @@ class SweepSummary(Record):
     models_dir: str
     exported: dict[str, str | None]
     algos: dict[str, AlgoSummary]
+    promoted: str | None = Field(default=None, description="what the promotion gate serves by default")
+    gate: str | None = Field(default=None, description="the gate's decision in one sentence")
 
 
 def sweep_name(prefix: str, data_tag: str, now: dt.datetime | None = None) -> str:
@@ -163,8 +165,11 @@ def read_summary(folder: Location) -> SweepSummary | None:
     return SweepSummary.model_validate_json(path.read_text()) if path.is_file() else None
 
 
-def write_summary(folder: Location, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float) -> Location:
-    """``summary.json`` for the algorithms finished so far; ``complete`` once every planned one is."""
+def write_summary(
+    folder: Location, plan: SweepPlan, algos: dict[str, AlgoSummary], seconds: float, gate: Any = None
+) -> Location:
+    """``summary.json`` for the algorithms finished so far; ``complete`` once every planned one is; ``gate``: the
+    promotion gate's ``GateRecord``, once it ran."""
     summary = SweepSummary(
         name=plan.name,
         data=plan.data_label,
@@ -173,6 +178,8 @@ def write_summary(folder: Location, plan: SweepPlan, algos: dict[str, AlgoSummar
         models_dir=Location.of(plan.sweep.models_dir).uri,
         exported={a: s.exported for a, s in algos.items()},
         algos=algos,
+        promoted=None if gate is None else gate.promoted,
+        gate=None if gate is None else gate.reason,
     )
     _write_json(folder / SUMMARY, summary.model_dump(mode="json"))
     return folder / SUMMARY

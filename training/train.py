@@ -47,9 +47,11 @@ def train(
     models_dir: str | Path,
     num_cpus: int | None = None,
     dashboard: bool = True,
+    gate: bool = True,
 ) -> dict[str, Any]:
-    """Train, checkpoint and export one agent; returns the summary. Progress and warnings also go to ``train.log``
-    in the run folder."""
+    """Train, checkpoint and export one agent, then run the promotion gate over ``models_dir`` (unless ``gate`` is
+    False or ``config.gate.enabled`` is off: the walk-forward gates its folds itself); returns the summary. Progress
+    and warnings also go to ``train.log`` in the run folder."""
     from policies.export import export_policy
     from training.algorithms import build_algorithm_config
     from training.validation import BEST_RECORD, kept_module
@@ -119,7 +121,15 @@ def train(
             }
         },
     )
+    decision = None
+    if gate and config.gate.enabled:
+        from training.gate import run_gate
+
+        decision = run_gate(models_dir, config.gate, n_trials=1)
+        log.info(f"Served by default: {decision.reason}")
     return {
+        "promoted": None if decision is None else decision.promoted,
+        "gate": None if decision is None else decision.reason,
         "agent": agent,
         "algorithm": config.algo,
         "env_steps": steps,

@@ -244,5 +244,10 @@ def test_walk_forward_retrains_per_fold_and_stitches_adjacent_out_of_sample_wind
     assert len(folds) == 2
     assert folds[0]["test_last"] < folds[1]["test_first"] and folds[0]["validation_end"] < folds[0]["test_first"]
     assert (out / "walk_forward" / "fold1" / "models" / "ppo" / "metadata.json").is_file()
-    assert {"ppo", "equal_weight"} <= set(saved["metrics"])
-    assert "Walk-forward: 2 retrained folds" in (out / "report.html").read_text()
+    assert {"ppo", "equal_weight", "served"} <= set(saved["metrics"])
+    for fold in folds:  # what the gate promoted on the fold's validation window, and regime_growth's rate there
+        assert fold["served"] in saved["metrics"] and fold["served"] != "served" and 0 < fold["regime_trade_rate"] <= 1
+    html = (out / "report.html").read_text()
+    assert "Walk-forward: 2 retrained folds" in html and "<td>served</td>" in html.replace("<b>", "").replace(
+        "</b>", ""
+    )

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from core.errors import ConfigError
 from envs.oracle import make_oracles, oracle_weights
 from envs.portfolio_env import PortfolioEnv
+from envs.regimes import fitted_regime_model
 from envs.synthetic import default_params, simulate
 from quant.growth import expected_log_growth, growth_optimal_weights
-from quant.registry import BaselinesConfig, make_baselines
+from quant.registry import ROUTABLE, BaselinesConfig, make_baselines
 from quant.strategies import (
     BuyAndHold,
     GrowthOptimal,
@@ -50,7 +51,12 @@ def test_baseline_decisions_at_t_ignore_prices_after_t(tiny, small_config, pertu
     t = original.split.first - 1 + steps
     perturbed = PortfolioEnv(config, market=perturb_after(tiny.market, t, seed))
     decisions = np.random.default_rng(seed).dirichlet(np.ones(4), size=steps)
-    baselines = make_baselines(tiny.market.assets, BaselinesConfig(lookback_days=60))
+    # regime_growth included: its model is fitted on the (original) train split, the model every backtest uses
+    regimes = fitted_regime_model(config, tiny.market, original.splits["train"])
+    baselines = make_baselines(
+        tiny.market.assets, BaselinesConfig(lookback_days=60, regime_trade_rate=0.25), regimes, 20
+    )
+    assert "regime_growth" in [b.name for b in baselines]
 
     histories = []
     for env in (original, perturbed):
@@ -64,6 +70,35 @@ def test_baseline_decisions_at_t_ignore_prices_after_t(tiny, small_config, pertu
         np.testing.assert_array_equal(
             baseline.weights(histories[1]), baseline.weights(histories[0]), err_msg=baseline.name
         )
+
+
+SKFOLIO = ("min_variance", "mean_variance", "risk_parity")  # a refit every day of train: ~25 s each
+
+
+@pytest.mark.parametrize("base", [pytest.param(b, marks=pytest.mark.slow) if b in SKFOLIO else b for b in ROUTABLE])
+def test_every_residual_base_and_regime_growth_decide_in_train_as_if_nothing_after_train_existed(
+    tiny, small_config, perturb_after, base
+):
+    """The regime model is fitted on train returns only: perturbing every price after the train split leaves it, and
+    every decision of a backtest up to the end of train, unchanged (the residual base observed by the env too)."""
+    from backtesting.backtest import evaluation_env, run_backtest
+    from envs.config import EnvConfig
+
+    config = EnvConfig.model_validate(small_config.model_dump() | {"policy": {"base": base, "lookback_days": 60}})
+    envs = [evaluation_env(config, "train", market=tiny.market)]
+    end_of_train = envs[0].split.last
+    envs.append(evaluation_env(config, "train", market=perturb_after(tiny.market, end_of_train, seed=5)))
+    models = [fitted_regime_model(config, env.market, env.splits["train"]) for env in envs]
+    np.testing.assert_array_equal(models[0].transition, models[1].transition)
+    np.testing.assert_array_equal(models[0].covariances, models[1].covariances)
+    plays = []
+    for env, model in zip(envs, models):
+        strategy = make_baselines(tiny.market.assets, BaselinesConfig(include=(base,), lookback_days=60), model, 130)[0]
+        plays.append(run_backtest(strategy, env))
+        env.reset(seed=0)
+        plays.append(env.split_arrays[0])  # every observed feature row of the train split, the base's included
+    np.testing.assert_array_equal(plays[0].weights, plays[2].weights)
+    np.testing.assert_array_equal(plays[1], plays[3])
 
 
 def test_estimated_baselines_use_only_the_last_lookback_days(tiny):

@@ -41,6 +41,9 @@ def full_pass(config: EnvConfig, split: str = "train") -> EnvConfig:
 
 
 FAST_ENV = {"window_days": 10, "vol_window_days": 20, "episode_days": 100}
+# The promotion gate's logic, not its power: few paths and resamples, the cheap baselines (tests/training/test_gate.py
+# checks the decisions themselves).
+FAST_GATE = {"paths": 16, "estimated_paths": 2, "resamples": 200, "baselines": ["equal_weight", "regime_growth"]}
 FAST_HYPERPARAMETERS = {
     "ppo": {"train_batch_size_per_learner": 500, "minibatch_size": 250, "num_epochs": 2},
     "sac": {"train_batch_size_per_learner": 64, "num_steps_sampled_before_learning_starts": 200},
@@ -55,5 +58,6 @@ def fast_overrides(algo: str, data: Path, timesteps: int = 1000, **extra) -> dic
         "hyperparameters": FAST_HYPERPARAMETERS[algo],
         "timesteps": timesteps,
         "model": {"hidden": [16, 16]},
+        "gate": FAST_GATE,
         **extra,
     }

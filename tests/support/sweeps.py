@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.markets import FAST_ENV, FAST_HYPERPARAMETERS
+from tests.support.markets import FAST_ENV, FAST_GATE, FAST_HYPERPARAMETERS
 from tests.support.paths import REPO_ROOT
 
 
@@ -35,6 +35,7 @@ def write_sweep(tmp_path: Path, data: Path, *, algos: dict, num_samples: int, co
         "checkpoint_every_iterations": 1,
         "asha": {"grace_period_steps": 100_000},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+        "gate": FAST_GATE,
         "algos": {
             algo: {
                 "config": str(write_algo_config(tmp_path, algo, data)),

@@ -47,10 +47,13 @@ def assert_the_export_acts_as_the_trained_module(summary: dict, agent_dir, n: in
     else:
         np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-7)
     assert len(np.unique(np.round(actions, 6), axis=0)) > 1, "the same action on every observation"
-    held = observations[:, -len(meta.assets) :].astype(np.float64)
+    n_assets = len(meta.assets)
+    held = observations[:, -n_assets:].astype(np.float64)
+    bases = observations[:, -2 * n_assets : -n_assets].astype(np.float64)  # the residual base, observed
     weights = policy.weights_batch(observations)
-    for row, action, book in zip(weights, expected, held):
-        np.testing.assert_allclose(row, env.action_map(action, book), rtol=1e-6, atol=1e-9)
+    for row, action, book, base in zip(weights, expected, held, bases):
+        base = base / base.sum() if env.base is not None else None
+        np.testing.assert_allclose(row, env.action_map(action, book, base), rtol=1e-6, atol=1e-9)
 
 
 pytestmark = pytest.mark.ray

@@ -1,0 +1,95 @@
+"""The promotion gate: an agent is promoted only when it beats the gate's baseline on validation beyond luck (the
+interval widened for every comparison); else the best baseline that does; else the gate's baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from envs.config import EnvConfig
+from quant.growth import growth_optimal_batch, mixture_inputs
+from quant.regimes import from_law
+from training.gate import GateConfig, Paired, check_gate_data, decide, gate_decision, widened_z
+
+
+def test_an_agent_is_promoted_only_when_its_widened_lower_bound_is_above_zero():
+    config = GateConfig()
+    strong = Paired("ppo", "agent", 4e-4, 1e-4)
+    marginal = Paired("sac", "agent", 2.2e-4, 1e-4)
+    baseline = Paired("regime_growth", "baseline", 3e-4, 1e-4)
+    _, promoted, kind, reason = decide([marginal, strong, baseline], config, comparisons=3)
+    assert (promoted, kind) == ("ppo", "agent") and "agent promoted" in reason
+    # the marginal agent passes one comparison (z 1.96) but not eight (z 2.73)
+    assert decide([marginal], config, 1)[1] == "sac"
+    entries, promoted, kind, reason = decide([marginal, baseline], config, comparisons=8)
+    assert widened_z(0.05, 8) > widened_z(0.05, 1) > 1.95
+    assert (promoted, kind) == ("regime_growth", "baseline") and "no agent beat equal_weight beyond luck" in reason
+    sac = next(e for e in entries if e.name == "sac")
+    assert sac.lower < 0 < sac.difference and sac.upper - sac.lower == pytest.approx(2 * widened_z(0.05, 8) * 1e-4)
+    _, promoted, kind, reason = decide([Paired("ppo", "agent", 5e-5, 1e-4)], config, 2)
+    assert (promoted, kind) == ("equal_weight", "baseline") and reason.endswith("serving equal_weight")
+
+
+class FilteredOracle:
+    """A stand-in agent that is the filtered oracle: the growth-optimal mix of the one-day predictive mixture of the
+    regime probabilities it observes (filtered with the true law)."""
+
+    def __init__(self, config: EnvConfig, law) -> None:
+        self.model = from_law(law.transition, law.mu, law.cov)
+        n_assets = len(law.assets)
+        self.probabilities = slice(config.window_days * n_assets + n_assets, -n_assets)
+
+    def weights_batch(self, observations: np.ndarray) -> np.ndarray:
+        filtered = np.asarray(observations[:, self.probabilities], dtype=np.float64)
+        mu, cov = mixture_inputs(filtered @ self.model.transition, self.model.means, self.model.covariances)
+        return growth_optimal_batch(mu, cov)
+
+    def weights(self, observation: np.ndarray) -> np.ndarray:
+        return self.weights_batch(observation[None, :])[0]
+
+
+class EqualWeights:
+    def weights_batch(self, observations: np.ndarray) -> np.ndarray:
+        return np.full((len(observations), 4), 0.25)
+
+    def weights(self, observation: np.ndarray) -> np.ndarray:
+        return self.weights_batch(observation[None, :])[0]
+
+
+@pytest.fixture(scope="module")
+def oracle_setup():
+    from envs.sources import market_law
+
+    config = EnvConfig(observe_regimes=True, regimes={"law": "true"}, train_paths="law", validation_paths=16)
+    return config, market_law(config.data)
+
+
+@pytest.mark.slow
+def test_the_filtered_oracle_as_an_agent_is_promoted_on_the_synthetic_market(oracle_setup):
+    config, law = oracle_setup
+    record = gate_decision({"oracle": (FilteredOracle(config, law), config)}, GateConfig(baselines=("equal_weight",)))
+    oracle = next(e for e in record.entries if e.name == "oracle")
+    assert (record.promoted, record.promoted_kind) == ("oracle", "agent"), record.reason
+    assert oracle.lower > 0 and record.method.startswith("100 fresh paths") and record.candidates == 1
+
+
+def test_an_agent_that_is_equal_weight_is_not_promoted(oracle_setup):
+    config, _ = oracle_setup
+    gate = GateConfig(baselines=("equal_weight",), paths=12)
+    record = gate_decision({"same": (EqualWeights(), config)}, gate, n_trials=4)
+    same = next(e for e in record.entries if e.name == "same")
+    assert abs(same.difference) < 1e-4 and same.lower < 0  # daily rebalancing to 1/N costs a little more
+    assert (record.promoted, record.promoted_kind) == ("equal_weight", "baseline") and record.candidates == 4
+
+
+def test_bad_gate_settings_are_named_before_anything_runs(oracle_setup):
+    from training.config import resolve_train_config
+
+    for bad, field in [({"baseline": "buy_and_hold"}, "gate.baseline"), ({"baselines": ["magic"]}, "gate.baselines")]:
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            resolve_train_config("ppo", overrides={"gate": bad})
+    config, _ = oracle_setup
+    with pytest.raises(ConfigError, match=r"gate\.min_days: the validation split of the built-in market has \d+ days"):
+        check_gate_data(config, GateConfig(min_days=5000))
+    check_gate_data(config, GateConfig(min_days=5000, enabled=False))  # an off gate needs nothing
