@@ -21,10 +21,11 @@ from core.errors import ConfigError
 from envs.config import EnvConfig
 from envs.market import MarketData
 from envs.portfolio_env import PortfolioEnv
-from envs.regimes import fitted_regime_model
+from envs.regimes import carry_regime_model, fitted_regime_model
 from envs.synthetic import law_path
 from quant.regimes import RegimeModel
-from quant.registry import BASELINES, BaselinesConfig, make_baseline
+from quant.registry import BASELINES, BaselinesConfig, closes_needed, make_baseline
+from training.validation import VALIDATION_SEED_KEY
 
 GATE_SEED_KEY = 0x6A7E  # the gate's law paths: SeedSequence([synthetic_seed, key, seed, i]), apart from validation's
 
@@ -64,26 +65,51 @@ class Frame:
         data = widest.model_copy(update={"data": reference.data.model_copy(update=dates), "policy": base_free})
         validation = evaluation_env(data, "validation", market=market)
         regimes = fitted_regime_model(data, market, splits["train"])
-        rate, _ = tune_regime_trade_rate(data, market, regimes)
+        data = carry_regime_model(data, regimes)  # observed regimes on every path filter with one model, never refit
         first, last = market.dates[splits["validation"].first], market.dates[splits["validation"].last]
-        paths = None
+        paths, rate = None, None
         method = f"stationary block bootstrap of the validation days (mean block {gate.bootstrap_block_days:g} days)"
         description = f"{market.source} {first} .. {last} ({validation.n_steps} days)"
         if env.trains_on_law and reference.validation_paths > 0:
-            n_days = widest.warmup_days + validation.n_steps + 1
-            paths = []
-            for i in range(gate.paths):
-                rng = np.random.default_rng(
-                    np.random.SeedSequence([reference.data.synthetic_seed, GATE_SEED_KEY, gate.seed, i])
-                )
-                paths.append(law_path(env.law, market.dates[:n_days], rng, f"gate path {i}"))
-            method = f"{gate.paths} fresh paths of the market's law, paired (estimated baselines: the first {gate.estimated_paths})"
+            # Every candidate gets the history it would have on the data: the widest warm-up, the regime window, the
+            # estimated baselines' lookback; all are compared on the last validation.n_steps days.
+            history = max(
+                [widest.warmup_days, data.regimes.window_days]
+                + [closes_needed(n, regime_window_days=data.regimes.window_days) - 1 for n in gate.baselines]
+            )
+            dates, seed = _dates(market, history + validation.n_steps + 1), reference.data.synthetic_seed
+            paths = law_paths(env.law, dates, gate.paths, [seed, GATE_SEED_KEY, gate.seed], "gate path")
+            # the rate is chosen on the validation seeds (those that selected the modules), not on the gate's own
+            tuning = law_paths(
+                env.law, dates, reference.validation_paths, [seed, VALIDATION_SEED_KEY], "validation path"
+            )
+            rate, _ = tune_regime_trade_rate(data, market, regimes, paths=tuning)
+            method = f"{gate.paths} fresh paths of the market's law, paired (estimated baselines: the first {gate.estimated_paths}; regime_growth's rate chosen on {reference.validation_paths} validation paths)"
             description = f"{gate.paths} law paths of {validation.n_steps} days, seeds kept for the gate"
+        else:
+            rate, _ = tune_regime_trade_rate(data, market, regimes)
         return cls(data, market, paths, validation.n_steps, regimes, rate, method, description)
 
     def adapt(self, config: EnvConfig) -> EnvConfig:
         """An agent's config on the frame's split dates (its own features, base and actions kept)."""
         return config.model_copy(update={"data": self.data.data})
+
+
+def law_paths(law, dates: np.ndarray, n_paths: int, key: list[int], label: str) -> list[MarketData]:
+    """``n_paths`` fresh paths of ``law`` on ``dates``, path ``i`` from ``SeedSequence([*key, i])``."""
+    return [
+        law_path(law, dates, np.random.default_rng(np.random.SeedSequence([*key, i])), f"{label} {i}")
+        for i in range(n_paths)
+    ]
+
+
+def _dates(market: MarketData, n_days: int) -> np.ndarray:
+    """``n_days`` business dates: the market's first ones, extended when the market is shorter."""
+    if n_days <= len(market.dates):
+        return market.dates[:n_days]
+    import pandas as pd
+
+    return pd.bdate_range(str(market.dates[0]), periods=n_days).to_numpy().astype("datetime64[D]")
 
 
 def _last(results, days: int) -> np.ndarray:

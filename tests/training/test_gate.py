@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backtesting.tuning import RATES
 from core.errors import ConfigError
 from envs.config import EnvConfig
 from quant.growth import growth_optimal_batch, mixture_inputs
@@ -93,3 +94,52 @@ def test_bad_gate_settings_are_named_before_anything_runs(oracle_setup):
     with pytest.raises(ConfigError, match=r"gate\.min_days: the validation split of the built-in market has \d+ days"):
         check_gate_data(config, GateConfig(min_days=5000))
     check_gate_data(config, GateConfig(min_days=5000, enabled=False))  # an off gate needs nothing
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_csv, tmp_path_factory):
+    """Two exported (untrained) agents on the tiny CSV market's own splits, with different warm-ups (10 and 60 days
+    of returns observed)."""
+    from envs.portfolio_env import PortfolioEnv
+    from tests.support.agents import export_untrained
+
+    root = tmp_path_factory.mktemp("gate")
+    config = EnvConfig(data={"path": str(tiny_csv)}, train_paths="split", validation_paths=0, vol_window_days=20)
+    for agent, algo, window in (("ppo", "ppo", 10), ("dqn", "dqn", 60)):
+        update = {"window_days": window} | ({"action_mode": "discrete"} if algo == "dqn" else {})
+        export_untrained(PortfolioEnv(config.model_copy(update=update)), algo, root, root / "models", agent=agent)
+    return root / "models"
+
+
+def test_run_gate_plays_agents_of_different_warm_ups_on_the_same_days_and_records_the_decision(exported):
+    from policies.format import read_registry
+    from training.gate import run_gate
+
+    before = read_registry(exported)
+    with pytest.raises(ConfigError, match=r"gate\.min_days: validation has \d+ days, fewer than 5000"):
+        run_gate(exported, GateConfig(min_days=5000, resamples=200))
+    assert read_registry(exported) == before  # a gate that fails writes nothing
+
+    gate = GateConfig(baselines=("equal_weight", "regime_growth"), resamples=200)
+    record = run_gate(exported, gate, n_trials=6)
+    registry = read_registry(exported)
+    assert registry.gate == record and registry.promoted == record.promoted
+    assert {e.name for e in record.entries} == {"ppo", "dqn", "regime_growth"}
+    assert record.candidates == 6 + 1 and record.z == pytest.approx(widened_z(0.05, 7))
+    assert record.method.startswith("stationary block bootstrap") and record.regime_trade_rate in RATES
+    days = int(record.validation.rsplit("(", 1)[1].split()[0])
+    assert days >= gate.min_days  # the dqn's 60-day warm-up fixed the frame: both agents played these days
+    for entry in record.entries:
+        assert entry.lower < entry.difference < entry.upper
+        assert entry.upper - entry.lower == pytest.approx(2 * record.z * entry.stderr)
+
+
+def test_law_paths_give_every_candidate_the_same_days_whatever_its_warm_up(oracle_setup):
+    config, _ = oracle_setup
+    short = config.model_copy(update={"observe_regimes": False, "window_days": 5, "vol_window_days": 10})
+    gate = GateConfig(baselines=("equal_weight", "regime_growth"), paths=6)
+    record = gate_decision({"wide": (EqualWeights(), config), "short": (EqualWeights(), short)}, gate)
+    wide, narrow = (next(e for e in record.entries if e.name == n) for n in ("wide", "short"))
+    # the same weights on the same days: only the first day's trade differs (from holdings drifted since each warm-up)
+    assert wide.difference == pytest.approx(narrow.difference, abs=1e-7) and wide.difference != narrow.difference
+    assert "rate chosen on 16 validation paths" in record.method and record.regime_trade_rate in RATES
