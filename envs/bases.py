@@ -14,7 +14,7 @@ import numpy as np
 from core.errors import ConfigError
 from envs.config import EnvConfig
 from quant.regimes import RegimeModel
-from quant.registry import BASELINES, BaselinesConfig, make_baseline
+from quant.registry import BASELINES, make_baseline
 
 
 class ResidualBase:
@@ -32,8 +32,7 @@ class ResidualBase:
         self.name = name
         self.estimated = BASELINES[name].estimated
         self.warmup_days = config.base_warmup_days
-        baselines = BaselinesConfig(lookback_days=config.policy.lookback_days)
-        self.strategy = make_baseline(name, assets, baselines, regimes, config.regimes.window_days)
+        self.strategy = make_baseline(name, assets, config.policy.baselines, regimes, config.regimes.window_days)
 
     def targets(self, closes: np.ndarray, first: int | None = None) -> np.ndarray:
         """``(..., T, K)`` float32: row ``t`` is the base's weights at decision day ``t`` of each path of ``closes``
@@ -58,8 +57,13 @@ class ResidualBase:
         return self.strategy.target(closes[-(self.warmup_days + 1) :]).astype(np.float32)
 
 
-def observed_base(observation: np.ndarray, n_assets: int) -> np.ndarray:
-    """``(..., K)`` float64 base weights an observation carries (the ``K`` entries before the held weights), as the
-    action map tilts them: renormalised after their float32 rounding."""
-    base = np.asarray(observation[..., -2 * n_assets : -n_assets], dtype=np.float64)
+def tilted_base(observed: np.ndarray) -> np.ndarray:
+    """``(..., K)`` float64: observed (float32) base weights as the action map tilts them, renormalised after their
+    rounding. The env, the vector env and every policy (``observed_base``) take the base through here."""
+    base = np.asarray(observed, dtype=np.float64)
     return base / base.sum(axis=-1, keepdims=True)
+
+
+def observed_base(observation: np.ndarray, n_assets: int) -> np.ndarray:
+    """``tilted_base`` of the ``K`` entries an observation carries before the held weights."""
+    return tilted_base(observation[..., -2 * n_assets : -n_assets])

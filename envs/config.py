@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.config import CONFIG_DIR, FrozenConfig, load_yaml, parse_config
-from quant.registry import ROUTABLE
+from quant.registry import BASELINES, ROUTABLE, BaselinesConfig, closes_needed
 
 ENV_YAML = CONFIG_DIR / "env.yaml"
 
@@ -125,6 +125,11 @@ class PolicyConfig(FrozenConfig):
     )
     lookback_days: int = Field(default=252, ge=20, le=5000, description="estimation window of an estimated base")
 
+    @property
+    def baselines(self) -> BaselinesConfig:
+        """The registry's settings the base is built with (its lookback; it decides daily, with no schedule)."""
+        return BaselinesConfig(lookback_days=self.lookback_days)
+
 
 class EnvConfig(FrozenConfig):
     """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
@@ -198,16 +203,13 @@ class EnvConfig(FrozenConfig):
     @property
     def base_warmup_days(self) -> int:
         """Days of returns the residual base reads before its first decision (``quant.registry.closes_needed`` - 1)."""
-        base = self.policy.base
-        if base == "none" or base == "equal_weight":
+        if self.policy.base == "none":
             return 0
-        if base == "regime_growth":
-            return self.regimes.window_days
-        return self.policy.lookback_days
+        return closes_needed(self.policy.base, self.policy.baselines, self.regimes.window_days) - 1
 
     @property
     def base_needs_regimes(self) -> bool:
-        return self.policy.base == "regime_growth"
+        return self.policy.base != "none" and BASELINES[self.policy.base].needs_regimes
 
     @model_validator(mode="after")
     def _residual_fits_the_action_map(self) -> EnvConfig:

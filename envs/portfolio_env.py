@@ -15,7 +15,7 @@ from core.config import parse_config
 from core.errors import ConfigError, DataError
 from envs.accounting import rebalance
 from envs.actions import ActionMap
-from envs.bases import ResidualBase
+from envs.bases import ResidualBase, tilted_base
 from envs.bootstrap import bootstrap_closes
 from envs.config import EnvConfig
 from envs.features import compute_features, observation_size
@@ -224,8 +224,7 @@ class PortfolioEnv(gym.Env):
         """The residual base's weights today as the action tilts them (the observed ones), or ``None``."""
         if self.base is None:
             return None
-        base = self._features[self._step_index, -self._weights.shape[0] :].astype(np.float64)
-        return base / base.sum()
+        return tilted_base(self._features[self._step_index, -self._weights.shape[0] :])
 
     def step_weights(self, target: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Rebalance to ``target`` weights (``(K,)``, non-negative, sum 1) and advance one day."""
@@ -309,7 +308,6 @@ class PortfolioEnv(gym.Env):
         first, last = self._first_decision + 1, self._first_decision + self._n_steps
         if self.base is not None:  # the base's weights at each decision day, observed after the features
             features = np.concatenate([features, self.base.targets(closes, first - 1)], axis=-1)
-        first, last = self._first_decision + 1, self._first_decision + self._n_steps
         features = np.ascontiguousarray(features[..., first - 1 : last + 1, :])  # the state after the last return too
         relatives = np.ascontiguousarray(closes[..., first : last + 1, :] / closes[..., first - 1 : last, :])
         # Log growth of the equal-weight portfolio, rebalanced daily without costs: the excess reward's benchmark.

@@ -30,6 +30,7 @@ from gymnasium.vector.utils import batch_space
 
 from core.errors import ConfigError
 from envs.accounting import rebalance_batch
+from envs.bases import tilted_base
 from envs.config import EnvConfig
 from envs.market import MarketData
 from envs.portfolio_env import PortfolioEnv
@@ -155,8 +156,7 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         step = self._step[index]
         if self.action_map.residual:  # the base the action tilts: the observed one, as PortfolioEnv.base_weights
             rows = self._features[step] if self._shared else self._features[index, step]
-            base = rows[:, -held.shape[1] :].astype(np.float64)
-            target = self.action_map.batch(actions, held, base / base.sum(axis=1, keepdims=True))
+            target = self.action_map.batch(actions, held, tilted_base(rows[:, -held.shape[1] :]))
         else:
             target = self.action_map.batch(actions, held)
         relatives = self._relatives[step] if self._shared else self._relatives[index, step]

@@ -159,7 +159,7 @@ def check_training(config: TrainConfig, *, require_devices: bool = True) -> Port
             )
     env = PortfolioEnv(config.env)
     evaluation_env(config.env, "validation")  # what the validation callback will build: fail here, not in a trial
-    check_gate_data(config.env, config.gate)
+    check_gate_data(config.env, config.gate, env.splits["validation"].n_days)
     return env
 
 

@@ -146,15 +146,17 @@ def paired(name: str, kind: str, candidate: np.ndarray, reference: np.ndarray, c
     return Paired(name, kind, float(per_path.mean()), stderr)
 
 
-def check_gate_data(env_config: EnvConfig, config: GateConfig) -> None:
+def check_gate_data(env_config: EnvConfig, config: GateConfig, days: int | None = None) -> None:
     """Before Ray starts: the validation split must be long enough for the gate (``gate.min_days``).
 
+    :param days: the validation split's days, where the caller has them (an env it built); else computed here.
     :raises ConfigError: naming ``gate.min_days`` and the data."""
     from backtesting.backtest import evaluation_env
 
     if not config.enabled:
         return
-    days = evaluation_env(env_config, "validation").n_steps
+    if days is None:
+        days = evaluation_env(env_config, "validation").n_steps
     if days < config.min_days:
         raise ConfigError(
             f"gate.min_days: the validation split of {env_config.data.path or 'the built-in market'} has {days} days, "
