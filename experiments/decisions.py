@@ -10,7 +10,14 @@
 - **promote** a challenger (all traffic) once it is at the last step and the sequence says it is better (lower end
   above 0).
 - Thompson routing (``routing: thompson``) sets the shares from the arms' posteriors instead
-  (``experiments.bandit``), with the same guardrails.
+  (``experiments.bandit``), with the same guardrails; hedge routing (``routing: hedge``) from the arms' net log
+  wealth by exponential weights (``experiments.hedge``), once a new trading day closes.
+- **rollback** a challenger whose live daily paired difference to the gate's baseline is inconsistent with its
+  validation distribution (``guardrails.consistency``, ``experiments.consistency``); the control cannot be rolled
+  back, so its inconsistency is recorded once as a ``consistency`` decision for the operator.
+
+"The sequence" is the paired, day-clustered one once per-asset feedback has come, else the unpaired one
+(``Experiment.evidence``).
 - An operator's split, promotion, rollback, ramp step and resume (the admin API).
 
 ``Decisions`` holds these rules for ``experiments.experiment.Experiment``, whose state they read and set.
@@ -27,17 +34,20 @@ import numpy as np
 from core.errors import ConfigError
 from experiments.bandit import thompson_shares
 from experiments.buckets import normalise
+from experiments.hedge import hedge_shares
 
 if TYPE_CHECKING:
     from experiments.arms import ArmState
     from experiments.config import ExperimentConfig
+    from experiments.consistency import ConsistencyTest
+    from experiments.paired import DailyBook
 
 BANDIT_RECORD_MOVE = 0.02  # bandit shares are re-estimated by sampling: only a move this large changes the split
 
 
 @dataclass(frozen=True)
 class Decision:
-    kind: Literal["start", "ramp", "promote", "rollback", "bandit", "split", "resume", "deploy"]
+    kind: Literal["start", "ramp", "promote", "rollback", "bandit", "hedge", "consistency", "split", "resume", "deploy"]
     arm: str | None
     reason: str
     shares: dict[str, float]
@@ -57,7 +67,11 @@ class Decisions:
     _feedback_at_step: dict[str, int]
     _base_split: dict[str, float]
     _bandit_feedback: int
+    _hedge_days: int
     _rng: np.random.Generator
+    book: DailyBook
+    consistency: dict[str, ConsistencyTest]
+    consistency_flags: set[str]
 
     def tripped(self, arm: str) -> str | None:
         """The first guardrail ``arm`` breaks, in words, or None.
@@ -96,11 +110,17 @@ class Decisions:
         made: list[Decision] = []
         if self.promoted is not None:
             return made
+        control = self.config.control
+        if control in self.consistency and self.consistency[control].flagged and control not in self.consistency_flags:
+            self.consistency_flags.add(control)
+            made.append(self._record("consistency", control, self.consistency[control].reason(), self.shares))
         for name in self.config.challengers:
             if name in self.stopped:
                 continue
             reason = self.tripped(name)
-            comparison = self.comparison(name)
+            if reason is None and name in self.consistency and self.consistency[name].flagged:
+                reason = self.consistency[name].reason()
+            comparison = self.evidence(name)
             if reason is None and comparison["sequential"]["upper"] < 0:
                 reason = comparison["verdict"]
             if reason is not None:
@@ -134,6 +154,13 @@ class Decisions:
             moved = max(abs(shares[n] - self.shares.get(n, 0.0)) for n in shares)
             if moved >= BANDIT_RECORD_MOVE:
                 made.append(self._record("bandit", None, "posterior probability of being best", shares))
+        days = len(self.book.closed_days())
+        if self.config.routing == "hedge" and not self.paused and days > self._hedge_days:
+            self._hedge_days = days
+            shares = self._hedge_now()
+            moved = max(abs(shares[n] - self.shares.get(n, 0.0)) for n in shares)
+            if moved >= BANDIT_RECORD_MOVE:
+                made.append(self._record("hedge", None, f"net log wealth over {days} trading days", shares))
         return made
 
     # -- an operator's decisions (admin API) ---------------------------------------------------------------------
@@ -216,7 +243,7 @@ class Decisions:
     def _initial_shares(self) -> dict[str, float]:
         if self.config.routing == "fixed":
             return {n: self._base_split.get(n, 0.0) for n in sorted(self.config.arms)}
-        if self.config.routing == "thompson":
+        if self.config.routing in ("thompson", "hedge"):
             return {n: 1.0 / len(self.config.arms) for n in sorted(self.config.arms)}
         return self._shares_now()
 
@@ -228,6 +255,8 @@ class Decisions:
             return dict(self._base_split)
         if self.config.routing == "thompson":
             return self._bandit_shares()
+        if self.config.routing == "hedge":
+            return self._hedge_now()
         shares = {
             n: (0.0 if n in self.stopped else self.config.ramp.steps[self.step_index[n]])
             for n in self.config.challengers
@@ -237,6 +266,12 @@ class Decisions:
             shares = {n: s / total for n, s in shares.items()}
             total = 1.0
         return normalise({self.config.control: 1.0 - total, **shares})
+
+    def _hedge_now(self) -> dict[str, float]:
+        live = [n for n in self.arms if n not in self.stopped]
+        wealth, days = self.book.cumulative(live)
+        shares = hedge_shares(wealth, days, self.config.hedge.daily_range, self.config.hedge.floor)
+        return {n: shares.get(n, 0.0) for n in sorted(self.arms)}
 
     def _bandit_shares(self) -> dict[str, float]:
         live = {n: a.returns() for n, a in self.arms.items() if n not in self.stopped}

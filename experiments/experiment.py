@@ -3,10 +3,17 @@
 Pure Python over numbers (no Serve, no database), so every rule is unit-testable; the Serve app feeds it the
 assignments, errors, latencies and realised returns it sees and applies the shares it answers.
 
-Statistics per challenger against the control: the always-valid confidence sequence of the mean return difference
-(``experiments.sequential``), whose running p-value never rises; Welch's t-test beside it, labelled fixed-horizon
-(valid only if read once, at a sample size fixed in advance). Sample-ratio mismatch over all arms
-(``experiments.srm``). The decisions it takes on them are ``experiments.decisions``; the control state they set is
+Statistics per challenger against the control, two kinds:
+
+- **Paired, by day** (``experiments.paired``), from per-asset feedback: every arm's net log growth on every request,
+  averaged per trading day, the challenger's difference to the control over closed days in an always-valid
+  confidence sequence. The decisions use it once any per-asset feedback has come.
+- **Unpaired, by request**, from scalar feedback (``realized_return``, the answering arm's only): the always-valid
+  confidence sequence of the mean return difference (``experiments.sequential``), whose running p-value never rises;
+  Welch's t-test beside it, labelled fixed-horizon (valid only if read once, at a sample size fixed in advance).
+
+Sample-ratio mismatch over all arms (``experiments.srm``); with per-asset feedback, each arm's consistency with its
+validation distribution (``experiments.consistency``). The decisions it takes on them are ``experiments.decisions``; the control state they set is
 saved with every decision and ``restore`` takes it back after a restart (the statistics come from replaying the log).
 """
 
@@ -23,14 +30,51 @@ from core.errors import ConfigError
 from experiments.arms import ArmState
 from experiments.buckets import normalise
 from experiments.config import ExperimentConfig
+from experiments.consistency import ConsistencyTest, Expectation
 from experiments.decisions import Decision, Decisions
+from experiments.paired import DailyBook, PairedComparison
 from experiments.sequential import RunningPValue, confidence_sequence
 from experiments.srm import sample_ratio_test
 
 
+def check_expectations(config: ExperimentConfig, expectations: Mapping[str, Expectation] | None) -> None:
+    """``guardrails.consistency`` needs every arm's validation distribution; a ``ConfigError`` naming the field and
+    the arms without one otherwise."""
+    if not config.guardrails.consistency:
+        return
+    missing = sorted(set(config.arms) - set(expectations or {}))
+    if missing:
+        raise ConfigError(
+            f"guardrails.consistency: no validation distribution stored for {missing} (the promotion gate writes one "
+            "per agent and baseline to the models folder's registry.json; run the gate on these exports, e.g. "
+            "rlportfolio train or sweep with gate enabled, or turn the guardrail off)"
+        )
+
+
 class Experiment(Decisions):
-    def __init__(self, config: ExperimentConfig, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        rng: np.random.Generator | None = None,
+        expectations: Mapping[str, Expectation] | None = None,
+    ) -> None:
+        """:param expectations: arm -> its validation distribution of daily paired differences to the gate's
+        baseline (``guardrails.consistency`` tests the live ones against it)."""
+        check_expectations(config, expectations)
         self.config = config
+        checked = (
+            {a: e for a, e in (expectations or {}).items() if a in config.arms} if config.guardrails.consistency else {}
+        )
+        self.consistency = {arm: ConsistencyTest(e, config.alpha) for arm, e in checked.items()}
+        pairs = [(c, config.control) for c in config.challengers] + [(a, e.baseline) for a, e in checked.items()]
+        self.book = DailyBook(pairs)
+        self._tested_days: set[str] = set()  # closed days the consistency tests have taken
+        self._paired = {
+            c: PairedComparison(c, config.control, config.alpha, config.tuning_days, config.min_days)
+            for c in config.challengers
+        }
+        self._hedge_days = 0  # closed days at the last hedge re-estimate
+        self.consistency_flags: set[str] = set()  # arms whose inconsistency was recorded (the control's)
         self.arms = {name: ArmState() for name in config.arms}
         self._p = {name: RunningPValue() for name in config.challengers}
         self._rng = rng or np.random.default_rng()
@@ -81,6 +125,33 @@ class Experiment(Decisions):
             raise ConfigError(f"realized_return: must be finite, got {realized_return}")
         period = int((time.time() if at is None else at) // self.config.guardrails.drawdown_period_s)
         self._arm(arm).add_return(realized_return, period)
+
+    def observe(self, as_of: str, growth: Mapping[str, float]) -> None:
+        """Full information: one request's net log growth for every agent scored on it, for trading day ``as_of``.
+        A new day closes the earlier ones, which the consistency tests then take, once each, in order."""
+        previous = self.book.latest
+        self.book.add(as_of, growth)
+        if self.consistency and previous is not None and as_of > previous:
+            for day in self.book.closed_days():
+                if day in self._tested_days:
+                    continue
+                self._tested_days.add(day)
+                record = self.book.days[day]
+                for arm, test in self.consistency.items():
+                    pair = (arm, test.expected.baseline)
+                    if record.pair_counts.get(pair):
+                        test.update(record.pair_sums[pair] / record.pair_counts[pair])
+
+    @property
+    def full_information(self) -> bool:
+        """Per-asset feedback has come: the decisions read the paired, day-clustered statistics."""
+        return self.book.requests > 0
+
+    def evidence(self, challenger: str) -> dict:
+        """The comparison the decisions read: paired by day with per-asset feedback, else unpaired."""
+        if self.full_information:
+            return self._paired[challenger].summary(self.book)
+        return self.comparison(challenger)
 
     def _arm(self, name: str) -> ArmState:
         try:
@@ -158,6 +229,13 @@ class Experiment(Decisions):
             "promoted": self.promoted,
             "arms": arms,
             "comparisons": [self.comparison(name) for name in self.config.challengers],
+            "paired": [self._paired[name].summary(self.book) for name in self.config.challengers],
+            "full_information": {
+                "requests": self.book.requests,
+                "closed_days": len(self.book.closed_days()),
+                "latest_day": self.book.latest,
+            },
+            "consistency": {arm: test.summary() for arm, test in sorted(self.consistency.items())},
             "sample_ratio": {
                 "p_value": ratio.p_value,
                 "chi_square": ratio.chi_square,
@@ -182,6 +260,9 @@ class Experiment(Decisions):
             "shares": dict(self.shares),
             "p_values": {name: p.value for name, p in self._p.items()},
             "bandit_feedback": self._bandit_feedback,
+            "hedge_days": self._hedge_days,
+            "consistency_flags": sorted(self.consistency_flags),
+            "paired_p_values": {name: p.running.value for name, p in self._paired.items()},
         }
 
     def restore(self, state: Mapping) -> None:
@@ -197,3 +278,8 @@ class Experiment(Decisions):
             if name in self._p:
                 self._p[name].value = float(value)
         self._bandit_feedback = int(state.get("bandit_feedback", 0))
+        self._hedge_days = int(state.get("hedge_days", 0))
+        self.consistency_flags = set(state.get("consistency_flags", []))
+        for name, value in state.get("paired_p_values", {}).items():
+            if name in self._paired:
+                self._paired[name].running.value = float(value)

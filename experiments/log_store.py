@@ -10,6 +10,7 @@ add at the cost of an fsync per batch), and readers never block the writers.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,21 +26,28 @@ from experiments.log_schema import (
     DECISION_COLUMNS,
     DEFAULT_URL,
     READ_CHUNK,
+    SCORE_COLUMNS,
     Assignment,
     DecisionRecord,
     Feedback,
     FeedbackStatus,
     LogContents,
+    Scores,
     assignment_values,
     assignments,
     decision_values,
     decisions,
     decode_assignment,
     decode_decision,
+    decode_feedback,
     feedback,
     feedback_query,
     metadata,
+    outcomes,
+    score_values,
+    scores,
 )
+from experiments.outcomes import net_return
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -97,11 +105,16 @@ class ExperimentLog:
         assignments_: Sequence[Assignment] = (),
         feedback_: Sequence[Feedback] = (),
         decisions_: Sequence[DecisionRecord] = (),
+        scores_: Sequence[Scores] = (),
     ) -> list[tuple[FeedbackStatus, str | None]]:
         """Write a batch in one transaction. Per feedback, in order: ``("recorded", arm that answered)`` (also for a
-        repeat of an already recorded report with the same return: a client's retry), ``("unknown", None)`` (no
-        such answered request, in the log or in this batch) or ``("duplicate", None)`` (a different return was
-        already reported).
+        repeat of an already recorded report with the same values: a client's retry), ``("unknown", None)`` (no
+        such answered request, in the log or in this batch), ``("duplicate", None)`` (different values were already
+        reported) or ``("unscored", None)`` (per-asset returns for a request without scores: one answered before
+        full-information scoring, or a failed one).
+
+        Per-asset returns become the answering agent's net return (``envs.accounting``: costs charged on the turnover
+        from the weights the request said were held), written to ``feedback`` beside the returns themselves.
 
         Written through one DBAPI connection with prepared statements, not SQLAlchemy's ORM-free Core: the ingress
         commits a batch per request at low load, and Core's per-batch work (connection checkout, statement
@@ -115,19 +128,9 @@ class ExperimentLog:
             try:
                 if assignments_:
                     cursor.executemany(self._sql["assignment"], [assignment_values(a) for a in assignments_])
-                for item in feedback_:
-                    cursor.execute(self._sql["answered"], (item.request_id,))
-                    found = cursor.fetchone()
-                    if found is None:
-                        statuses.append(("unknown", None))
-                        continue
-                    cursor.execute(self._sql["feedback"], (item.request_id, item.realized_return, item.created_at))
-                    if cursor.rowcount == 1:
-                        statuses.append(("recorded", found[0]))
-                        continue
-                    cursor.execute(self._sql["reported"], (item.request_id,))
-                    same = cursor.fetchone()[0] == item.realized_return
-                    statuses.append(("recorded", found[0]) if same else ("duplicate", None))
+                if scores_:
+                    cursor.executemany(self._sql["scores"], [score_values(s) for s in scores_])
+                statuses = [self._feedback(cursor, item) for item in feedback_]
                 if decisions_:
                     cursor.executemany(self._sql["decision"], [decision_values(d) for d in decisions_])
                 connection.commit()
@@ -141,6 +144,35 @@ class ExperimentLog:
             finally:
                 cursor.close()
         return statuses
+
+    def _feedback(self, cursor: Any, item: Feedback) -> tuple[FeedbackStatus, str | None]:
+        cursor.execute(self._sql["answered"], (item.request_id,))
+        found = cursor.fetchone()
+        if found is None:
+            return ("unknown", None)
+        arm, realized, encoded = found[0], item.realized_return, None
+        if item.asset_returns is not None:
+            cursor.execute(self._sql["scored"], (item.request_id,))
+            scored = cursor.fetchone()
+            if scored is None:
+                return ("unscored", None)
+            held, cost_rate, weights = json.loads(scored[0]), scored[1], json.loads(scored[2])[arm]
+            realized = net_return(weights, held, item.asset_returns, cost_rate)
+            encoded = json.dumps(list(item.asset_returns))
+        cursor.execute(self._sql["feedback"], (item.request_id, realized, item.created_at))
+        if cursor.rowcount == 1:
+            if encoded is not None:
+                cursor.execute(self._sql["outcome"], (item.request_id, encoded, item.created_at))
+            return ("recorded", arm)
+        cursor.execute(self._sql["reported"], (item.request_id,))
+        before, returns_before = cursor.fetchone()
+        same = before == realized and (encoded is None or returns_before == encoded)
+        return ("recorded", arm) if same else ("duplicate", None)
+
+    def last_as_of(self, client_id: str) -> str | None:
+        """The latest trading day a client's requests were scored for (``None``: none yet)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(scores.c.as_of)).where(scores.c.client_id == client_id)).scalar()
 
     def _writer(self) -> Any:
         if self._connection is None:
@@ -164,12 +196,18 @@ class ExperimentLog:
 
         return {
             "assignment": insert(assignments, ASSIGNMENT_COLUMNS),
+            "scores": insert(scores, SCORE_COLUMNS),
+            "outcome": insert(outcomes, ("request_id", "asset_returns", "created_at")),
+            "scored": f"SELECT held, cost_rate, weights FROM scores WHERE request_id = {mark}",
             "decision": insert(decisions, DECISION_COLUMNS),
             "feedback": insert(
                 feedback, ("request_id", "realized_return", "created_at"), " ON CONFLICT (request_id) DO NOTHING"
             ),
             "answered": f"SELECT arm FROM assignments WHERE request_id = {mark} AND kind = 'answer' AND arm != ''",
-            "reported": f"SELECT realized_return FROM feedback WHERE request_id = {mark}",
+            "reported": (
+                "SELECT f.realized_return, o.asset_returns FROM feedback f LEFT JOIN outcomes o "
+                f"ON o.request_id = f.request_id WHERE f.request_id = {mark}"
+            ),
         }
 
     # -- reading --------------------------------------------------------------------------------------------------
@@ -205,7 +243,7 @@ class ExperimentLog:
         query = feedback_query()
         if experiment is not None:
             query = query.where(assignments.c.experiment == experiment)
-        return self._chunks(query, feedback.c.seq)
+        return (decode_feedback(row) for row in self._chunks(query, feedback.c.seq))
 
     def _chunks(self, query: sa.Select, seq: sa.Column) -> Iterator[dict[str, Any]]:
         """``query``'s rows by ``seq``, ``READ_CHUNK`` at a time (no connection held between chunks)."""
@@ -224,7 +262,13 @@ class ExperimentLog:
         with self.engine.connect() as conn:
             return {
                 name: int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-                for name, table in (("assignments", assignments), ("feedback", feedback), ("decisions", decisions))
+                for name, table in (
+                    ("assignments", assignments),
+                    ("feedback", feedback),
+                    ("decisions", decisions),
+                    ("scores", scores),
+                    ("outcomes", outcomes),
+                )
             }
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from experiments.log_schema import READ_CHUNK, assignments, decode_assignment, feedback, feedback_query
+from experiments.log_schema import READ_CHUNK, assignments, decode_assignment, decode_feedback, feedback, feedback_query
 from experiments.log_store import ExperimentLog
 
 logger = logging.getLogger(__name__)
@@ -61,4 +61,6 @@ class Tail:
             logger.warning("experiment log tail: %d seq gaps; keeping the newest %d", len(self._gaps), MAX_GAPS)
             self._gaps = dict(sorted(self._gaps.items())[-MAX_GAPS:])
         rows = [r for r in rows if r["experiment"] == self.experiment]
-        return [decode_assignment(r) for r in rows] if self.table == "assignments" else rows
+        return (
+            [decode_assignment(r) for r in rows] if self.table == "assignments" else [decode_feedback(r) for r in rows]
+        )

@@ -27,11 +27,13 @@ import numpy as np
 from core.errors import ConfigError
 from experiments.buckets import BucketLayout
 from experiments.config import ExperimentConfig
+from experiments.consistency import Expectation
 from experiments.decisions import Decision
-from experiments.experiment import Experiment
+from experiments.experiment import Experiment, check_expectations
 from experiments.log_schema import DecisionRecord
 from experiments.log_store import ExperimentLog
 from experiments.log_tail import Tail
+from experiments.outcomes import net_log_growth
 from experiments.settings import ExperimentSettings, Routing, experiment_key, resolve_settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class ExperimentRunner:
     :param fallback: the control of the default experiment when it is in the split.
     :param default_split: the split when the settings name none (equal over the RL agents).
     :param versions: agent -> model version, part of the experiment's key.
+    :param expectations: agent -> its validation distribution of daily paired differences to the gate's baseline
+        (``guardrails.consistency``).
     """
 
     def __init__(
@@ -63,8 +67,10 @@ class ExperimentRunner:
         fallback: str,
         default_split: Mapping[str, float],
         versions: Mapping[str, str] | None = None,
+        expectations: Mapping[str, Expectation] | None = None,
     ) -> None:
         self.log = log_
+        self.expectations = dict(expectations or {})
         self.versions = dict(versions or {})
         self.known = set(known)
         self.fallback = fallback
@@ -84,7 +90,9 @@ class ExperimentRunner:
     # -- settings -------------------------------------------------------------------------------------------------
 
     def resolve(self, settings: Mapping[str, Any] | ExperimentSettings) -> tuple[ExperimentConfig, ExperimentSettings]:
-        return resolve_settings(settings, self.known, self.fallback, self.default_split)
+        config, parsed = resolve_settings(settings, self.known, self.fallback, self.default_split)
+        check_expectations(config, self.expectations)
+        return config, parsed
 
     def configure(self, settings: Mapping[str, Any]) -> Routing:
         """Apply the ingress ``user_config`` (see the module docstring for what wins)."""
@@ -137,7 +145,7 @@ class ExperimentRunner:
 
     def _open(self, key: str, config: ExperimentConfig, deploy: dict[str, Any]) -> None:
         """Start experiment ``key``, or rebuild it from the log when it has run before."""
-        self.key, self.experiment = key, Experiment(config)
+        self.key, self.experiment = key, Experiment(config, expectations=self.expectations)
         self._tails = (Tail(self.log, "assignments", key), Tail(self.log, "feedback", key))
         self._shadow_latencies, self._shadow_requests = {}, {}
         history = self.log.decisions(key)
@@ -189,6 +197,9 @@ class ExperimentRunner:
         if row["forced"] or row["routed_arm"] not in experiment.arms:
             return
         experiment.feedback(row["routed_arm"], row["realized_return"], at=row["created_at"])
+        if row.get("asset_returns") is not None and row.get("scores"):
+            growth = net_log_growth(row["scores"], row["held"], row["asset_returns"], row["cost_rate"])
+            experiment.observe(row["as_of"], growth)
 
     def _record(self, made: list[Decision], source: str, config: Mapping[str, Any] | None = None) -> None:
         """Give each decision a split version and a layout, and log them in one transaction. The decisions are in

@@ -181,6 +181,14 @@ class GateEntry(Record):
     lower: float = Field(description="lower end of the interval, widened for the number of candidates")
     upper: float
     stderr: float
+    daily_std: float | None = Field(
+        default=None,
+        description="standard deviation of the daily paired difference across validation days (path-days on law "
+        "paths): with difference and days, the distribution a served agent's live behaviour is tested against "
+        "(experiments.consistency); null in records written before it was kept",
+    )
+    days: int | None = Field(default=None, description="validation days (path-days) the difference was measured over")
+    model_version: str | None = Field(default=None, description="an agent's exported model the entry is for")
 
 
 class GateRecord(Record):

@@ -21,6 +21,8 @@ from core.errors import ConfigError
 from core.storage import Location
 from envs.config import RegimeParams
 from experiments.config import ExperimentConfig
+from experiments.consistency import Expectation
+from experiments.experiment import check_expectations
 from experiments.log_schema import DEFAULT_URL
 from experiments.settings import resolve_settings
 from policies.format import agent_dirs, read_metadata, read_registry
@@ -94,6 +96,44 @@ def carried_regime_model(agent_dirs: Iterable[Location]) -> tuple[RegimeParams |
     return None, 0
 
 
+def agents_cost_bps(agent_dirs: Iterable[Location]) -> float:
+    """The proportional cost the agents trained with, which the app charges every scored agent's turnover (one cost:
+    a paired comparison under two costs would not be a comparison); 10 bps with no RL agent."""
+    costs = {d.name: read_metadata(d).env_config.cost_bps for d in agent_dirs}
+    if len(set(costs.values())) > 1:
+        raise ConfigError(f"agents trained with different costs {costs} (cost_bps); serve them in separate apps")
+    return next(iter(costs.values()), 10.0)
+
+
+def validation_expectations(models_dir: str, infos: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each deployed agent's and baseline's validation distribution of daily paired differences to the gate's
+    baseline, from the gate's record (``registry.json``); an agent re-exported since the gate has none."""
+    registry = read_registry(models_dir)
+    if registry is None or registry.gate is None or registry.gate.baseline not in infos:
+        return {}
+    gate = registry.gate
+    out = {}
+    for entry in gate.entries:
+        if entry.daily_std is None or not entry.days or entry.name not in infos:
+            continue
+        if entry.kind == "agent" and entry.model_version != infos[entry.name].model_version:
+            continue
+        out[entry.name] = {
+            "baseline": gate.baseline,
+            "mean": entry.difference,
+            "std": entry.daily_std,
+            "days": entry.days,
+        }
+    if out:  # the baseline against itself: identical every day
+        out[gate.baseline] = {
+            "baseline": gate.baseline,
+            "mean": 0.0,
+            "std": 0.0,
+            "days": max(e["days"] for e in out.values()),
+        }
+    return out
+
+
 def promoted_default(models_dir: str, agents: Iterable[str], baselines: list[str]) -> tuple[str | None, float | None]:
     """What the promotion gate (``training.gate``, ``registry.json``) decided to serve by default, and the
     ``regime_growth`` rate it chose on validation; ``(None, None)`` before any gate ran on these exports. A promoted
@@ -151,7 +191,10 @@ def build_app(args: AppArgs) -> serve.Application:
         {promoted: 1.0} if promoted else {name: 1.0 for name, i in infos.items() if i.kind == "rl"} or {fallback: 1.0}
     )
     settings = {"experiment": args.experiment, "split": args.split, "shadow": args.shadow}
-    resolve_settings(settings, set(infos), fallback, default_split)  # fail here, with a clear message, not in a replica
+    # Fail here, with a clear message, not in a replica.
+    config, _ = resolve_settings(settings, set(infos), fallback, default_split)
+    expectations = validation_expectations(models_dir, infos)
+    check_expectations(config, {n: Expectation(**e) for n, e in expectations.items()})
     settings = {k: (v.model_dump(mode="json") if isinstance(v, ExperimentConfig) else v) for k, v in settings.items()}
     log_url = absolute_sqlite(args.experiment_log)
 
@@ -176,10 +219,18 @@ def build_app(args: AppArgs) -> serve.Application:
     token = os.environ.get(args.token_env)
     token_sha256 = hashlib.sha256(token.encode()).hexdigest() if token else None
     store = StatsStore.options(logging_config=logging_config).bind(
-        log_url, {n: i.model_version for n, i in infos.items()}, fallback, default_split
+        log_url, {n: i.model_version for n, i in infos.items()}, fallback, default_split, expectations
     )
     ingress = Ingress.options(num_replicas=args.ingress_replicas, user_config=settings, logging_config=logging_config)
-    return ingress.bind(handles, store, {n: asdict(i) for n, i in infos.items()}, fallback, token_sha256, log_url)
+    return ingress.bind(
+        handles,
+        store,
+        {n: asdict(i) for n, i in infos.items()},
+        fallback,
+        token_sha256,
+        log_url,
+        agents_cost_bps(agents.values()),
+    )
 
 
 def absolute_sqlite(url: str) -> str:

@@ -13,6 +13,7 @@ from ray import serve
 
 from core.errors import ConfigError
 from envs.config import RegimeParams
+from experiments.consistency import Expectation
 from experiments.log_store import ExperimentLog
 from experiments.runner import ExperimentRunner
 from quant.registry import BaselinesConfig
@@ -65,11 +66,22 @@ class StatsStore:
     Calls answer plain dicts; a bad admin request answers ``{"error": {"field", "message"}}`` (a ``ConfigError``
     raised here would reach the ingress wrapped in Ray's own exception)."""
 
-    def __init__(self, log_url: str, versions: dict[str, str], fallback: str, default_split: dict[str, float]) -> None:
-        """:param versions: every deployed agent -> its model version (the experiment's key includes the arms')."""
+    def __init__(
+        self,
+        log_url: str,
+        versions: dict[str, str],
+        fallback: str,
+        default_split: dict[str, float],
+        expectations: dict[str, dict] | None = None,
+    ) -> None:
+        """:param versions: every deployed agent -> its model version (the experiment's key includes the arms').
+        :param expectations: agent -> its validation distribution (``experiments.consistency.Expectation`` fields)."""
         from ray.serve import metrics
 
-        self.runner = ExperimentRunner(ExperimentLog(log_url), set(versions), fallback, default_split, versions)
+        expected = {name: Expectation(**fields) for name, fields in (expectations or {}).items()}
+        self.runner = ExperimentRunner(
+            ExperimentLog(log_url), set(versions), fallback, default_split, versions, expected
+        )
         self._poller: asyncio.Task | None = None
         keys = ("experiment",)
         self.srm_p = metrics.Gauge(
@@ -80,6 +92,16 @@ class StatsStore:
         )
         self.share = metrics.Gauge(
             "rlportfolio_ab_share", "Traffic share per arm of the running experiment", tag_keys=("experiment", "arm")
+        )
+        self.consistency_e = metrics.Gauge(
+            "rlportfolio_ab_consistency_e_value",
+            "E-value of an arm's live daily paired difference against its validation distribution",
+            tag_keys=("experiment", "arm"),
+        )
+        self.inconsistent = metrics.Gauge(
+            "rlportfolio_ab_inconsistent",
+            "1 once an arm's live behaviour is inconsistent with its validation (guardrails.consistency)",
+            tag_keys=("experiment", "arm"),
         )
 
     def _start_poller(self) -> None:
@@ -105,6 +127,10 @@ class StatsStore:
         self.srm_mismatch.set(float(ratio.mismatch), tags=tags)
         for arm, share in experiment.shares.items():
             self.share.set(share, tags={**tags, "arm": arm})
+        for arm, test in experiment.consistency.items():
+            reading = test.summary()
+            self.consistency_e.set(reading["e_value"], tags={**tags, "arm": arm})
+            self.inconsistent.set(float(reading["flagged"]), tags={**tags, "arm": arm})
 
     def _answer(self, call: Any) -> dict[str, Any]:
         self._start_poller()

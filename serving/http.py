@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving.agents import AgentInfo
-from serving.schemas import AllocateRequest
+from serving.schemas import AllocateRequest, FeedbackRequest
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -33,9 +33,26 @@ def problem(status: int, field: str, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=[{"loc": field.split("."), "msg": message}])
 
 
+ADMIN_PATHS = ("/ab/experiment", "/ab/split", "/ab/promote", "/ab/rollback", "/ab/ramp")
+OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/redoc")
+
+
 @api.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each bad field. The offending input is left out: it may be NaN, which JSON cannot carry."""
+    """422 naming each bad field, but only for a caller the endpoint would let in: FastAPI validates the body before
+    the endpoint runs (and checks the token), so a wrong or missing token is answered here first (401, or 403 for
+    the admin API without a configured token), and nothing about the body is said to it. The offending input is
+    left out of the 422: it may be NaN, which JSON cannot carry."""
+    path = request.url.path
+    if path not in OPEN_PATHS:
+        token_sha256 = getattr(request.app.state, "token_sha256", None)
+        check = authorize_admin if path in ADMIN_PATHS else authorize
+        try:
+            check(token_sha256, request.headers.get("authorization"))
+        except HTTPException as refused:
+            return JSONResponse(
+                status_code=refused.status_code, content={"detail": refused.detail}, headers=refused.headers
+            )
     detail = [
         {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
         for error in exc.errors()
@@ -89,3 +106,19 @@ def parse_allocation(body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray
             raise problem(422, "body.weights", f"weights must name exactly the assets {assets}")
         held = np.asarray([body.weights[a] for a in assets], dtype=np.float64)
     return closes, held
+
+
+def parse_asset_returns(body: FeedbackRequest, assets: tuple[str, ...]) -> tuple[float, ...] | None:
+    """``body.asset_returns`` in the agents' asset order (None for a scalar report); a 422 naming the field when it
+    does not name exactly ``assets``, or when the body gives both kinds of report or neither."""
+    if (body.realized_return is None) == (body.asset_returns is None):
+        raise problem(422, "body.asset_returns", "give asset_returns (per asset) or realized_return, not both")
+    if body.asset_returns is None:
+        return None
+    missing = sorted(set(assets) - set(body.asset_returns))
+    extra = sorted(set(body.asset_returns) - set(assets))
+    if missing or extra:
+        raise problem(
+            422, "body.asset_returns", f"needs exactly the assets {list(assets)}; missing {missing}, unknown {extra}"
+        )
+    return tuple(body.asset_returns[a] for a in assets)

@@ -1,6 +1,8 @@
 """The A/B ingress: the HTTP routes of a FastAPI app inside a Serve deployment. Each request is routed to an arm by
 the running experiment's layout, validated against it and answered by it (concurrent calls per agent batched),
-with a fallback on failure; every answer and feedback is logged durably before it is acknowledged
+with a fallback on failure. Every other deployed agent (the other arms, the shadow, the routable baselines) is
+scored on the same request at the same time (full information: with the period's per-asset returns, every agent's
+net return on it is known). Every answer, its scores and feedback are logged durably before they are acknowledged
 (``serving.log_writer``); the statistics and the admin API go to the experiment store (``serving.store_client``).
 The HTTP API is documented in docs/architecture.md and at ``/docs``.
 """
@@ -8,9 +10,11 @@ The HTTP API is documented in docs/architecture.md and at ``/docs``.
 # No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import asdict
 from typing import Any
@@ -21,43 +25,37 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 
 from core.errors import ConfigError
-from experiments.log_schema import Assignment, Feedback
+from experiments.log_schema import Assignment, Feedback, Scores
 from experiments.log_store import ExperimentLog
 from experiments.router import Route, Router, UnknownAgent
 from serving.agents import AgentInfo
 from serving.batching import batched_caller
-from serving.http import api, authorize, authorize_admin, parse_allocation, problem
+from serving.experiment_routes import ExperimentRoutes
+from serving.http import api, authorize, parse_allocation, parse_asset_returns, problem
 from serving.log_writer import LogUnavailable, LogWriter
 from serving.metrics import RequestMetrics, scrape_node_series
 from serving.schemas import (
-    ABStatsResponse,
     AgentDescription,
     AllocateRequest,
     AllocateResponse,
-    ArmRequest,
-    ExperimentView,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
     PredictRequest,
     PredictResponse,
-    RampRequest,
-    RollbackRequest,
-    RoutingView,
-    SplitRequest,
 )
-from serving.store_client import StoreClient, StoreRefused, StoreUnavailable
+from serving.store_client import StoreClient, StoreRefused
 
 log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_S = 5.0
 METRIC_PREFIX = "rlportfolio_"
-CONFLICTS = ("rolled back", "was promoted", "routes by")  # ExperimentRunner refusals that are 409, not 422
+CLIENT_DAYS = 100_000  # clients whose latest trading day a replica remembers (older ones are read from the log)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress(api)
-class Ingress:
+class Ingress(ExperimentRoutes):
     """A/B router: chooses an arm, validates the request against it, calls it, falls back on failure."""
 
     def __init__(
@@ -68,9 +66,13 @@ class Ingress:
         fallback: str,
         token_sha256: str | None = None,
         log_url: str = "sqlite:///runs/experiments.db",
+        cost_bps: float = 10.0,
     ) -> None:
+        """:param cost_bps: the proportional cost the served agents trained with: charged to every scored agent's
+        turnover from the weights a request held, when its per-asset returns come back."""
         from ray.serve import metrics
 
+        api.state.token_sha256 = token_sha256  # checked before the body is validated (serving.http)
         # Handles bound in the driver carry the transport chosen there; fresh ones take this replica's (gRPC in
         # Serve's high-throughput mode, whatever the order in which the driver imported Serve and set the mode).
         self.handles = {name: serve.get_deployment_handle(h.deployment_name, h.app_name) for name, h in handles.items()}
@@ -82,6 +84,9 @@ class Ingress:
         self.series = RequestMetrics(METRIC_PREFIX, metrics)
         self._background: set[asyncio.Task] = set()
         self._allocate = {name: batched_caller(handle) for name, handle in self.handles.items()}
+        self.cost_rate = cost_bps / 1e4
+        self.assets = next(iter(self.infos.values())).assets  # every deployed agent trades the same assets
+        self._client_days: OrderedDict[str, str] = OrderedDict()
 
     @property
     def router(self) -> Router:
@@ -113,9 +118,11 @@ class Ingress:
         self.store.keep_current(self.series.flush)
         self.writer.start()
 
-    async def _durable(self, assignment: Assignment | None = None, feedback: Feedback | None = None) -> Any:
+    async def _durable(
+        self, assignment: Assignment | None = None, feedback: Feedback | None = None, scores: Scores | None = None
+    ) -> Any:
         try:
-            return await self.writer.durable(assignment, feedback)
+            return await self.writer.durable(assignment, feedback, scores)
         except LogUnavailable as exc:
             raise HTTPException(
                 status_code=503, detail=f"experiment log unavailable ({exc}); not acknowledged, retry"
@@ -148,34 +155,42 @@ class Ingress:
         tail = [self.fallback] if self.fallback not in (first, *others) else []
         return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
 
-    def _shadow(self, agent: str, request: tuple[np.ndarray, np.ndarray], n_closes: int, request_id: str) -> None:
-        router = self.router
-        shadow = router.shadow
-        if shadow is None or shadow == agent or self.infos[shadow].closes_needed > n_closes:
-            return
+    async def _score(self, agent: str, request: tuple[np.ndarray, np.ndarray]) -> tuple[list[float], float]:
+        """``agent``'s weights for ``request`` and the milliseconds they took."""
+        started = time.perf_counter()
+        weights = await self._call(agent, "score", self._allocate[agent](request))
+        return weights, (time.perf_counter() - started) * 1000
 
-        async def run() -> None:
-            started = time.perf_counter()
-            try:
-                weights = await self._call(shadow, "allocate_shadow", self._allocate[shadow](request))
-            except Exception:  # the shadow never affects the answer; its failures are counted in _call
-                return
-            row = Assignment(
-                request_id=f"{request_id}:shadow",
-                experiment=router.experiment,
-                routed_arm=shadow,
-                arm=shadow,
-                weights=tuple(weights),
-                latency_ms=(time.perf_counter() - started) * 1000,
-                split_version=router.version,
-                model_version=self.infos[shadow].model_version,
-                kind="shadow",
+    def _scoring(self, chosen: str, request: tuple[np.ndarray, np.ndarray]) -> dict[str, asyncio.Task]:
+        """Every deployed agent but ``chosen`` that can use the request's closes, scored concurrently with it."""
+        n_closes = request[0].shape[0]
+        loop = asyncio.get_running_loop()
+        return {
+            name: loop.create_task(self._score(name, request))
+            for name, info in self.infos.items()
+            if name != chosen and info.closes_needed <= n_closes
+        }
+
+    async def _as_of(self, body: AllocateRequest) -> str:
+        """The request's trading day (ISO); a 422 naming ``body.as_of`` when a client goes back in time."""
+        as_of = (body.as_of or dt.datetime.now(dt.UTC).date()).isoformat()
+        client = body.client_id
+        if not client:
+            return as_of
+        latest = self._client_days.get(client)
+        if latest is None:
+            latest = await asyncio.to_thread(self.writer.log.last_as_of, client)
+        if latest is not None and as_of < latest:
+            raise problem(
+                422,
+                "body.as_of",
+                f"{as_of} is earlier than {latest}, the trading day of client '{client}'s previous request",
             )
-            self.writer.enqueue(row, wait=False)  # what it would have answered, for offline analysis
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._client_days[client] = as_of
+        self._client_days.move_to_end(client)
+        if len(self._client_days) > CLIENT_DAYS:
+            self._client_days.popitem(last=False)
+        return as_of
 
     # -- endpoints ----------------------------------------------------------------------------------------------
 
@@ -220,6 +235,7 @@ class Ingress:
         route = self._choose(body.client_id, x_agent)
         chosen = route.arm
         closes, held = parse_allocation(body, self.infos[chosen])
+        as_of = await self._as_of(body)
         request_id = uuid.uuid4().hex
         logged = {  # what the log records of this request, whichever agent answers it
             "request_id": request_id,
@@ -229,15 +245,27 @@ class Ingress:
             "client_id": body.client_id or "",
             "forced": route.forced,
         }
+        request = (closes, held)
+        scoring = self._scoring(chosen, request)
         failures = 0
         for agent in self._candidates(chosen, closes.shape[0]):
             try:
-                weights = await self._call(agent, "allocate", self._allocate[agent]((closes, held)))
+                if agent in scoring:  # a fallback already being scored: its answer, not a second call
+                    weights, _ = await scoring[agent]
+                else:
+                    weights = await self._call(agent, "allocate", self._allocate[agent](request))
             except Exception as exc:
                 log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
                 failures += 1
                 continue
             info = self.infos[agent]
+            scored = {agent: tuple(weights)}
+            latencies = {}
+            for name, task in scoring.items():
+                try:
+                    scored[name], latencies[name] = await task
+                except Exception:  # a scoring failure never affects the answer; it is counted in _call
+                    continue
             row = Assignment(
                 **logged,
                 arm=agent,
@@ -246,9 +274,34 @@ class Ingress:
                 model_version=info.model_version,
                 errors=failures,
             )
-            await self._durable(row)  # acknowledged only once logged
+            scores = Scores(
+                request_id=request_id,
+                experiment=router.experiment,
+                as_of=as_of,
+                held=tuple(held.tolist()),
+                cost_rate=self.cost_rate,
+                weights={name: tuple(w) for name, w in scored.items()},
+                versions={name: self.infos[name].model_version for name in scored},
+                client_id=body.client_id or "",
+            )
+            await self._durable(row, scores=scores)  # acknowledged only once logged
             self.series.answered(agent, "allocate")
-            self._shadow(agent, (closes, held), closes.shape[0], request_id)
+            shadow = router.shadow
+            if shadow is not None and shadow != agent and shadow in latencies:
+                self.writer.enqueue(  # the shadow's answer and latency, for its statistics and offline analysis
+                    Assignment(
+                        request_id=f"{request_id}:shadow",
+                        experiment=router.experiment,
+                        routed_arm=shadow,
+                        arm=shadow,
+                        weights=tuple(scored[shadow]),
+                        latency_ms=latencies[shadow],
+                        split_version=router.version,
+                        model_version=self.infos[shadow].model_version,
+                        kind="shadow",
+                    ),
+                    wait=False,
+                )
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
             # would otherwise validate and serialise it through the response model again on every request.
             return JSONResponse(
@@ -260,6 +313,8 @@ class Ingress:
                     "fallback": agent != chosen,
                 }
             )
+        for task in scoring.values():
+            task.cancel()
         latency_ms = (time.perf_counter() - started) * 1000
         failed = Assignment(**logged, arm="", weights=(), latency_ms=latency_ms, errors=failures)
         self.writer.enqueue(failed, wait=False)  # counts against the routed arm's error rate
@@ -309,85 +364,25 @@ class Ingress:
     async def feedback(
         self, body: FeedbackRequest, authorization: str | None = Header(default=None)
     ) -> FeedbackResponse:
-        """Report the realised portfolio return of an earlier ``/allocate`` answer (once per request id)."""
+        """Report what an earlier ``/allocate`` answer's period earned, once per request id: ``asset_returns`` (every
+        agent scored on the request is then compared, paired) or ``realized_return`` (the answering agent only)."""
         authorize(self.token_sha256, authorization)
-        status, agent = await self._durable(feedback=Feedback(body.request_id, body.realized_return))
+        asset_returns = parse_asset_returns(body, self.assets)
+        field = "body.asset_returns" if asset_returns is not None else "body.realized_return"
+        status, agent = await self._durable(feedback=Feedback(body.request_id, body.realized_return, asset_returns))
         if status == "unknown":
             raise problem(404, "body.request_id", f"unknown request id '{body.request_id}'")
         if status == "duplicate":
-            raise problem(404, "body.request_id", f"the return of request '{body.request_id}' was already reported")
-        return FeedbackResponse(request_id=body.request_id, agent=agent)
-
-    async def _ask_store(self, call: Awaitable[Any], fields: dict[str, str] | None = None) -> Any:
-        """``call`` to the store; 503 if it does not answer, a 4xx naming the body field for a refused request (409
-        when the request is well formed but the experiment's state forbids it)."""
-        try:
-            return await call
-        except StoreUnavailable as exc:
-            raise HTTPException(status_code=503, detail=f"experiment store unavailable ({exc}); retry") from None
-        except StoreRefused as exc:
-            conflict = any(words in exc.message for words in CONFLICTS)
             raise problem(
-                409 if conflict else 422, f"body.{(fields or {}).get(exc.field, exc.field)}", exc.message
-            ) from None
-
-    @api.get("/ab/stats", response_model=ABStatsResponse, responses={401: {}, 503: {}})
-    async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """The running experiment: per-arm counts, latency, realised returns, each challenger against the control
-        with the always-valid sequential test (and Welch's fixed-horizon test for reference), the sample-ratio test.
-        Every acknowledged answer and feedback is in it."""
-        authorize(self.token_sha256, authorization)
-        return await self._ask_store(self.store.summary())
-
-    # -- the admin API: always behind the bearer token ------------------------------------------------------------
-
-    @api.get("/ab/experiment", response_model=ExperimentView, responses={401: {}, 403: {}, 503: {}})
-    async def ab_experiment(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """The experiment's config, its state (rollbacks, ramp steps, promotion, pause) and every decision with its
-        reason and source."""
-        authorize_admin(self.token_sha256, authorization)
-        return await self._ask_store(self.store.describe())
-
-    async def _admin(self, decision: str, call: Awaitable[Router], fields: dict[str, str] | None = None) -> dict:
-        router = await self._ask_store(call, fields)  # this replica routes by it at once; the others within 0.25 s
-        return {
-            "experiment": router.experiment,
-            "split_version": router.version,
-            "shares": router.shares,
-            "decision": decision,
-        }
-
-    @api.put("/ab/split", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
-    async def ab_split(self, body: SplitRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """Set the shares now (arms left out get 0); pauses automatic ramp steps and bandit moves."""
-        authorize_admin(self.token_sha256, authorization)
-        return await self._admin("set_split", self.store.set_split(body.shares, body.reason), {"split": "shares"})
-
-    @api.post("/ab/promote", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
-    async def ab_promote(self, body: ArmRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """All traffic to one arm; the experiment ends."""
-        authorize_admin(self.token_sha256, authorization)
-        return await self._admin("promote", self.store.promote(body.arm, body.reason))
-
-    @api.post("/ab/rollback", response_model=RoutingView, responses={401: {}, 403: {}, 422: {}, 503: {}})
-    async def ab_rollback(
-        self, body: RollbackRequest, authorization: str | None = Header(default=None)
-    ) -> dict[str, Any]:
-        """Stop a challenger (every challenger when ``arm`` is null): its traffic goes to the control."""
-        authorize_admin(self.token_sha256, authorization)
-        return await self._admin("rollback", self.store.rollback(body.arm, body.reason))
-
-    @api.post("/ab/ramp", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
-    async def ab_ramp(self, body: RampRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        """Move a challenger to a ramp step (``arm`` and ``step``: pauses automatic steps) or ``resume`` them."""
-        authorize_admin(self.token_sha256, authorization)
-        if body.resume:
-            if body.arm is not None or body.step is not None:
-                raise problem(422, "body.resume", "resume takes no arm or step")
-            return await self._admin("resume", self.store.resume(body.reason))
-        if body.arm is None or body.step is None:
-            raise problem(422, "body.step", "give arm and step (an index of ramp.steps), or resume: true")
-        return await self._admin("ramp", self.store.ramp(body.arm, body.step, body.reason))
+                409, field, f"request '{body.request_id}' already has a different report; the first one stands"
+            )
+        if status == "unscored":
+            raise problem(
+                422,
+                field,
+                f"request '{body.request_id}' has no scores (answered before per-asset scoring); send realized_return",
+            )
+        return FeedbackResponse(request_id=body.request_id, agent=agent)
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:

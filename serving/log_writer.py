@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from experiments.log_schema import Assignment, Feedback
+from experiments.log_schema import Assignment, Feedback, Scores
 from experiments.log_store import ExperimentLog
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class LogWriter:
 
     def __init__(self, log_: ExperimentLog) -> None:
         self.log = log_
-        self._queue: list[tuple[Assignment | None, Feedback | None, asyncio.Future | None]] = []
+        self._queue: list[tuple[Assignment | None, Scores | None, Feedback | None, asyncio.Future | None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -38,21 +38,28 @@ class LogWriter:
             self._task = asyncio.get_running_loop().create_task(self._write_forever())
 
     def enqueue(
-        self, assignment: Assignment | None = None, feedback: Feedback | None = None, *, wait: bool = True
+        self,
+        assignment: Assignment | None = None,
+        feedback: Feedback | None = None,
+        *,
+        scores: Scores | None = None,
+        wait: bool = True,
     ) -> asyncio.Future | None:
         """Queue a row for the next commit; with ``wait``, a future that resolves once it is durable (to the
         feedback's status, see ``ExperimentLog.append``)."""
         self.start()
         future = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.append((assignment, feedback, future))
+        self._queue.append((assignment, scores, feedback, future))
         self._wake.set()
         return future
 
-    async def durable(self, assignment: Assignment | None = None, feedback: Feedback | None = None) -> Any:
-        """Queue a row and wait until it is committed; ``LogUnavailable`` if that takes over ``LOG_TIMEOUT_S``."""
+    async def durable(
+        self, assignment: Assignment | None = None, feedback: Feedback | None = None, scores: Scores | None = None
+    ) -> Any:
+        """Queue rows and wait until they are committed; ``LogUnavailable`` if that takes over ``LOG_TIMEOUT_S``."""
         try:
             async with asyncio.timeout(LOG_TIMEOUT_S):
-                return await self.enqueue(assignment, feedback)
+                return await self.enqueue(assignment, feedback, scores=scores)
         except Exception as exc:
             raise LogUnavailable(type(exc).__name__) from exc
 
@@ -72,18 +79,19 @@ class LogWriter:
             self._wake.clear()
             while self._queue:
                 batch, self._queue = self._queue, []
-                rows = [a for a, _, _ in batch if a is not None]
-                feedback = [f for _, f, _ in batch if f is not None]
+                rows = [a for a, _, _, _ in batch if a is not None]
+                scores = [s for _, s, _, _ in batch if s is not None]
+                feedback = [f for _, _, f, _ in batch if f is not None]
                 try:
-                    statuses = await asyncio.to_thread(self.log.append, rows, feedback)
+                    statuses = await asyncio.to_thread(self.log.append, rows, feedback, (), scores)
                 except Exception as exc:
                     log.warning("experiment log write failed (%s: %s)", type(exc).__name__, exc)
-                    for _, _, future in batch:
+                    for _, _, _, future in batch:
                         if future is not None and not future.done():
                             future.set_exception(exc)
                     continue
                 answers = iter(statuses)
-                for _, item, future in batch:
+                for _, _, item, future in batch:
                     status = next(answers) if item is not None else None
                     if future is not None and not future.done():
                         future.set_result(status)

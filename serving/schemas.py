@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Annotated
 
@@ -25,6 +26,7 @@ class AllocateRequest(BaseModel):
                 "prices": {"STOCK": [100.0] * 61, "BOND": [100.0] * 61},
                 "weights": {"STOCK": 0.5, "BOND": 0.5},
                 "client_id": "c-42",
+                "as_of": "2026-12-04",
             }
         },
     )
@@ -37,6 +39,11 @@ class AllocateRequest(BaseModel):
         default=None, max_length=MAX_ASSETS, description="asset -> weight held now; must sum to 1 (default equal)"
     )
     client_id: str | None = Field(default=None, max_length=200, description="sticky A/B assignment key")
+    as_of: dt.date | None = Field(
+        default=None,
+        description="the trading day the weights are for (ISO date; default the server's UTC date): the unit of the "
+        "paired A/B statistics; a client's requests may not go back in time",
+    )
 
     @field_validator("prices")
     @classmethod
@@ -81,11 +88,30 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = _STRICT
-    request_id: str = Field(min_length=1, max_length=100)
-    realized_return: float = Field(
-        gt=-1.0, lt=100.0, allow_inf_nan=False, description="portfolio simple return realised"
+    """What a request's period earned: per asset (``asset_returns``, preferred: every agent is then scored on it,
+    paired) or the portfolio's own return (``realized_return``: only the answering agent, unpaired). One of them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"request_id": "3f2a...", "asset_returns": {"STOCK": 0.012, "BOND": -0.003}}},
     )
+    request_id: str = Field(min_length=1, max_length=100)
+    realized_return: float | None = Field(
+        default=None, gt=-1.0, lt=100.0, allow_inf_nan=False, description="portfolio simple return realised"
+    )
+    asset_returns: dict[str, Annotated[float, Field(gt=-1.0, lt=100.0, allow_inf_nan=False)]] | None = Field(
+        default=None,
+        max_length=MAX_ASSETS,
+        description="asset -> simple return over the period the weights were held (close to next close), every "
+        "asset of the request",
+    )
+
+    @field_validator("asset_returns")
+    @classmethod
+    def _some(cls, returns: dict[str, float] | None) -> dict[str, float] | None:
+        if returns is not None and not returns:
+            raise ValueError("asset_returns: name every asset of the request")
+        return returns
 
 
 class FeedbackResponse(BaseModel):
@@ -165,6 +191,47 @@ class Comparison(BaseModel):
     verdict: str = Field(description="the sequential test's reading, in words")
 
 
+class PairedComparison(BaseModel):
+    challenger: str
+    control: str
+    days: int = Field(description="closed trading days with per-asset feedback on which both were scored")
+    mean_daily_difference: float | None = Field(
+        description="challenger minus control, mean over days of the day's mean net log growth difference"
+    )
+    daily_std: float | None = Field(description="standard deviation of the daily difference (null below 2 days)")
+    sequential: SequentialInterval = Field(
+        description="always-valid confidence sequence over days (tuning_days): the test the decisions use once "
+        "per-asset feedback has come"
+    )
+    variance_ratio: float | None = Field(
+        description="variance of the paired daily difference over the unpaired one, Var(a - b) / (Var(a) + Var(b))"
+    )
+    days_to_verdict: int | None = Field(
+        description="days a verdict would need if the observed edge and spread held; null when it never would"
+    )
+    verdict: str
+
+
+class FullInformation(BaseModel):
+    requests: int = Field(description="requests with per-asset feedback, every deployed agent scored on each")
+    closed_days: int = Field(description="trading days closed (a later day has been reported)")
+    latest_day: str | None = Field(description="the latest trading day reported (open)")
+
+
+class ConsistencyReading(BaseModel):
+    baseline: str = Field(description="the gate's baseline the differences are to")
+    days: int = Field(description="closed days tested")
+    live_mean: float | None
+    live_std: float | None
+    validation_mean: float
+    validation_std: float
+    validation_days: int
+    e_value: float = Field(description="the test martingale: inconsistent once it reaches threshold")
+    threshold: float = Field(description="1 / alpha")
+    flagged: bool
+    reading: str
+
+
 class SampleRatioStatistics(BaseModel):
     p_value: float = Field(
         description="chi-square test of routed units (a client id at its first request, or a request without one) "
@@ -185,7 +252,7 @@ class ShadowStatistics(BaseModel):
 class ABStatsResponse(BaseModel):
     experiment: str = Field(description="the experiment's key: its name and a hash of its config")
     name: str = Field(description="the experiment's name (ExperimentConfig.name)")
-    routing: str = Field(description="fixed, ramp or thompson")
+    routing: str = Field(description="fixed, ramp, thompson or hedge")
     control: str = Field(description="the arm every challenger is compared with")
     alpha: float = Field(description="level of the sequential test")
     split: dict[str, float] = Field(description="arms with traffic now and their shares")
@@ -193,7 +260,16 @@ class ABStatsResponse(BaseModel):
     shadow: str | None = Field(description="the agent evaluated on every request but never returned, or null")
     promoted: str | None = Field(description="the arm that won all traffic, or null")
     arms: dict[str, ArmStatistics] = Field(description="per arm of the experiment")
-    comparisons: list[Comparison] = Field(description="each challenger against the control")
+    comparisons: list[Comparison] = Field(
+        description="each challenger against the control, unpaired by request (scalar feedback)"
+    )
+    paired: list[PairedComparison] = Field(
+        description="each challenger against the control, paired by trading day (per-asset feedback)"
+    )
+    full_information: FullInformation
+    consistency: dict[str, ConsistencyReading] = Field(
+        description="per arm, with guardrails.consistency: live behaviour against its validation distribution"
+    )
     sample_ratio: SampleRatioStatistics = Field(description="is assignment what the split says it should be?")
     shadows: dict[str, ShadowStatistics] = Field(description="per shadow agent")
     decisions: list[DecisionView] = Field(description="the experiment's latest decisions (up to 50), oldest first")
@@ -201,7 +277,7 @@ class ABStatsResponse(BaseModel):
 
 class DecisionView(BaseModel):
     split_version: int = Field(description="the split version the decision made")
-    kind: str = Field(description="start, split, ramp, promote, rollback, bandit, resume or deploy")
+    kind: str = Field(description="start, split, ramp, promote, rollback, bandit, hedge, consistency, resume or deploy")
     arm: str | None = Field(description="the arm it concerns, or null")
     reason: str = Field(description="why, in words")
     source: str = Field(description="engine (the experiment's own rule), admin (the admin API) or deploy")

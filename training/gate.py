@@ -75,6 +75,8 @@ class Paired:
     kind: str  # "agent" or "baseline"
     difference: float
     stderr: float
+    daily_std: float = 0.0  # of the daily difference across every validation path-day
+    days: int = 0
 
 
 def widened_z(alpha: float, comparisons: int) -> float:
@@ -96,6 +98,8 @@ def decide(pairs: list[Paired], config: GateConfig, comparisons: int) -> tuple[l
             lower=p.difference - z * p.stderr,
             upper=p.difference + z * p.stderr,
             stderr=p.stderr,
+            daily_std=p.daily_std,
+            days=p.days,
         )
         for p in pairs
     ]
@@ -138,12 +142,13 @@ def paired(name: str, kind: str, candidate: np.ndarray, reference: np.ndarray, c
     validation days, bootstrapped) and ``S`` days."""
     if candidate.shape != reference.shape:
         raise RuntimeError(f"gate: '{name}' played {candidate.shape} days, the baseline {reference.shape}")
-    per_path = (candidate - reference).mean(axis=1)
+    daily = candidate - reference
+    per_path = daily.mean(axis=1)
     if len(per_path) > 1:
         stderr = float(per_path.std(ddof=1) / np.sqrt(len(per_path)))
     else:
-        stderr = bootstrap_stderr(candidate[0] - reference[0], config)
-    return Paired(name, kind, float(per_path.mean()), stderr)
+        stderr = bootstrap_stderr(daily[0], config)
+    return Paired(name, kind, float(per_path.mean()), stderr, float(daily.std(ddof=1)), int(daily.size))
 
 
 def check_gate_data(env_config: EnvConfig, config: GateConfig, days: int | None = None) -> None:
@@ -183,6 +188,11 @@ def run_gate(models_dir: str | Path | Location, config: GateConfig, n_trials: in
     record = gate_decision(
         {name: (policy, meta.env_config) for name, (policy, meta) in loaded.items()}, config, n_trials
     )
+    versions = {name: meta.model_version for name, (_, meta) in loaded.items()}
+    entries = [
+        e.model_copy(update={"model_version": versions.get(e.name)}) if e.kind == "agent" else e for e in record.entries
+    ]
+    record = record.model_copy(update={"entries": entries})
     update_registry(models_dir, gate=record)  # only now: a gate that fails on the way writes nothing
     log.info("promotion gate: %s", record.reason)
     return record

@@ -46,7 +46,7 @@ def test_a_batch_round_trips_and_feedback_is_recorded_once_for_answered_requests
     assert [r["request_id"] for r in contents.assignments] == [f"r{i}" for i in range(5)] + ["r9"]
     assert contents.assignments[0]["weights"] == [0.5, 0.5]
     assert {r["request_id"]: r["realized_return"] for r in contents.feedback} == {"r1": 0.01, "r2": -0.01}
-    assert log.counts() == {"assignments": 6, "feedback": 2, "decisions": 0}
+    assert log.counts() == {"assignments": 6, "feedback": 2, "decisions": 0, "scores": 0, "outcomes": 0}
 
 
 def test_a_tail_returns_each_new_row_once_in_order_and_skips_other_experiments(log_url):
