@@ -7,8 +7,9 @@
    policy per algorithm to ``models/``.
 4. Play the exported agents on the same test days, print them beside the baselines and the oracles, and write
    the out-of-sample HTML report (``reports/demo``) with intervals, deflated Sharpe and figures.
-5. Serve the two best agents with Ray Serve under a 50/50 A/B split, send a burst of ``/allocate`` calls for test
-   days, report each answer's realised next-day return as feedback, and print the A/B statistics.
+5. Serve the two best agents with Ray Serve under a 50/50 A/B split, replay test days through ``/allocate`` (a few
+   clients a day), report each day's per-asset returns as feedback, and print the A/B statistics: paired by trading
+   day (every agent scored on every request) beside the unpaired per-request ones.
 
 Progress goes to stderr, results to stdout. ``--skip-training`` reuses the agents already in ``models/``.
 """
@@ -227,8 +228,17 @@ def ab_table(stats: dict) -> str:
     for c in stats.get("comparisons", []):
         seq = c["sequential"]
         lines.append(
-            f"{c['challenger']} vs {c['control']} (control): {c['verdict']}; difference {c['mean_difference']:+.5f}, "
-            f"always-valid 95% interval [{seq['lower']:+.5f}, {seq['upper']:+.5f}]"
+            f"unpaired, by request: {c['challenger']} vs {c['control']} (control): {c['verdict']}; difference "
+            f"{c['mean_difference']:+.5f}, always-valid 95% interval [{seq['lower']:+.5f}, {seq['upper']:+.5f}]"
+        )
+    for c in stats.get("paired", []):
+        seq, ratio = c["sequential"], c["variance_ratio"]
+        if c["mean_daily_difference"] is None:
+            continue
+        lines.append(
+            f"paired, by trading day: {c['challenger']} - {c['control']} {1e4 * c['mean_daily_difference']:+.2f} bp/day "
+            f"over {c['days']} days, always-valid 95% interval [{1e4 * seq['lower']:+.1f}, {1e4 * seq['upper']:+.1f}] bp; "
+            f"paired variance {'-' if ratio is None else f'{ratio:.3f}'} of unpaired; {c['verdict']}"
         )
     ratio = stats.get("sample_ratio")
     if ratio:
@@ -236,10 +246,10 @@ def ab_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: bool = True) -> None:
-    """Deploy the app, allocate for ``requests`` test days (sticky client ids), feed back realised returns."""
+def serve_burst(models: str, env, port: int, days: int = 100, clients: int = 4, dashboard: bool = True) -> None:
+    """Deploy the app and replay ``days`` consecutive test days through it, ``clients`` sticky clients a day, each
+    request for its trading day (``as_of``), with that day's per-asset returns as feedback."""
     import httpx
-    import numpy as np
     import ray
     from ray import serve
 
@@ -259,19 +269,23 @@ def serve_burst(models: str, env, port: int, requests: int = 200, dashboard: boo
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"models_dir": models, "split": split}), name="rlportfolio", route_prefix="/")
     closes, assets = env.market.closes, env.assets
-    days = np.linspace(env.split.first - 1, env.split.last - 1, requests).astype(int)
+    first = env.split.first - 1
+    replayed = range(first, min(first + days, env.split.last))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         window = max(agent["closes_needed"] for agent in client.get("/agents").json())
-        for i, day in enumerate(days):
+        for day in replayed:
             prices = {a: closes[day - window + 1 : day + 1, k].tolist() for k, a in enumerate(assets)}
-            answer = client.post("/allocate", json={"prices": prices, "client_id": f"client-{i % 40}"}).json()
-            weights = np.array([answer["weights"][a] for a in assets])
-            realised = float(weights @ (closes[day + 1] / closes[day]) - 1.0)
-            client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": realised})
+            as_of = str(env.market.dates[day])
+            returns = dict(zip(assets, (closes[day + 1] / closes[day] - 1.0).tolist()))
+            for c in range(clients):
+                body = {"prices": prices, "client_id": f"client-{c}", "as_of": as_of}
+                answer = client.post("/allocate", json=body).json()
+                client.post("/feedback", json={"request_id": answer["request_id"], "asset_returns": returns})
         stats = client.get("/ab/stats").json()
     print(
-        f"\nA/B statistics after {requests} requests (split {', '.join(f'{n} {w:.0%}' for n, w in split.items())}; "
-        f"the whole record: GET /ab/stats):"
+        f"\nA/B statistics after {len(replayed)} test days x {clients} clients (split "
+        f"{', '.join(f'{n} {w:.0%}' for n, w in split.items())}; every deployed agent scored on every request; "
+        "the whole record: GET /ab/stats):"
     )
     print(ab_table(stats))
     shutdown_serve()

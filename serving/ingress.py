@@ -10,11 +10,9 @@ The HTTP API is documented in docs/architecture.md and at ``/docs``.
 # No "from __future__ import annotations": FastAPI must resolve the endpoint annotations at class creation.
 
 import asyncio
-import datetime as dt
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import asdict
 from typing import Any
@@ -30,32 +28,39 @@ from experiments.log_store import ExperimentLog
 from experiments.router import Route, Router, UnknownAgent
 from serving.agents import AgentInfo
 from serving.batching import batched_caller
-from serving.experiment_routes import ExperimentRoutes
-from serving.http import api, authorize, parse_allocation, parse_asset_returns, problem
+from serving.http import api, authorize, authorize_admin, parse_allocation, parse_asset_returns, problem
 from serving.log_writer import LogUnavailable, LogWriter
 from serving.metrics import RequestMetrics, scrape_node_series
 from serving.schemas import (
+    ABStatsResponse,
     AgentDescription,
     AllocateRequest,
     AllocateResponse,
+    ArmRequest,
+    ExperimentView,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
     PredictRequest,
     PredictResponse,
+    RampRequest,
+    RollbackRequest,
+    RoutingView,
+    SplitRequest,
 )
+from serving.scoring import TradingDays, scores_row, shadow_row, timed
+from serving.store_calls import admin_view, ask_store
 from serving.store_client import StoreClient, StoreRefused
 
 log = logging.getLogger(__name__)
 
 AGENT_TIMEOUT_S = 5.0
 METRIC_PREFIX = "rlportfolio_"
-CLIENT_DAYS = 100_000  # clients whose latest trading day a replica remembers (older ones are read from the log)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress(api)
-class Ingress(ExperimentRoutes):
+class Ingress:
     """A/B router: chooses an arm, validates the request against it, calls it, falls back on failure."""
 
     def __init__(
@@ -86,7 +91,7 @@ class Ingress(ExperimentRoutes):
         self._allocate = {name: batched_caller(handle) for name, handle in self.handles.items()}
         self.cost_rate = cost_bps / 1e4
         self.assets = next(iter(self.infos.values())).assets  # every deployed agent trades the same assets
-        self._client_days: OrderedDict[str, str] = OrderedDict()
+        self.trading_days = TradingDays(self.writer.log)
 
     @property
     def router(self) -> Router:
@@ -155,42 +160,15 @@ class Ingress(ExperimentRoutes):
         tail = [self.fallback] if self.fallback not in (first, *others) else []
         return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
 
-    async def _score(self, agent: str, request: tuple[np.ndarray, np.ndarray]) -> tuple[list[float], float]:
-        """``agent``'s weights for ``request`` and the milliseconds they took."""
-        started = time.perf_counter()
-        weights = await self._call(agent, "score", self._allocate[agent](request))
-        return weights, (time.perf_counter() - started) * 1000
-
     def _scoring(self, chosen: str, request: tuple[np.ndarray, np.ndarray]) -> dict[str, asyncio.Task]:
         """Every deployed agent but ``chosen`` that can use the request's closes, scored concurrently with it."""
         n_closes = request[0].shape[0]
         loop = asyncio.get_running_loop()
         return {
-            name: loop.create_task(self._score(name, request))
+            name: loop.create_task(timed(self._call(name, "score", self._allocate[name](request))))
             for name, info in self.infos.items()
             if name != chosen and info.closes_needed <= n_closes
         }
-
-    async def _as_of(self, body: AllocateRequest) -> str:
-        """The request's trading day (ISO); a 422 naming ``body.as_of`` when a client goes back in time."""
-        as_of = (body.as_of or dt.datetime.now(dt.UTC).date()).isoformat()
-        client = body.client_id
-        if not client:
-            return as_of
-        latest = self._client_days.get(client)
-        if latest is None:
-            latest = await asyncio.to_thread(self.writer.log.last_as_of, client)
-        if latest is not None and as_of < latest:
-            raise problem(
-                422,
-                "body.as_of",
-                f"{as_of} is earlier than {latest}, the trading day of client '{client}'s previous request",
-            )
-        self._client_days[client] = as_of
-        self._client_days.move_to_end(client)
-        if len(self._client_days) > CLIENT_DAYS:
-            self._client_days.popitem(last=False)
-        return as_of
 
     # -- endpoints ----------------------------------------------------------------------------------------------
 
@@ -235,7 +213,7 @@ class Ingress(ExperimentRoutes):
         route = self._choose(body.client_id, x_agent)
         chosen = route.arm
         closes, held = parse_allocation(body, self.infos[chosen])
-        as_of = await self._as_of(body)
+        as_of = await self.trading_days.check(body.as_of, body.client_id)
         request_id = uuid.uuid4().hex
         logged = {  # what the log records of this request, whichever agent answers it
             "request_id": request_id,
@@ -258,6 +236,7 @@ class Ingress(ExperimentRoutes):
                 log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
                 failures += 1
                 continue
+            answered_ms = (time.perf_counter() - started) * 1000  # the arm's own latency, before the others' scores
             info = self.infos[agent]
             scored = {agent: tuple(weights)}
             latencies = {}
@@ -270,36 +249,20 @@ class Ingress(ExperimentRoutes):
                 **logged,
                 arm=agent,
                 weights=tuple(weights),
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=answered_ms,
                 model_version=info.model_version,
                 errors=failures,
             )
-            scores = Scores(
-                request_id=request_id,
-                experiment=router.experiment,
-                as_of=as_of,
-                held=tuple(held.tolist()),
-                cost_rate=self.cost_rate,
-                weights={name: tuple(w) for name, w in scored.items()},
-                versions={name: self.infos[name].model_version for name in scored},
-                client_id=body.client_id or "",
+            scores = scores_row(
+                row, as_of, held, self.cost_rate, scored, {n: self.infos[n].model_version for n in scored}
             )
             await self._durable(row, scores=scores)  # acknowledged only once logged
             self.series.answered(agent, "allocate")
             shadow = router.shadow
             if shadow is not None and shadow != agent and shadow in latencies:
-                self.writer.enqueue(  # the shadow's answer and latency, for its statistics and offline analysis
-                    Assignment(
-                        request_id=f"{request_id}:shadow",
-                        experiment=router.experiment,
-                        routed_arm=shadow,
-                        arm=shadow,
-                        weights=tuple(scored[shadow]),
-                        latency_ms=latencies[shadow],
-                        split_version=router.version,
-                        model_version=self.infos[shadow].model_version,
-                        kind="shadow",
-                    ),
+                # the shadow's answer and latency, for its statistics and offline analysis
+                self.writer.enqueue(
+                    shadow_row(row, shadow, scored[shadow], latencies[shadow], self.infos[shadow].model_version),
                     wait=False,
                 )
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
@@ -383,6 +346,51 @@ class Ingress(ExperimentRoutes):
                 f"request '{body.request_id}' has no scores (answered before per-asset scoring); send realized_return",
             )
         return FeedbackResponse(request_id=body.request_id, agent=agent)
+
+    @api.get("/ab/stats", response_model=ABStatsResponse, responses={401: {}, 503: {}})
+    async def ab_stats(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """The running experiment: per-arm counts, latency, realised returns, each challenger against the control
+        with the always-valid sequential test (and Welch's fixed-horizon test for reference), the sample-ratio test.
+        Every acknowledged answer and feedback is in it."""
+        authorize(self.token_sha256, authorization)
+        return await ask_store(self.store.summary())
+
+    # -- the admin API: always behind the bearer token ------------------------------------------------------------
+
+    @api.get("/ab/experiment", response_model=ExperimentView, responses={401: {}, 403: {}, 503: {}})
+    async def ab_experiment(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """The experiment's config, its state (rollbacks, ramp steps, promotion, pause) and every decision with its
+        reason and source."""
+        authorize_admin(self.token_sha256, authorization)
+        return await ask_store(self.store.describe())
+
+    @api.put("/ab/split", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_split(self, body: SplitRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """Set the shares now (arms left out get 0); pauses automatic ramp steps and bandit moves."""
+        authorize_admin(self.token_sha256, authorization)
+        return await admin_view("set_split", self.store.set_split(body.shares, body.reason), {"split": "shares"})
+
+    @api.post("/ab/promote", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_promote(self, body: ArmRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """All traffic to one arm; the experiment ends."""
+        authorize_admin(self.token_sha256, authorization)
+        return await admin_view("promote", self.store.promote(body.arm, body.reason))
+
+    @api.post("/ab/rollback", response_model=RoutingView, responses={401: {}, 403: {}, 422: {}, 503: {}})
+    async def ab_rollback(
+        self, body: RollbackRequest, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
+        """Stop a challenger (every challenger when ``arm`` is null): its traffic goes to the control."""
+        authorize_admin(self.token_sha256, authorization)
+        return await admin_view("rollback", self.store.rollback(body.arm, body.reason))
+
+    @api.post("/ab/ramp", response_model=RoutingView, responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {}})
+    async def ab_ramp(self, body: RampRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """Move a challenger to a ramp step (``arm`` and ``step``: pauses automatic steps) or ``resume`` them."""
+        authorize_admin(self.token_sha256, authorization)
+        if body.resume:  # RampRequest checked that it came alone, and that arm and step came together otherwise
+            return await admin_view("resume", self.store.resume(body.reason))
+        return await admin_view("ramp", self.store.ramp(body.arm, body.step, body.reason))
 
     @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self, authorization: str | None = Header(default=None)) -> PlainTextResponse:

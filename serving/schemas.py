@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_WINDOW = 5_000  # closes per asset in one request
 MAX_ASSETS = 64
@@ -192,8 +192,8 @@ class Comparison(BaseModel):
 
 
 class PairedComparison(BaseModel):
-    challenger: str
-    control: str
+    challenger: str = Field(description="the arm compared")
+    control: str = Field(description="the arm it is compared with")
     days: int = Field(description="closed trading days with per-asset feedback on which both were scored")
     mean_daily_difference: float | None = Field(
         description="challenger minus control, mean over days of the day's mean net log growth difference"
@@ -209,7 +209,7 @@ class PairedComparison(BaseModel):
     days_to_verdict: int | None = Field(
         description="days a verdict would need if the observed edge and spread held; null when it never would"
     )
-    verdict: str
+    verdict: str = Field(description="the paired test's reading, in words, with the forecast while undecided")
 
 
 class FullInformation(BaseModel):
@@ -221,15 +221,15 @@ class FullInformation(BaseModel):
 class ConsistencyReading(BaseModel):
     baseline: str = Field(description="the gate's baseline the differences are to")
     days: int = Field(description="closed days tested")
-    live_mean: float | None
-    live_std: float | None
-    validation_mean: float
-    validation_std: float
-    validation_days: int
+    live_mean: float | None = Field(description="mean live daily paired difference to the baseline")
+    live_std: float | None = Field(description="its standard deviation (null below 2 days)")
+    validation_mean: float = Field(description="the mean the gate measured on validation")
+    validation_std: float = Field(description="the spread the gate measured on validation")
+    validation_days: int = Field(description="validation days (path-days) behind those")
     e_value: float = Field(description="the test martingale: inconsistent once it reaches threshold")
     threshold: float = Field(description="1 / alpha")
-    flagged: bool
-    reading: str
+    flagged: bool = Field(description="true once the e-value reached the threshold (the arm is rolled back)")
+    reading: str = Field(description="the test's reading, in words")
 
 
 class SampleRatioStatistics(BaseModel):
@@ -266,7 +266,7 @@ class ABStatsResponse(BaseModel):
     paired: list[PairedComparison] = Field(
         description="each challenger against the control, paired by trading day (per-asset feedback)"
     )
-    full_information: FullInformation
+    full_information: FullInformation = Field(description="how much per-asset feedback the paired statistics have")
     consistency: dict[str, ConsistencyReading] = Field(
         description="per arm, with guardrails.consistency: live behaviour against its validation distribution"
     )
@@ -322,6 +322,14 @@ class RampRequest(BaseModel):
     step: int | None = Field(default=None, ge=0, description="an index of ramp.steps")
     resume: bool = Field(default=False, description="let automatic ramp steps and bandit moves happen again")
     reason: str = Field(default="operator", max_length=500)
+
+    @model_validator(mode="after")
+    def _one_move(self) -> RampRequest:
+        if self.resume and (self.arm is not None or self.step is not None):
+            raise ValueError("resume takes no arm or step")
+        if not self.resume and (self.arm is None or self.step is None):
+            raise ValueError("give arm and step (an index of ramp.steps), or resume: true")
+        return self
 
 
 class RoutingView(BaseModel):

@@ -4,6 +4,7 @@ replica failure and a schemathesis run against the app's own OpenAPI spec. Start
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 
@@ -59,7 +60,8 @@ def test_health_agents_and_docs(client):
     assert {"/ab/experiment", "/ab/split", "/ab/promote", "/ab/rollback", "/ab/ramp"} <= set(paths)
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     models = ("ABStatsResponse", "ArmStatistics", "Latency", "Comparison", "SequentialInterval", "WelchTest")
-    for model in (*models, "SampleRatioStatistics", "ShadowStatistics", "DecisionView"):
+    extra = ("PairedComparison", "FullInformation", "ConsistencyReading")
+    for model in (*models, *extra, "SampleRatioStatistics", "ShadowStatistics", "DecisionView"):
         undocumented = [name for name, field in schemas[model]["properties"].items() if not field.get("description")]
         assert not undocumented, f"/ab/stats: {model} fields {undocumented} have no description"
 
@@ -167,16 +169,13 @@ def test_predict_takes_a_raw_observation(client, tiny, models):
 def test_feedback_and_ab_stats_with_a_sequential_verdict(client, tiny):
     rng = np.random.default_rng(0)
     means = {"ppo": 0.002, "dqn": 0.0}
-    before = client.get("/ab/stats").json()["arms"]
+    before = client.get("/ab/stats").json()
+    assert "arms" in before, before
+    before = before["arms"]
     for i in range(120):
         answer = client.post("/allocate", json=body(tiny, client_id=f"feedback-{i}")).json()
-        fed = client.post(
-            "/feedback",
-            json={
-                "request_id": answer["request_id"],
-                "realized_return": float(rng.normal(means[answer["agent"]], 0.001)),
-            },
-        )
+        fed_value = float(rng.normal(means[answer["agent"]], 0.001))
+        fed = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": fed_value})
         assert fed.status_code == 200 and fed.json()["agent"] == answer["agent"]
     forced = client.post("/allocate", json=body(tiny), headers={"X-Agent": "ppo"}).json()
     assert (
@@ -191,10 +190,81 @@ def test_feedback_and_ab_stats_with_a_sequential_verdict(client, tiny):
     assert comparison["sequential"]["lower"] > 0 and "ppo earns more" in comparison["verdict"]
     assert comparison["sequential"]["p_value"] >= comparison["fixed_horizon_welch"]["p_value"]
     assert not stats["sample_ratio"]["mismatch"]
-    again = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": 0.01})
-    assert again.status_code == 404 and "already reported" in again.text
+    same = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": fed_value})
+    assert same.status_code == 200  # a client's retry
+    again = client.post("/feedback", json={"request_id": answer["request_id"], "realized_return": fed_value + 0.01})
+    assert again.status_code == 409 and "realized_return" in again.text and "different report" in again.text
     unknown = client.post("/feedback", json={"request_id": "nope", "realized_return": 0.01})
     assert unknown.status_code == 404 and "request_id" in unknown.text
+
+
+def trading_day(index: int) -> str:
+    return (dt.date(2025, 1, 1) + dt.timedelta(days=index)).isoformat()
+
+
+def test_every_arm_is_scored_on_every_request_and_compared_paired_by_trading_day(client, tiny):
+    """30 trading days, 3 clients a day, per-asset feedback: the paired statistics equal the difference of the two
+    arms' net log growth (10 bps costs from the held weights) on the same requests, averaged per day."""
+    closes, differences = tiny.market.closes, []
+    for d in range(300, 330):
+        returns = closes[d + 1] / closes[d] - 1.0
+        day = []
+        for c in range(3):
+            payload = body(tiny, day=d, client_id=f"fi-{c}") | {"as_of": trading_day(d)}
+            answer = client.post("/allocate", json=payload)
+            assert answer.status_code == 200, answer.text
+            feedback = {"request_id": answer.json()["request_id"], "asset_returns": dict(zip(ASSETS, returns))}
+            assert client.post("/feedback", json=feedback).status_code == 200
+            growth = {}
+            for arm in ("ppo", "dqn"):  # forced requests: logged, never counted; deterministic policies
+                weights = client.post("/allocate", json=payload, headers={"X-Agent": arm}).json()["weights"]
+                target = np.array([weights[a] for a in ASSETS])
+                cost = 0.001 * np.abs(target - 0.25).sum()
+                growth[arm] = np.log1p(-cost) + np.log(target @ (1 + returns))
+            day.append(growth["ppo"] - growth["dqn"])
+        if d < 329:  # the last day stays open
+            differences.append(np.mean(day))
+    stats = client.get("/ab/stats").json()
+    assert stats["full_information"] == {"requests": 90, "closed_days": 29, "latest_day": trading_day(329)}
+    (paired,) = stats["paired"]
+    assert (paired["challenger"], paired["control"], paired["days"]) == ("ppo", "dqn", 29)
+    assert paired["mean_daily_difference"] == pytest.approx(np.mean(differences), rel=1e-6, abs=1e-12)
+    assert paired["daily_std"] == pytest.approx(np.std(differences, ddof=1), rel=1e-6, abs=1e-12)
+    assert paired["verdict"]
+
+
+@pytest.mark.parametrize(
+    "mutate, status, field",
+    [
+        (lambda f: f["asset_returns"].pop("GOLD"), 422, "asset_returns"),
+        (lambda f: f["asset_returns"].update(XYZ=0.0), 422, "asset_returns"),
+        (lambda f: f["asset_returns"].update(BOND=-1.0), 422, "asset_returns"),
+        (lambda f: f.update(realized_return=0.01), 422, "asset_returns"),
+        (lambda f: f["asset_returns"].update(BOND=0.5), 409, "asset_returns"),  # a different second report
+    ],
+)
+def test_bad_per_asset_feedback_gets_a_4xx_naming_the_field_and_changes_no_count(client, tiny, mutate, status, field):
+    answer = client.post("/allocate", json=body(tiny) | {"as_of": trading_day(400)}).json()
+    first = {"request_id": answer["request_id"], "asset_returns": dict.fromkeys(ASSETS, 0.001)}
+    assert client.post("/feedback", json=first).status_code == 200
+    before = client.get("/ab/stats").json()["full_information"]["requests"]
+    bad = json.loads(json.dumps(first))
+    mutate(bad)
+    response = client.post("/feedback", json=bad)
+    assert response.status_code == status, response.text
+    assert field in json.dumps(response.json()["detail"])
+    assert client.get("/ab/stats").json()["full_information"]["requests"] == before
+    text = json.dumps(first).replace("0.001", "NaN", 1)
+    response = client.post("/feedback", content=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "asset_returns" in response.text
+
+
+def test_as_of_must_parse_and_a_client_cannot_go_back_in_time(client, tiny):
+    bad = client.post("/allocate", json=body(tiny) | {"as_of": "2025-13-45"})
+    assert bad.status_code == 422 and "as_of" in bad.text
+    assert client.post("/allocate", json=body(tiny, client_id="fi-late") | {"as_of": "2025-06-02"}).status_code == 200
+    back = client.post("/allocate", json=body(tiny, client_id="fi-late") | {"as_of": "2025-06-01"})
+    assert back.status_code == 422 and "as_of" in back.text and "2025-06-02" in back.text
 
 
 def test_metrics_expose_request_counters_per_agent(client, tiny):

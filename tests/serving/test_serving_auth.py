@@ -46,6 +46,10 @@ def test_every_other_endpoint_needs_the_right_bearer_token(secured, tiny, header
     assert (
         secured.post("/feedback", json={"request_id": "x", "realized_return": 0.0}, headers=headers).status_code == 401
     )
+    # A malformed body says nothing to a caller without the token: 401 before 422.
+    assert secured.post("/allocate", json={"prices": "bad"}, headers=headers).status_code == 401
+    assert secured.post("/feedback", json={"asset_returns": []}, headers=headers).status_code == 401
+    assert secured.put("/ab/split", json={"shares": "x"}, headers=headers).status_code == 401
 
 
 def test_the_right_token_is_accepted(secured, tiny):

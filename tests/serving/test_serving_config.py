@@ -67,8 +67,8 @@ def test_an_agent_with_corrupt_metadata_is_named_and_the_cli_exits_1(models, tmp
     assert err.startswith(f"error: {broken / 'ppo' / 'metadata.json'}: not valid JSON") and "Traceback" not in err
 
 
-def promote(models, tmp_path, name: str, kind: str):
-    """A copy of ``models`` whose registry records a gate that promoted ``name``."""
+def promote(models, tmp_path, name: str, kind: str, entries: list | None = None):
+    """A copy of ``models`` whose registry records a gate that promoted ``name`` (with ``entries``)."""
     import shutil
 
     from policies.export import update_registry
@@ -83,7 +83,7 @@ def promote(models, tmp_path, name: str, kind: str):
         z=2.39,
         method="stationary bootstrap",
         validation="2001-01-01 .. 2002-01-01",
-        entries=[],
+        entries=entries or [],
         promoted=name,
         promoted_kind=kind,
         reason=f"{name} promoted (a test's gate)",
@@ -114,3 +114,36 @@ def test_without_a_split_the_app_serves_what_the_gate_promoted(models, tmp_path,
 def test_a_registry_promoting_an_agent_that_is_not_there_is_refused(models, tmp_path):
     with pytest.raises(ConfigError, match="promotes agent 'sac', which is not exported there"):
         build_app({"models_dir": str(promote(models, tmp_path, "sac", "agent"))})
+
+
+def test_the_consistency_guardrail_gets_each_arms_validation_distribution_or_names_what_is_missing(models, tmp_path):
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    from policies.format import GateEntry, read_metadata
+
+    def entry(name: str, version: str | None) -> GateEntry:
+        return GateEntry(
+            name=name,
+            kind="agent",
+            difference=1e-4,
+            lower=-1e-4,
+            upper=3e-4,
+            stderr=1e-4,
+            daily_std=2e-3,
+            days=500,
+            model_version=version,
+        )
+
+    ppo_version = read_metadata(models / "ppo").model_version
+    # dqn's entry is for a model exported before this one: stale, so dqn has no distribution
+    copy = promote(models, tmp_path, "ppo", "agent", [entry("ppo", ppo_version), entry("dqn", "0" * 12)])
+    experiment = {"control": "ppo", "challengers": ["dqn"], "guardrails": {"consistency": True}}
+    with pytest.raises(ConfigError, match=r"guardrails.consistency: no validation distribution stored for \['dqn'\]"):
+        build_app({"models_dir": str(copy), "experiment": experiment})
+    fine = {"control": "ppo", "challengers": ["equal_weight"], "guardrails": {"consistency": True}}
+    app = call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(copy), "experiment": fine})
+    expectations = app._bound_deployment.init_args[1]._bound_deployment.init_args[4]
+    assert expectations == {
+        "ppo": {"baseline": "equal_weight", "mean": 1e-4, "std": 2e-3, "days": 500},
+        "equal_weight": {"baseline": "equal_weight", "mean": 0.0, "std": 0.0, "days": 500},
+    }

@@ -112,7 +112,7 @@ def exported(tiny_csv, tmp_path_factory):
 
 
 def test_run_gate_plays_agents_of_different_warm_ups_on_the_same_days_and_records_the_decision(exported):
-    from policies.format import read_registry
+    from policies.format import read_metadata, read_registry
     from training.gate import run_gate
 
     before = read_registry(exported)
@@ -132,6 +132,14 @@ def test_run_gate_plays_agents_of_different_warm_ups_on_the_same_days_and_record
     for entry in record.entries:
         assert entry.lower < entry.difference < entry.upper
         assert entry.upper - entry.lower == pytest.approx(2 * record.z * entry.stderr)
+        # the validation distribution a served agent's live behaviour is tested against (guardrails.consistency)
+        assert entry.days == days and entry.daily_std > 0
+    versions = {e.name: e.model_version for e in record.entries}
+    assert versions == {
+        "ppo": read_metadata(exported / "ppo").model_version,
+        "dqn": read_metadata(exported / "dqn").model_version,
+        "regime_growth": None,
+    }
 
 
 def test_law_paths_give_every_candidate_the_same_days_whatever_its_warm_up(oracle_setup):
