@@ -9,10 +9,10 @@ for each test day of the agents' own data in order, ``--clients`` clients ask ``
 (``as_of``) and report the day's per-asset returns to ``/feedback``. After every day it reads ``/ab/stats`` and
 records:
 
-- the **paired, day-clustered** verdict (every agent scored on every request, the day the unit) and the first day
-  its always-valid interval excludes zero;
+- the **paired, day-clustered** verdict (every agent scored on every request, the day the unit), the first day its
+  always-valid interval excluded zero and the day from which it kept excluding it to the end (``settled``);
 - what the **unpaired, per-request** always-valid test said on the same feedback (each request's answering agent's
-  net return), and its first such day; their ratio (a bound when one never decides within the data);
+  net return), with the same two days; the ratio of the settled days (a bound when only the paired one settles);
 - the **consistency** guardrail's reading per arm and the day it flagged one.
 
 ``--swap-assets`` serves the agents on the same days with the asset columns reversed: an agent fed another market
@@ -34,19 +34,31 @@ from pathlib import Path
 import httpx
 
 
+def decided(entry: dict, key: str) -> bool:
+    interval = entry[key] or {}
+    lower, upper = interval.get("lower"), interval.get("upper")  # null: unbounded (JSON has no infinity)
+    return (lower is not None and lower > 0) or (upper is not None and upper < 0)
+
+
 def first_day(history: list[dict], key: str) -> int | None:
     """The first replayed day (1-based) at which ``key``'s always-valid interval excluded zero."""
+    return next((entry["day"] for entry in history if decided(entry, key)), None)
+
+
+def settled_day(history: list[dict], key: str) -> int | None:
+    """The day from which ``key``'s interval excluded zero on every later day to the end (None: not at the end)."""
+    day = None
     for entry in history:
-        interval = entry[key]
-        if interval is not None and (interval["lower"] > 0 or interval["upper"] < 0):
-            return entry["day"]
-    return None
+        day = (day or entry["day"]) if decided(entry, key) else None
+    return day
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="models")
-    parser.add_argument("--arms", help="control,challenger (default: the two best agents by validation)")
+    parser.add_argument(
+        "--arms", help="control,challenger, agents or deployed baselines (default: the two best agents by validation)"
+    )
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--days", type=int, default=0, help="test days to replay (0: all)")
     parser.add_argument("--swap-assets", action="store_true", help="serve on the test days with asset columns reversed")
@@ -68,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         arms = args.arms.split(",")
     else:
         arms = sorted(metas, key=lambda n: metas[n].validation.get("mean_daily_log_growth", -1e9), reverse=True)[:2]
-    if len(arms) != 2 or set(arms) - set(metas):
-        parser.error(f"--arms: two of the exported agents {sorted(metas)}, got {arms}")
+    if len(arms) != 2 or not set(arms) & set(metas):
+        parser.error(f"--arms: two deployed agents, at least one exported ({sorted(metas)}), got {arms}")
     registry = read_registry(args.models)
     gate = registry.gate if registry is not None else None
-    consistency = gate is not None and all(
-        e.daily_std is not None for e in gate.entries if e.name in arms and e.kind == "agent"
-    )
-    env = evaluation_env(metas[arms[0]].env_config, "test")
+    stored = {e.name for e in gate.entries if e.daily_std is not None} | {gate.baseline} if gate is not None else set()
+    consistency = set(arms) <= stored
+    env = evaluation_env(metas[next(a for a in arms if a in metas)].env_config, "test")
     closes, assets = env.market.closes, env.assets
     replayed = closes[:, ::-1] if args.swap_assets else closes
     first, last = env.split.first - 1, env.split.last - 1
@@ -88,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     use_throughput_mode()
     init_ray(dashboard=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    app = build_app({"models_dir": args.models, "experiment": experiment, "experiment_log": log_url})
+    baselines = list(dict.fromkeys(["equal_weight", "growth_optimal", *(a for a in arms if a not in metas)]))
+    app = build_app(
+        {"models_dir": args.models, "experiment": experiment, "experiment_log": log_url, "baselines": baselines}
+    )
     serve.run(app, name="ab_replay", route_prefix="/")
     started = time.perf_counter()
     history = []
@@ -125,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
 
     paired, unpaired = final["paired"][0], final["comparisons"][0]
-    paired_day, unpaired_day = first_day(history, "paired"), first_day(history, "unpaired")
+    paired_day, unpaired_day = settled_day(history, "paired"), settled_day(history, "unpaired")
     if paired_day is not None and unpaired_day is not None:
         ratio, bound = unpaired_day / paired_day, False
     elif paired_day is not None:
@@ -148,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 "clients_per_day": args.clients,
                 "requests": len(history) * args.clients,
                 "paired": {k: paired[k] for k in ("days", "mean_daily_difference", "daily_std", "variance_ratio")}
-                | {"interval": paired["sequential"], "verdict": paired["verdict"], "first_verdict_day": paired_day},
+                | {"interval": paired["sequential"], "verdict": paired["verdict"]}
+                | {"first_verdict_day": first_day(history, "paired"), "settled_verdict_day": paired_day},
                 "unpaired": {"mean_difference": unpaired["mean_difference"], "interval": unpaired["sequential"]}
-                | {"verdict": unpaired["verdict"], "first_verdict_day": unpaired_day},
+                | {"verdict": unpaired["verdict"], "first_verdict_day": first_day(history, "unpaired")}
+                | {"settled_verdict_day": unpaired_day},
                 "days_ratio_unpaired_over_paired": ratio,
                 "days_ratio_is_lower_bound": bound,
                 "consistency_guardrail": consistency,

@@ -188,6 +188,11 @@ class GateEntry(Record):
         "(experiments.consistency); null in records written before it was kept",
     )
     days: int | None = Field(default=None, description="validation days (path-days) the difference was measured over")
+    daily_std_band: tuple[float, float] | None = Field(
+        default=None,
+        description="1st and 99th percentiles of the daily difference's spread over validation's 20-day windows: "
+        "how far it moves with the market's regime",
+    )
     model_version: str | None = Field(default=None, description="an agent's exported model the entry is for")
 
 

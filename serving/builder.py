@@ -118,11 +118,14 @@ def validation_expectations(models_dir: str, infos: dict[str, Any]) -> dict[str,
             continue
         if entry.kind == "agent" and entry.model_version != infos[entry.name].model_version:
             continue
+        band = entry.daily_std_band or (None, None)
         out[entry.name] = {
             "baseline": gate.baseline,
             "mean": entry.difference,
             "std": entry.daily_std,
             "days": entry.days,
+            "std_low": band[0],
+            "std_high": band[1],
         }
     if out:  # the baseline against itself: identical every day
         out[gate.baseline] = {

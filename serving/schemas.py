@@ -226,6 +226,9 @@ class ConsistencyReading(BaseModel):
     validation_mean: float = Field(description="the mean the gate measured on validation")
     validation_std: float = Field(description="the spread the gate measured on validation")
     validation_days: int = Field(description="validation days (path-days) behind those")
+    validation_std_band: list[float] = Field(
+        description="the null's range of daily spreads: validation's 20-day windows, 1st to 99th percentile"
+    )
     e_value: float = Field(description="the test martingale: inconsistent once it reaches threshold")
     threshold: float = Field(description="1 / alpha")
     flagged: bool = Field(description="true once the e-value reached the threshold (the arm is rolled back)")

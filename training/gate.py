@@ -77,6 +77,7 @@ class Paired:
     stderr: float
     daily_std: float = 0.0  # of the daily difference across every validation path-day
     days: int = 0
+    std_band: tuple[float, float] | None = None  # 1st and 99th percentiles of its spread over 20-day windows
 
 
 def widened_z(alpha: float, comparisons: int) -> float:
@@ -100,6 +101,7 @@ def decide(pairs: list[Paired], config: GateConfig, comparisons: int) -> tuple[l
             stderr=p.stderr,
             daily_std=p.daily_std,
             days=p.days,
+            daily_std_band=p.std_band,
         )
         for p in pairs
     ]
@@ -148,7 +150,21 @@ def paired(name: str, kind: str, candidate: np.ndarray, reference: np.ndarray, c
         stderr = float(per_path.std(ddof=1) / np.sqrt(len(per_path)))
     else:
         stderr = bootstrap_stderr(daily[0], config)
-    return Paired(name, kind, float(per_path.mean()), stderr, float(daily.std(ddof=1)), int(daily.size))
+    return Paired(
+        name, kind, float(per_path.mean()), stderr, float(daily.std(ddof=1)), int(daily.size), window_spreads(daily)
+    )
+
+
+def window_spreads(daily: np.ndarray, window: int = 20, step: int = 5) -> tuple[float, float] | None:
+    """The 1st and 99th percentiles of the daily difference's spread over ``window``-day windows of every path
+    (``(P, S)``): how far a good agent's tracking spread moves with the market's regime, the band a live agent is
+    held to (``experiments.consistency``); None when a path is shorter than a window."""
+    if daily.shape[1] < window:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(daily, window, axis=1)[:, ::step]
+    spreads = windows.std(axis=-1, ddof=1).ravel()
+    low, high = np.quantile(spreads, [0.01, 0.99])
+    return float(low), float(high)
 
 
 def check_gate_data(env_config: EnvConfig, config: GateConfig, days: int | None = None) -> None:

@@ -137,3 +137,17 @@ def test_an_arm_whose_live_spread_to_the_baseline_is_not_its_validation_one_is_r
     assert [(d.kind, d.arm) for d in made] == [("rollback", "b")]
     assert "inconsistent with its validation" in made[0].reason
     assert experiment.summary()["consistency"]["a"]["reading"] == "not testable: identical to its baseline"
+
+
+def test_the_spread_band_validation_saw_keeps_a_calm_regime_consistent_and_flags_a_spread_below_it():
+    """Validation's 20-day windows ranged 0.5%-4.4% a day: a live stretch at 0.9% (a calm regime) is consistent, one
+    at 0.3% (an agent holding other assets than it learnt on) is not, within 60 days."""
+    expected = Expectation(baseline="ew", mean=5.4e-4, std=0.027, days=92_500, std_low=0.0048, std_high=0.044)
+    rng = np.random.default_rng(5)
+    calm, broken = ConsistencyTest(expected), ConsistencyTest(expected)
+    for _ in range(250):
+        calm.update(float(rng.normal(-1e-4, 0.009)))
+    for _ in range(60):
+        broken.update(float(rng.normal(-2e-4, 0.0030)))
+    assert not calm.flagged and calm.summary()["validation_std_band"] == [0.0048, 0.044]
+    assert broken.flagged and broken.flagged_on_day <= 60

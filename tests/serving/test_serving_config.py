@@ -144,6 +144,6 @@ def test_the_consistency_guardrail_gets_each_arms_validation_distribution_or_nam
     app = call_user_app_builder_with_args_if_necessary(build_app, {"models_dir": str(copy), "experiment": fine})
     expectations = app._bound_deployment.init_args[1]._bound_deployment.init_args[4]
     assert expectations == {
-        "ppo": {"baseline": "equal_weight", "mean": 1e-4, "std": 2e-3, "days": 500},
+        "ppo": {"baseline": "equal_weight", "mean": 1e-4, "std": 2e-3, "days": 500, "std_low": None, "std_high": None},
         "equal_weight": {"baseline": "equal_weight", "mean": 0.0, "std": 0.0, "days": 500},
     }

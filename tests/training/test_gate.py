@@ -134,6 +134,8 @@ def test_run_gate_plays_agents_of_different_warm_ups_on_the_same_days_and_record
         assert entry.upper - entry.lower == pytest.approx(2 * record.z * entry.stderr)
         # the validation distribution a served agent's live behaviour is tested against (guardrails.consistency)
         assert entry.days == days and entry.daily_std > 0
+        low, high = entry.daily_std_band  # how the spread moves over 20-day windows
+        assert 0 < low < entry.daily_std < high
     versions = {e.name: e.model_version for e in record.entries}
     assert versions == {
         "ppo": read_metadata(exported / "ppo").model_version,
