@@ -10,7 +10,14 @@ where every ingress replica pools its A/B statistics. The traffic split lives in
 (``split``, ``shadow``): redeploying with a new one calls ``Ingress.reconfigure`` on the running replica, with no
 restart and no failed request.
 
-Exit status: 0 after a clean stop; 2 for a bad setting; 1 when an agent's files cannot be read.
+Stopping: Ctrl-C (SIGINT to the process group), SIGINT or SIGTERM to the process or its group stop Serve and the
+local Ray instance and end the process within 10 s; a second signal meanwhile is ignored. Nothing of the instance
+outlives it, not even after ``kill -9``: a watchdog process ends what is left, HAProxy (which holds the port) included
+(``serving.lifecycle``).
+
+Exit status: 0 after a clean stop; 2 for a bad setting, among them a port the local instance needs (``--port``,
+``--metrics-port``, HAProxy's stats and metrics ports) that another process listens on: the error names the process,
+within seconds of the start; 1 when an agent's files cannot be read.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from core.cli import fail, prog
 from core.errors import ConfigError, DataError
 from core.runtime import init_ray, setup_console
 from serving.builder import AppArgs, build_app
-from serving.lifecycle import serve_until_stopped, use_throughput_mode
+from serving.instance import check_ports_free, start_watchdog
+from serving.lifecycle import serve_until_stopped, stop_and_exit, stop_on_signals, use_throughput_mode
 
 __all__ = ["build_app", "main"]
 
@@ -64,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_console()
+    local = not os.environ.get("RAY_ADDRESS")  # else the cluster's own processes and ports serve
     try:
         app = build_app(
             AppArgs(
@@ -74,12 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 access_log=args.access_log,
             )
         )
-        if not os.environ.get("RAY_ADDRESS"):
+        if local:
             use_throughput_mode()  # inherited by every Ray process this instance starts
-        # On a cluster its own settings apply: start it with THROUGHPUT_ENV to get the fast path.
+            # On a cluster its own settings apply: start it with THROUGHPUT_ENV to get the fast path.
+            check_ports_free(args.host, args.port, args.metrics_port)
+    except (ConfigError, DataError) as exc:
+        return fail(exc)
+    if local:
+        start_watchdog()  # ends what the instance leaves behind, however this process ends
+    stop_on_signals()
+    try:
         init_ray(dashboard=not args.no_dashboard, _metrics_export_port=args.metrics_port)
     except (ConfigError, DataError) as exc:
         return fail(exc)
+    except KeyboardInterrupt:
+        stop_and_exit(0)
+    stop_on_signals()  # again: ray.init installs a SIGTERM handler of its own
     metrics = "on the cluster's metrics ports" if os.environ.get("RAY_ADDRESS") else f"on port {args.metrics_port}"
     banner = f"serving on http://{args.host}:{args.port} (API docs at http://{args.host}:{args.port}/docs); Prometheus metrics {metrics}"
     serve_until_stopped(app, name="rlportfolio", host=args.host, port=args.port, banner=banner, block=not args.no_block)
