@@ -33,3 +33,14 @@ def batched_caller(handle) -> Callable[[Request], Awaitable[list[float]]]:
             in_flight -= 1
 
     return allocate
+
+
+def scoring_caller(handle, wait_s: float = 0.02) -> Callable[[Request], Awaitable[list[float]]]:
+    """``score(request)`` for full-information scoring, which no client waits on: requests gather for up to
+    ``wait_s`` (or 64 of them) and travel in one call, so a call's cost between replicas is shared by many."""
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=wait_s, max_concurrent_batches=2)
+    async def batched(requests: list[Request]) -> list[list[float]]:
+        return await handle.allocate.remote(requests)
+
+    return batched

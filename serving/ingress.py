@@ -17,7 +17,6 @@ from collections.abc import Awaitable
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 from fastapi import Header, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
@@ -27,7 +26,7 @@ from experiments.log_schema import Assignment, Feedback, Scores
 from experiments.log_store import ExperimentLog
 from experiments.router import Route, Router, UnknownAgent
 from serving.agents import AgentInfo
-from serving.batching import batched_caller
+from serving.batching import batched_caller, scoring_caller
 from serving.http import api, authorize, authorize_admin, parse_allocation, parse_asset_returns, problem
 from serving.log_writer import LogUnavailable, LogWriter
 from serving.metrics import RequestMetrics, scrape_node_series
@@ -48,7 +47,7 @@ from serving.schemas import (
     RoutingView,
     SplitRequest,
 )
-from serving.scoring import TradingDays, scores_row, shadow_row, timed
+from serving.scoring import Scorer, TradingDays
 from serving.store_calls import admin_view, ask_store
 from serving.store_client import StoreClient, StoreRefused
 
@@ -92,6 +91,8 @@ class Ingress:
         self.cost_rate = cost_bps / 1e4
         self.assets = next(iter(self.infos.values())).assets  # every deployed agent trades the same assets
         self.trading_days = TradingDays(self.writer.log)
+        callers = {name: scoring_caller(handle) for name, handle in self.handles.items()}
+        self.scorer = Scorer(self.infos, callers, self._call, self.writer, cost_bps / 1e4)
 
     @property
     def router(self) -> Router:
@@ -106,6 +107,7 @@ class Ingress:
             self.series.flush()
         except Exception:
             log.exception("shutting down: recording the last Prometheus series failed")
+        await self.scorer.drain(1.0)
         await self.writer.drain(2.0)
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
@@ -159,16 +161,6 @@ class Ingress:
         others = [name for name in self.router.by_share() if name != first]
         tail = [self.fallback] if self.fallback not in (first, *others) else []
         return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
-
-    def _scoring(self, chosen: str, request: tuple[np.ndarray, np.ndarray]) -> dict[str, asyncio.Task]:
-        """Every deployed agent but ``chosen`` that can use the request's closes, scored concurrently with it."""
-        n_closes = request[0].shape[0]
-        loop = asyncio.get_running_loop()
-        return {
-            name: loop.create_task(timed(self._call(name, "score", self._allocate[name](request))))
-            for name, info in self.infos.items()
-            if name != chosen and info.closes_needed <= n_closes
-        }
 
     # -- endpoints ----------------------------------------------------------------------------------------------
 
@@ -224,47 +216,26 @@ class Ingress:
             "forced": route.forced,
         }
         request = (closes, held)
-        scoring = self._scoring(chosen, request)
         failures = 0
         for agent in self._candidates(chosen, closes.shape[0]):
             try:
-                if agent in scoring:  # a fallback already being scored: its answer, not a second call
-                    weights, _ = await scoring[agent]
-                else:
-                    weights = await self._call(agent, "allocate", self._allocate[agent](request))
+                weights = await self._call(agent, "allocate", self._allocate[agent](request))
             except Exception as exc:
                 log.warning("agent %s failed (%s); trying the next", agent, type(exc).__name__)
                 failures += 1
                 continue
-            answered_ms = (time.perf_counter() - started) * 1000  # the arm's own latency, before the others' scores
             info = self.infos[agent]
-            scored = {agent: tuple(weights)}
-            latencies = {}
-            for name, task in scoring.items():
-                try:
-                    scored[name], latencies[name] = await task
-                except Exception:  # a scoring failure never affects the answer; it is counted in _call
-                    continue
             row = Assignment(
                 **logged,
                 arm=agent,
                 weights=tuple(weights),
-                latency_ms=answered_ms,
+                latency_ms=(time.perf_counter() - started) * 1000,
                 model_version=info.model_version,
                 errors=failures,
             )
-            scores = scores_row(
-                row, as_of, held, self.cost_rate, scored, {n: self.infos[n].model_version for n in scored}
-            )
-            await self._durable(row, scores=scores)  # acknowledged only once logged
+            await self._durable(row)  # acknowledged only once logged
             self.series.answered(agent, "allocate")
-            shadow = router.shadow
-            if shadow is not None and shadow != agent and shadow in latencies:
-                # the shadow's answer and latency, for its statistics and offline analysis
-                self.writer.enqueue(
-                    shadow_row(row, shadow, scored[shadow], latencies[shadow], self.infos[shadow].model_version),
-                    wait=False,
-                )
+            self.scorer.start(row, weights, request, as_of, router.shadow)  # every other agent, after the answer
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
             # would otherwise validate and serialise it through the response model again on every request.
             return JSONResponse(
@@ -276,8 +247,6 @@ class Ingress:
                     "fallback": agent != chosen,
                 }
             )
-        for task in scoring.values():
-            task.cancel()
         latency_ms = (time.perf_counter() - started) * 1000
         failed = Assignment(**logged, arm="", weights=(), latency_ms=latency_ms, errors=failures)
         self.writer.enqueue(failed, wait=False)  # counts against the routed arm's error rate
@@ -332,7 +301,14 @@ class Ingress:
         authorize(self.token_sha256, authorization)
         asset_returns = parse_asset_returns(body, self.assets)
         field = "body.asset_returns" if asset_returns is not None else "body.realized_return"
-        status, agent = await self._durable(feedback=Feedback(body.request_id, body.realized_return, asset_returns))
+        await self.scorer.settled(body.request_id)  # its scores, when this replica is still scoring it
+        report = Feedback(body.request_id, body.realized_return, asset_returns)
+        status, agent = await self._durable(feedback=report)
+        for _ in range(20):  # scored by another replica, whose row may be a moment behind
+            if status != "unscored":
+                break
+            await asyncio.sleep(0.05)
+            status, agent = await self._durable(feedback=report)
         if status == "unknown":
             raise problem(404, "body.request_id", f"unknown request id '{body.request_id}'")
         if status == "duplicate":

@@ -1,9 +1,11 @@
-"""Full information on the ingress: the rows that record every deployed agent's answer to a request (``Scores``,
-and the shadow's own ``Assignment``), and the trading day each request is for (``TradingDays``)."""
+"""Full information on the ingress: every other deployed agent scored on each answered request, after the answer
+(``Scorer``), the rows that record them (``Scores``, and the shadow's own ``Assignment``), and the trading day each
+request is for (``TradingDays``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections import OrderedDict
@@ -14,9 +16,73 @@ import numpy as np
 
 from experiments.log_schema import Assignment, Scores
 from experiments.log_store import ExperimentLog
+from quant.registry import make_baseline
+from quant.strategies import History
 from serving.http import problem
 
 CLIENT_DAYS = 100_000  # clients whose latest trading day a replica remembers (older ones are read from the log)
+LOCAL_BASELINES = ("equal_weight",)  # stateless baselines scored in the ingress itself (the registry's own code)
+SETTLE_S = 5.0  # the longest a report waits for its request's scores
+
+
+class Scorer:
+    """Scores every deployed agent but the one that answered on each answered request, once the answer is on its
+    way: the client never waits for it. Remote agents are called through ``callers`` (batched: many requests per
+    call), stateless baselines computed here; the ``Scores`` row (and the shadow's row) is written when all are in.
+    ``settled`` lets a report on the request wait for them, so per-asset feedback always finds its scores.
+
+    :param call: the ingress's ``_call(agent, endpoint, awaitable)``, which counts failures and latency per agent.
+    """
+
+    def __init__(self, infos: dict, callers: dict, call, writer, cost_rate: float) -> None:
+        self.infos, self.callers, self.call, self.writer, self.cost_rate = infos, callers, call, writer, cost_rate
+        assets = next(iter(infos.values())).assets
+        self.local = {name: make_baseline(name, assets) for name in LOCAL_BASELINES if name in infos}
+        self.pending: dict[str, asyncio.Task] = {}
+
+    def start(self, answer: Assignment, weights: Sequence[float], request: tuple, as_of: str, shadow: str | None):
+        task = asyncio.get_running_loop().create_task(self._score(answer, weights, request, as_of, shadow))
+        self.pending[answer.request_id] = task
+        task.add_done_callback(lambda _: self.pending.pop(answer.request_id, None))
+
+    async def settled(self, request_id: str) -> None:
+        """Wait (up to ``SETTLE_S``) until this replica has logged the request's scores, if it is scoring it."""
+        task = self.pending.get(request_id)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(SETTLE_S):
+                    await asyncio.shield(task)
+
+    async def drain(self, timeout_s: float) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*self.pending.values(), return_exceptions=True)
+
+    async def _score(self, answer: Assignment, weights, request, as_of: str, shadow: str | None) -> None:
+        closes, held = request
+        names = [n for n, i in self.infos.items() if n != answer.arm and i.closes_needed <= closes.shape[0]]
+        scored = {answer.arm: tuple(weights)}
+        history = [History(closes, held, np.zeros(0, dtype=np.float32))]
+        latencies = {}
+        for name in (n for n in names if n in self.local):
+            started = time.perf_counter()
+            scored[name] = tuple(self.local[name].weights_batch(history)[0].tolist())
+            latencies[name] = (time.perf_counter() - started) * 1000
+        remote = [n for n in names if n not in self.local]
+        results = await asyncio.gather(
+            *(timed(self.call(n, "score", self.callers[n](request))) for n in remote), return_exceptions=True
+        )
+        for name, result in zip(remote, results):
+            if not isinstance(result, BaseException):  # a failed score is counted in call, and left out
+                scored[name], latencies[name] = tuple(result[0]), result[1]
+        versions = {n: self.infos[n].model_version for n in scored}
+        try:
+            await self.writer.durable(scores=scores_row(answer, as_of, held, self.cost_rate, scored, versions))
+        except Exception:
+            return  # the log is down: the request stays unscored (a report on it is refused, named)
+        if shadow is not None and shadow in latencies:
+            version = self.infos[shadow].model_version
+            self.writer.enqueue(shadow_row(answer, shadow, scored[shadow], latencies[shadow], version), wait=False)
 
 
 async def timed(call: Awaitable[Any]) -> tuple[Any, float]:
