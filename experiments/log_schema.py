@@ -202,17 +202,21 @@ class LogContents:
     decisions: list[dict[str, Any]]
 
 
-def decode_assignment(row: Mapping[str, Any]) -> dict[str, Any]:
+def _decoded(row: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``row`` with its JSON columns ``keys`` decoded (a null one stays None)."""
     out = dict(row)
-    out["weights"] = json.loads(out["weights"])
+    for key in keys:
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
     return out
+
+
+def decode_assignment(row: Mapping[str, Any]) -> dict[str, Any]:
+    return _decoded(row, ("weights",))
 
 
 def decode_decision(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("shares", "layout", "config", "state"):
-        out[key] = json.loads(out[key])
-    return out
+    return _decoded(row, ("shares", "layout", "config", "state"))
 
 
 def feedback_query() -> sa.Select:
@@ -243,8 +247,4 @@ def feedback_query() -> sa.Select:
 def decode_feedback(row: Mapping[str, Any]) -> dict[str, Any]:
     """A ``feedback_query`` row with its JSON decoded (``asset_returns``, ``held``, ``scores`` stay None when the
     report was a scalar)."""
-    out = dict(row)
-    for key in ("asset_returns", "held", "scores"):
-        if out.get(key) is not None:
-            out[key] = json.loads(out[key])
-    return out
+    return _decoded(row, ("asset_returns", "held", "scores"))

@@ -125,6 +125,7 @@ class PairedComparison:
         )
         p_value = self.running.update(sequence.p_value)
         ratio = None
+        needed = days_to_verdict(mean or 0.0, spread or 0.0, self.alpha, self.tuning_days)
         if n >= 2:
             days = book.closed_days()
             a, b = book.means(self.challenger, days), book.means(self.control, days)
@@ -140,7 +141,6 @@ class PairedComparison:
                 f"{self.challenger} grows slower than {self.control} (paired, {n} days, always-valid p = {p_value:.3g})"
             )
         else:
-            needed = days_to_verdict(mean or 0.0, spread or 0.0, self.alpha, self.tuning_days)
             verdict = f"no difference shown yet after {n} trading days (read from day {self.min_days}); " + (
                 f"at the observed edge and spread a verdict needs about {needed} days"
                 if needed is not None
@@ -154,6 +154,6 @@ class PairedComparison:
             "daily_std": spread,
             "sequential": {"lower": sequence.lower, "upper": sequence.upper, "p_value": p_value},
             "variance_ratio": ratio,
-            "days_to_verdict": days_to_verdict(mean or 0.0, spread or 0.0, self.alpha, self.tuning_days),
+            "days_to_verdict": needed,
             "verdict": verdict,
         }

@@ -1,8 +1,8 @@
 """The A/B ingress: the HTTP routes of a FastAPI app inside a Serve deployment. Each request is routed to an arm by
 the running experiment's layout, validated against it and answered by it (concurrent calls per agent batched),
-with a fallback on failure. Every other deployed agent (the other arms, the shadow, the routable baselines) is
-scored on the same request at the same time (full information: with the period's per-asset returns, every agent's
-net return on it is known). Every answer, its scores and feedback are logged durably before they are acknowledged
+with a fallback on failure. Every other deployed agent (the other arms, the shadow, the routable baselines) is then
+scored on the same request, after the answer (``serving.scoring``; full information: with the period's per-asset
+returns, every agent's net return on it is known). Answers and feedback are logged durably before they are acknowledged
 (``serving.log_writer``); the statistics and the admin API go to the experiment store (``serving.store_client``).
 The HTTP API is documented in docs/architecture.md and at ``/docs``.
 """
@@ -92,7 +92,7 @@ class Ingress:
         self.assets = next(iter(self.infos.values())).assets  # every deployed agent trades the same assets
         self.trading_days = TradingDays(self.writer.log)
         callers = {name: scoring_caller(handle) for name, handle in self.handles.items()}
-        self.scorer = Scorer(self.infos, callers, self._call, self.writer, cost_bps / 1e4)
+        self.scorer = Scorer(self.infos, callers, self._call, self.writer, self.cost_rate)
 
     @property
     def router(self) -> Router:
