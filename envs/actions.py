@@ -10,6 +10,18 @@ A residual map (``residual=True``, ``envs.config.PolicyConfig``) tilts a classic
 ``w ∝ base ⊙ exp(tilt_scale · a)``, so the zero action is the base exactly; ``tilt_budget`` shrinks a tilt that
 moves further than that L1 distance from the base back towards it. Discrete residual actions are ``2K + 1`` tilts:
 0 follows the base, ``1..K`` tilt asset ``k`` up (``a = e_k``), ``K+1..2K`` tilt it down (``a = -e_k``).
+
+Factored discrete actions (``discrete_actions: factored``, for branching DQN: Tavakoli, Pardo & Kormushev 2018) give
+every asset its own level ``l_k`` in ``0..L-1``, ``MultiDiscrete([L] * K)``: ``K * L`` choices a network scores
+instead of a grid of ``C(steps + K - 1, K - 1)`` (8,855 at 20 assets). A level is a tilt ``2 l / (L - 1) - 1`` in
+``[-1, 1]``, i.e. the continuous action on a grid of ``L`` values per asset, mapped as continuous actions are:
+``softmax(softmax_scale * tilt)`` without a base, the base's tilt with one (the middle level everywhere is equal
+weight, or the base). Why a softmax and not ``w ∝ l``: one asset's level step multiplies its weight relative to every
+other asset by the same factor ``exp(2 softmax_scale / (L - 1))`` whatever the other branches chose, so each
+branch's effect is close to separable, which is what a per-branch Q decomposition assumes; ``w ∝ l`` makes the effect
+of one branch depend on the sum of the others and jumps at all-zero (equal weight) to all-in when one asset moves
+up one level. Weights are never exactly zero: the lowest level sits ``exp(-2 softmax_scale)`` (0.25% at the default
+3) below the highest.
 """
 
 from __future__ import annotations
@@ -78,6 +90,26 @@ def tilt_vectors(n_assets: int) -> np.ndarray:
     return np.vstack([np.zeros((1, n_assets)), eye, -eye])
 
 
+def level_tilts(levels, n_levels: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Factored actions -> tilts: ``levels`` of ``shape`` (whole numbers in ``0..n_levels-1``) as
+    ``2 l / (n_levels - 1) - 1`` in ``[-1, 1]`` (a new float array; the middle level is 0 when ``n_levels`` is odd).
+
+    :raises ValueError: wrong shape, or a level that is not a whole number in range (naming the space)."""
+    values = np.asarray(levels)
+    whole = values.shape == shape
+    if whole and values.dtype.kind not in "iu":  # floats holding whole numbers (JSON) pass; text and NaN do not
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            whole = False
+        else:
+            whole = bool(np.isfinite(values).all() and (values == np.round(values)).all())
+    if not whole or ((values < 0) | (values >= n_levels)).any():
+        space = f"MultiDiscrete([{n_levels}] * {shape[-1]})"
+        raise ValueError(f"actions must be {shape} levels in 0..{n_levels - 1} of {space}, got {levels!r}")
+    return values * (2.0 / (n_levels - 1)) - 1.0
+
+
 def tilt_weights(tilts: np.ndarray, base: np.ndarray, scale: float, budget: float | None = None) -> np.ndarray:
     """``(..., K)`` weights ``∝ base ⊙ exp(scale · clip(tilts, -1, 1))``, each row at most ``budget`` (L1) from its
     base (a row further away is moved back along the segment to the base, which stays on the simplex). A zero
@@ -102,6 +134,9 @@ class ActionMap:
     :param grid_steps: discrete resolution (weights in multiples of ``1/grid_steps``).
     :param continuous_map: ``"softmax"``, ``"softmax_delta"`` or ``"clip"``.
     :param softmax_scale: logits are ``softmax_scale * action``.
+    :param discrete_actions: discrete only: ``"grid"`` (one index into the simplex grid, or the ``2K + 1`` tilts
+        with a base) or ``"factored"`` (one level per asset, ``MultiDiscrete([factored_levels] * K)``).
+    :param factored_levels: ``L``, levels per asset of a factored action.
     """
 
     def __init__(
@@ -116,17 +151,25 @@ class ActionMap:
         residual: bool = False,
         tilt_scale: float = 1.0,
         tilt_budget: float | None = None,
+        discrete_actions: str = "grid",
+        factored_levels: int = 5,
     ) -> None:
         self.mode = mode
+        # Factored: each asset's level becomes a tilt in [-1, 1] that the softmax (or the base's tilt) maps as a
+        # continuous action; the grid and the 2K + 1 residual tilts are not built.
+        self.levels = int(factored_levels) if mode == "discrete" and discrete_actions == "factored" else None
+        if self.levels is not None and self.levels < 2:
+            raise ValueError(f"factored_levels: need at least 2 levels per asset, got {factored_levels}")
         # Residual: the action tilts a base's weights (passed to every call), which the zero action returns.
         self.residual = bool(residual)
         self.tilt_scale = float(tilt_scale)
         self.tilt_budget = tilt_budget
-        self.tilts = tilt_vectors(n_assets) if self.residual and mode == "discrete" else None
+        grid = mode == "discrete" and self.levels is None
+        self.tilts = tilt_vectors(n_assets) if self.residual and grid else None
         self.n_assets = n_assets
-        self.continuous_map = continuous_map
+        self.continuous_map = "softmax" if self.levels is not None else continuous_map
         self.softmax_scale = softmax_scale
-        self.grid = simplex_grid(n_assets, grid_steps) if mode == "discrete" and not self.residual else None
+        self.grid = simplex_grid(n_assets, grid_steps) if grid and not self.residual else None
         # With a hold action, discrete action 0 keeps the weights held and action i >= 1 is grid row i - 1: the
         # discrete counterpart of softmax_delta, so a DQN agent can stay put without paying to re-hit a grid point.
         self.hold = bool(discrete_hold) and self.grid is not None
@@ -150,11 +193,15 @@ class ActionMap:
             residual=config.policy.base != "none",
             tilt_scale=config.policy.tilt_scale,
             tilt_budget=config.policy.tilt_budget,
+            discrete_actions=config.discrete_actions,
+            factored_levels=config.factored_levels,
         )
 
     def space(self):
         import gymnasium as gym
 
+        if self.levels is not None:
+            return gym.spaces.MultiDiscrete([self.levels] * self.n_assets)
         if self.tilts is not None:
             return gym.spaces.Discrete(len(self.tilts))
         if self.grid is not None:
@@ -167,6 +214,8 @@ class ActionMap:
 
         Returns a view of an internal buffer or of the grid: copy it to keep it.
         """
+        if self.levels is not None:
+            action = level_tilts(action, self.levels, (self.n_assets,))
         target = self._residual(action, base) if self.residual else self._target(action, held)
         if self.trade_rate >= 1.0:
             return target
@@ -222,6 +271,8 @@ class ActionMap:
         weights held (and bases, for a residual map): row ``i`` equals ``self(actions[i], held[i], base[i])`` (a new
         array)."""
         n_envs = held.shape[0]
+        if self.levels is not None:
+            actions = level_tilts(actions, self.levels, (n_envs, self.n_assets))
         if self.residual:
             if base is None or np.shape(base) != held.shape:
                 raise ValueError(f"a residual action tilts the base's weights: give ({n_envs}, {self.n_assets}) bases")

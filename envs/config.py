@@ -28,7 +28,7 @@ class DataConfig(FrozenConfig):
     cash: bool = Field(default=False, description="add a CASH asset earning the risk-free rate (0 without rf_column)")
     synthetic_seed: int = 7
     synthetic_years: float = Field(default=25.0, gt=0.5, le=200.0)
-    synthetic_assets: int = Field(default=4, ge=1, le=64)
+    synthetic_assets: int = Field(default=4, ge=1, le=200)
     synthetic_regimes: int = Field(default=3, ge=1, le=3)
     train_end: str | float = 0.7
     validation_end: str | float = 0.85
@@ -83,6 +83,12 @@ class RegimeConfig(FrozenConfig):
         default="fitted",
         description="'fitted': EM on the train split (any data); 'true': a synthetic market's true law (an ablation)",
     )
+    covariance: Literal["auto", "full", "tied", "diag", "factor"] = Field(
+        default="auto",
+        description="each regime's covariance (quant.regime_em): full, tied (one for all regimes), diag, factor "
+        "(principal-component factors and residual variances), or 'auto': the one with the lowest BIC, chosen with "
+        "the number of regimes, among those with days enough for their parameters (full where the assets are few)",
+    )
     seed: int = Field(default=0, description="EM's initialisation seed (the fit is deterministic given it)")
     iterations: int = Field(default=200, ge=1, le=10_000, description="most EM iterations per fit")
     restarts: int = Field(
@@ -131,6 +137,21 @@ class PolicyConfig(FrozenConfig):
         return BaselinesConfig(lookback_days=self.lookback_days)
 
 
+class UniverseConfig(FrozenConfig):
+    """Which of the data's assets an episode trades (``envs.universe``)."""
+
+    sample_assets: int | None = Field(
+        default=None,
+        ge=1,
+        description="train split only: each episode trades K of the data's N assets, drawn uniformly without "
+        "replacement in a random order from the env's generator, so one asset-shared agent (model.kind: "
+        "asset_shared) learns from every asset's history; validation and test trade all N; null: all N always",
+    )
+
+
+SUBSET_BASES = ("none", "equal_weight")  # bases whose weights over a subset are their universe's, renormalised
+
+
 class EnvConfig(FrozenConfig):
     """Everything ``PortfolioEnv`` needs. Units are in the names: days, bps."""
 
@@ -161,6 +182,14 @@ class EnvConfig(FrozenConfig):
         description="trade this fraction of the way from the weights held to the action's target (partial adjustment)",
     )
     discrete_hold: bool = Field(default=False, description="discrete: action 0 keeps the weights held (no trade)")
+    discrete_actions: Literal["grid", "factored"] = Field(
+        default="grid",
+        description="discrete: 'grid' one index into the simplex grid (or 2K + 1 tilts with a base); 'factored' one "
+        "level per asset, MultiDiscrete([factored_levels] * K), for branching DQN (envs.actions)",
+    )
+    factored_levels: int = Field(
+        default=5, ge=2, le=101, description="factored: levels per asset, tilts 2 l / (L - 1) - 1 in [-1, 1]"
+    )
     cost_bps: float = Field(default=10.0, ge=0.0, le=10_000.0, description="proportional cost per unit of turnover")
     reward: Literal["log_growth", "excess_log_growth", "differential_sharpe", "mean_variance"] = "log_growth"
     reward_scale: float = Field(
@@ -184,6 +213,9 @@ class EnvConfig(FrozenConfig):
 
     policy: PolicyConfig = Field(
         default=PolicyConfig(), description="residual policy: the classical base the action tilts (none: no base)"
+    )
+    universe: UniverseConfig = Field(
+        default=UniverseConfig(), description="the assets each training episode trades (sample_assets)"
     )
 
     validation_paths: int = Field(
@@ -224,6 +256,24 @@ class EnvConfig(FrozenConfig):
             raise ValueError(
                 f"policy.base '{self.policy.base}': discrete_hold cannot be combined with a base (the zero tilt, "
                 "action 0, follows the base; trade_rate slows trading instead)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hold_is_a_grid_action(self) -> EnvConfig:
+        if self.action_mode == "discrete" and self.discrete_actions == "factored" and self.discrete_hold:
+            raise ValueError(
+                "discrete_hold: the hold action is a grid index; factored actions slow trading with trade_rate instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sampled_base_is_per_asset(self) -> EnvConfig:
+        if self.universe.sample_assets is not None and self.policy.base not in SUBSET_BASES:
+            raise ValueError(
+                f"universe.sample_assets: the residual base '{self.policy.base}' decides over the whole universe at "
+                "once, so its weights on a sampled subset are not its decision over that subset; sample with "
+                f"policy.base {' or '.join(repr(b) for b in SUBSET_BASES)}"
             )
         return self
 

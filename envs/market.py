@@ -98,8 +98,10 @@ def load_csv(
     :param assets: asset columns to use, in this order; default every column that is not ``date`` or an extra.
     :param extra_columns: non-price columns to keep (e.g. ``rf``); they are not validated as prices.
     :param ffill_limit: most consecutive missing prices filled forward from the last close; more is an error.
-    :param min_rows: fewest rows accepted (callers pass their feature window + episode needs).
+    :param min_rows: fewest rows accepted, for the file and for every asset's history (callers pass their feature
+        window + episode needs).
     :raises DataError: naming file, row (1-based line in the file, header = line 1) and column.
+    :raises ConfigError: ``assets`` naming a column more than once.
     """
     path = Path(path)
     if not path.is_file():
@@ -127,6 +129,9 @@ def load_csv(
     if assets is None:
         assets = [c for c in raw.columns if c != "date" and c not in extra_columns]
     else:
+        repeated = sorted({name for name in assets if list(assets).count(name) > 1})
+        if repeated:
+            raise ConfigError(f"{path}: configured asset column(s) {repeated} listed more than once (data.assets)")
         for name in assets:
             if name not in raw.columns:
                 raise DataError(
@@ -138,8 +143,8 @@ def load_csv(
         raise DataError(f"{path}: {len(raw)} rows, need at least {min_rows} (feature window plus trading days)")
 
     dates = _parse_dates(path, raw["date"])
-    closes = np.column_stack([_parse_prices(path, raw[name], name, ffill_limit) for name in assets])
-    extras = {name: _parse_numeric(path, raw[name], name, ffill_limit) for name in extra_columns}
+    closes = np.column_stack([_parse_prices(path, raw[name], name, ffill_limit, min_rows) for name in assets])
+    extras = {name: _parse_numeric(path, raw[name], name, ffill_limit, min_rows) for name in extra_columns}
     market = MarketData(dates=dates, closes=closes, assets=tuple(assets), extras=extras, source=str(path))
     log.info("loaded %s: %d days x %d assets (%s .. %s)", path, market.n_days, market.n_assets, dates[0], dates[-1])
     return market
@@ -148,6 +153,19 @@ def load_csv(
 def _line(row: int) -> int:
     """File line of a data row (header is line 1)."""
     return row + 2
+
+
+def _late_start(missing: np.ndarray, min_rows: int) -> str:
+    """What is wrong with a column that has no value on the first day: how much history it has, against the
+    ``min_rows`` every column needs, and what would fix it."""
+    if missing.all():
+        return f"no value on any of the {len(missing)} rows (need at least {min_rows})"
+    first = int(np.argmin(missing))
+    history = len(missing) - first
+    problem = f"missing value on the first day (nothing to fill from): its values start at row {_line(first)}"
+    if history < min_rows:
+        return f"{problem}, {history} rows of history, need at least {min_rows} (feature window plus trading days)"
+    return f"{problem} ({history} rows of history, {min_rows} needed): start the file there or leave the column out"
 
 
 def _parse_dates(path: Path, column: pd.Series) -> np.ndarray:
@@ -177,7 +195,7 @@ def _parse_dates(path: Path, column: pd.Series) -> np.ndarray:
     return dates
 
 
-def _parse_numeric(path: Path, column: pd.Series, name: str, ffill_limit: int) -> np.ndarray:
+def _parse_numeric(path: Path, column: pd.Series, name: str, ffill_limit: int, min_rows: int) -> np.ndarray:
     text = column.str.strip()
     values = pd.to_numeric(text.where(text != ""), errors="coerce")
     missing_markers = text.str.lower().isin(["", "nan", "na", "null", "none"])
@@ -190,11 +208,11 @@ def _parse_numeric(path: Path, column: pd.Series, name: str, ffill_limit: int) -
     if infinite.any():
         row = int(np.flatnonzero(infinite)[0])
         raise DataError(f"{path}: row {_line(row)}, column '{name}': infinite value")
-    return _forward_fill(path, array, name, ffill_limit)
+    return _forward_fill(path, array, name, ffill_limit, min_rows)
 
 
-def _parse_prices(path: Path, column: pd.Series, name: str, ffill_limit: int) -> np.ndarray:
-    prices = _parse_numeric(path, column, name, ffill_limit)
+def _parse_prices(path: Path, column: pd.Series, name: str, ffill_limit: int, min_rows: int) -> np.ndarray:
+    prices = _parse_numeric(path, column, name, ffill_limit, min_rows)
     non_positive = prices <= 0
     if non_positive.any():
         row = int(np.flatnonzero(non_positive)[0])
@@ -202,14 +220,12 @@ def _parse_prices(path: Path, column: pd.Series, name: str, ffill_limit: int) ->
     return prices
 
 
-def _forward_fill(path: Path, values: np.ndarray, name: str, ffill_limit: int) -> np.ndarray:
+def _forward_fill(path: Path, values: np.ndarray, name: str, ffill_limit: int, min_rows: int) -> np.ndarray:
     missing = np.isnan(values)
     if not missing.any():
         return values
     if missing[0]:
-        raise DataError(
-            f"{path}: row {_line(0)}, column '{name}': missing value on the first day (nothing to fill from)"
-        )
+        raise DataError(f"{path}: row {_line(0)}, column '{name}': {_late_start(missing, min_rows)}")
     # Length of each run of consecutive missing values, checked against the limit.
     run = 0
     for row in range(len(values)):

@@ -19,11 +19,14 @@ from envs.bases import ResidualBase, tilted_base
 from envs.bootstrap import bootstrap_closes
 from envs.config import EnvConfig
 from envs.features import compute_features, observation_size
+from envs.layout import AssetLayout
 from envs.market import MarketData
-from envs.regimes import fitted_regime_model, resolve_regime_model
-from envs.sources import load_market, market_law
+from envs.regimes import resolve_regime_model
+from envs.sources import load_market
 from envs.splits import Split, split_market
 from envs.synthetic import MarketParams, simulate_paths
+from envs.training_paths import path_source
+from envs.universe import AssetSampler
 
 ENV_ID = "rlportfolio/Portfolio-v0"
 
@@ -46,14 +49,17 @@ class PortfolioEnv(gym.Env):
     |---|---|---|
     | ``continuous`` | ``Box(-1, 1, (K,), float32)`` | ``softmax(softmax_scale * a)``; ``softmax_delta``: ``softmax(log(held) + softmax_scale * a)`` (the zero action holds); ``clip``: ``clip(a, 0, 1) / sum`` |
     | ``discrete`` | ``Discrete(C(grid_steps + K - 1, K - 1))`` | an index into the simplex grid of multiples of ``1 / grid_steps`` (4 assets at 25%: 35 actions); with ``discrete_hold`` one more, action 0, keeps the weights held |
+    | ``discrete``, ``discrete_actions: factored`` | ``MultiDiscrete([L] * K)``, ``L = factored_levels`` (5) | one level per asset, the tilt ``2 l / (L - 1) - 1`` in ``[-1, 1]``, mapped as a continuous action: ``softmax(softmax_scale * tilt)`` (the middle level everywhere: equal weight) |
 
     With a residual base (``policy.base``) the action tilts the base's weights today instead:
-    ``base ⊙ exp(tilt_scale * a)`` normalised (``Discrete(2K + 1)`` tilts for DQN), the zero action being the base.
+    ``base ⊙ exp(tilt_scale * a)`` normalised (``Discrete(2K + 1)`` tilts for DQN, or per-asset factored levels),
+    the zero action (the middle level) being the base.
     The target is reached at once, or only ``trade_rate`` of the way from the weights held (partial adjustment).
 
     ## Observation Space
 
-    ``Box(-inf, inf, (W*K + K + E + K,), float32)``, in this order (``envs.features``, the one feature function the
+    ``Box(-inf, inf, (W*K + K + E + R [+ K] + K,), float32)``, ``K`` the assets traded (all of the data's, or on
+    the train split ``universe.sample_assets`` of them), in this order (``envs.features``, the one feature function the
     env, validation, backtests and the server share): the last ``W = window_days`` daily log returns per asset in
     percent, each asset's rolling volatility over ``vol_window_days`` in percent per day (its log with
     ``log_volatility``), the ``E`` extra columns at ``t`` (``observe_extras``), the ``R`` filtered regime
@@ -71,7 +77,9 @@ class PortfolioEnv(gym.Env):
 
     Wealth 1 and equal weights, at a uniformly random decision day of the split (``random_start``) or its first day.
     With ``train_paths: law`` (or ``auto`` on a synthetic market) each training episode plays a fresh ``episode_days``
-    path of the market's true law instead of the train split.
+    path of the market's true law instead of the train split. With ``universe.sample_assets: K`` each training
+    episode then draws the ``K`` assets it trades (``envs.universe``: uniform without replacement, random order;
+    ``episode_assets``); the regime probabilities stay those of the whole universe.
 
     ## Episode End
 
@@ -133,33 +141,9 @@ class PortfolioEnv(gym.Env):
         needs_model = cfg.observe_regimes or cfg.base_needs_regimes
         self.regime_model = resolve_regime_model(cfg, self.market, self.splits["train"]) if needs_model else None
         self.base = None if cfg.policy.base == "none" else ResidualBase(cfg, self.assets, self.regime_model)
-        self._law = None  # the law training paths are drawn from: the data's true one, or the one fitted on train
-        self._bootstrap: np.ndarray | None = None  # or the train split's daily log returns, resampled in blocks
-        self.path_kind = "split"
-        if cfg.split == "train" and (cfg.train_paths == "law" or (cfg.train_paths == "auto" and market is None)):
-            self._law = self._check_law(cfg, warmup, required=cfg.train_paths == "law")
-            self.path_kind = "law" if self._law is not None else "split"
-        elif cfg.split == "train" and cfg.train_paths in ("fitted", "bootstrap"):
-            self.path_kind = cfg.train_paths
-            self._check_paths(cfg, warmup)
-            train = self.splits["train"]
-            if cfg.train_paths == "fitted":
-                fitted = fitted_regime_model(cfg, self.market, train)
-                self._law = MarketParams(
-                    assets=self.assets,
-                    regimes=tuple(f"regime {k}" for k in range(fitted.n_regimes)),
-                    transition=fitted.transition,
-                    mu=fitted.means,
-                    cov=fitted.covariances,
-                )
-            else:
-                self._bootstrap = self.market.log_returns()[train.first - 1 : train.last]
-        if self.path_kind != "split" and self.base is not None and self.base.estimated:
-            raise ConfigError(
-                f"policy.base: '{self.base.name}' re-estimates every day of a path (skfolio), too slow for a fresh "
-                f"{self.path_kind} path every episode; train it on the split (train_paths: split) or pick a base "
-                "computed in one pass (equal_weight, regime_growth)"
-            )
+        # Training paths (train_paths): the data's split, or a fresh path per episode of a law or a bootstrap.
+        paths = path_source(cfg, self.market, self.splits, given_market=market is not None, base=self.base)
+        self.path_kind, self._law, self._bootstrap = paths.kind, paths.law, paths.bootstrap
         if self.path_kind != "split":
             self._path_dates = self.market.dates[: warmup + cfg.episode_days + 1]
             self._path_source = f"{self.market.source} {self.path_kind} path"
@@ -171,11 +155,16 @@ class PortfolioEnv(gym.Env):
                 f"env_config.episode_days: {cfg.episode_days} exceeds the {self._n_steps} trading days of the "
                 f"'{cfg.split}' split"
             )
-        self._load_prices(self.market)
-        self._n_features = self._features.shape[1]
-
+        self._load_prices(self.market)  # features and relatives of every asset; a sampled episode gathers its own
         n_regimes = self.regime_model.n_regimes if cfg.observe_regimes else 0
+        sample = cfg.universe.sample_assets if cfg.split == "train" else None
+        layout = AssetLayout.of_env(cfg, n_regimes)
+        self.sampler = None if sample is None else AssetSampler(layout, n_assets, sample, self.market.source)
+        self._subset = None if sample is None else np.arange(sample)  # the episode's assets; drawn at reset
+        self._columns = None if sample is None else self.sampler.columns(self._subset)
+        n_assets = sample or n_assets  # K: the assets an episode trades
         obs_size = observation_size(n_assets, cfg.window_days, len(extras_names), n_regimes, self.base is not None)
+        self._n_features = obs_size - n_assets
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
         self.action_map = ActionMap.from_config(cfg, n_assets)
         self.grid = self.action_map.grid
@@ -200,6 +189,9 @@ class PortfolioEnv(gym.Env):
         if paths is not None:
             self._load_prices(MarketData(self._path_dates, paths[0], self.assets, source=self._path_source))
         self._start = 0 if paths is not None else self.draw_start(self.np_random)
+        if self.sampler is not None:  # after the path and the start, as PortfolioVectorEnv draws them
+            self._subset = self.sampler.draw(self.np_random)
+            self._columns = self.sampler.columns(self._subset)
         self._step_index = self._start
         self._steps_taken = 0
         self._wealth = 1.0
@@ -224,14 +216,14 @@ class PortfolioEnv(gym.Env):
         """The residual base's weights today as the action tilts them (the observed ones), or ``None``."""
         if self.base is None:
             return None
-        return tilted_base(self._features[self._step_index, -self._weights.shape[0] :])
+        return tilted_base(self._feature_row()[-self._weights.shape[0] :])
 
     def step_weights(self, target: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Rebalance to ``target`` weights (``(K,)``, non-negative, sum 1) and advance one day."""
         if self._step_index >= self._n_steps:
             raise RuntimeError("step() called after the episode ended; call reset()")
         log_growth, turnover, cost = rebalance(
-            self._weights, target, self._relatives[self._step_index], self._cost_rate, self._scratch
+            self._weights, target, self._day_relatives(self._step_index), self._cost_rate, self._scratch
         )
         growth = math.exp(log_growth)
         self._wealth *= growth
@@ -256,6 +248,11 @@ class PortfolioEnv(gym.Env):
     def day(self) -> int:
         """Index (into ``market.dates``) of the current decision day."""
         return self._first_decision + self._step_index
+
+    @property
+    def episode_assets(self) -> tuple[str, ...]:
+        """The assets this episode trades, in observation order: ``assets``, or the ``K`` drawn at reset."""
+        return self.assets if self._subset is None else tuple(self.assets[i] for i in self._subset)
 
     @property
     def weights(self) -> np.ndarray:
@@ -325,32 +322,6 @@ class PortfolioEnv(gym.Env):
 
     # -- internals -----------------------------------------------------------------------------------------------
 
-    def _check_law(self, cfg: EnvConfig, warmup: int, *, required: bool) -> MarketParams | None:
-        """The law to draw training paths from; ``None`` (train on the split) when ``auto`` finds none that fits."""
-        law = market_law(cfg.data)
-        where = "env_config.train_paths: 'law'"
-        problem = None
-        if law is None:
-            problem = (
-                f"{where} needs a synthetic market (built-in, or a CSV with its .params.json); {cfg.data.path} has none"
-            )
-        elif cfg.data.cash or cfg.observe_extras or tuple(law.assets) != self.assets:
-            problem = f"{where} simulates the law's assets {list(law.assets)} only: no cash, no extras, no asset subset"
-        elif warmup + cfg.episode_days + 1 > self.market.n_days:
-            problem = f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
-        if problem is not None and required:
-            raise ConfigError(problem)
-        return None if problem is not None else law
-
-    def _check_paths(self, cfg: EnvConfig, warmup: int) -> None:
-        where = f"env_config.train_paths: '{cfg.train_paths}'"
-        if cfg.data.cash or cfg.observe_extras:
-            raise ConfigError(f"{where} simulates asset prices only: no cash asset, no observed extras")
-        if warmup + cfg.episode_days + 1 > self.market.n_days:
-            raise ConfigError(
-                f"{where}: paths of {warmup} warm-up + {cfg.episode_days} days exceed the data's {self.market.n_days} dates"
-            )
-
     def _bootstrap_closes(self, rng: np.random.Generator) -> np.ndarray:
         n_days = len(self._path_dates) - 1
         return bootstrap_closes(self._bootstrap, n_days, self.config.bootstrap_block_days, rng)
@@ -374,9 +345,23 @@ class PortfolioEnv(gym.Env):
         if not np.isfinite(self._features).all():
             raise DataError(f"{market.source}: non-finite features in the '{self.config.split}' split")
 
+    def _feature_row(self) -> np.ndarray:
+        """Today's features (the sampled assets' columns when sampling), before the weights held."""
+        row = self._features[self._step_index]
+        return row if self._columns is None else self.sampler.gather(row, self._columns)
+
+    def _day_relatives(self, step: int) -> np.ndarray:
+        return self._relatives[step] if self._subset is None else self._relatives[step, self._subset]
+
+    def _benchmark(self, step: int) -> float:
+        """Costless equal weight's log growth over the assets traded (the excess reward's benchmark)."""
+        if self._subset is None:
+            return self._benchmark_log_growth[step]
+        return math.log(self._day_relatives(step).mean())
+
     def _observation(self) -> np.ndarray:
         obs = self._obs
-        obs[: self._n_features] = self._features[self._step_index]
+        obs[: self._n_features] = self._feature_row()
         obs[self._n_features :] = self._weights
         return obs.copy()
 
@@ -385,7 +370,7 @@ class PortfolioEnv(gym.Env):
         if cfg.reward == "log_growth":
             return cfg.reward_scale * log_growth
         if cfg.reward == "excess_log_growth":
-            return cfg.reward_scale * (log_growth - self._benchmark_log_growth[self._step_index - 1])
+            return cfg.reward_scale * (log_growth - self._benchmark(self._step_index - 1))
         if cfg.reward == "mean_variance":
             return cfg.reward_scale * (net_return - 0.5 * cfg.risk_aversion * net_return * net_return)
         # Differential Sharpe ratio (Moody & Saffell 2001): the first-order change of an exponential moving

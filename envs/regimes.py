@@ -59,6 +59,7 @@ def resolve_regime_model(config: Any, market: Any, train: Any) -> RegimeModel:
         train.last,
         regimes.n_regimes,
         regimes.max_regimes,
+        regimes.covariance,
         regimes.seed,
         regimes.iterations,
         regimes.restarts,
@@ -69,6 +70,7 @@ def resolve_regime_model(config: Any, market: Any, train: Any) -> RegimeModel:
         fitted = fit_regimes(
             returns,
             regimes.n_regimes,
+            covariance=regimes.covariance,
             max_regimes=regimes.max_regimes,
             seed=regimes.seed,
             iterations=regimes.iterations,

@@ -63,7 +63,15 @@ def _cached_csv(path: str, mtime_ns: int, assets, extras, ffill_limit: int, min_
 
 
 def with_cash(market: MarketData, rf_column: str | None) -> MarketData:
-    """Add a ``CASH`` asset whose price compounds the risk-free rate (annual decimals, daily accrual)."""
+    """Add a ``CASH`` asset whose price compounds the risk-free rate (annual decimals, daily accrual).
+
+    :raises DataError: the market has an asset named ``CASH`` already.
+    """
+    if CASH in market.assets:
+        raise DataError(
+            f"{market.source}: asset column '{CASH}' already exists and data.cash adds one of that name "
+            "(rename the column or set data.cash: false)"
+        )
     if rf_column is None:
         cash = np.ones(market.n_days)
     else:

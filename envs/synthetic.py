@@ -47,6 +47,7 @@ _CORRELATION = np.array(
 )
 # Expected regime durations in trading days (self-transition probability 1 - 1/duration).
 _DURATION_DAYS = np.array([250.0, 60.0, 120.0])
+MAX_ASSETS = 200  # a factor market beyond the four archetypes (``factor_moments``)
 
 
 @dataclass(frozen=True)
@@ -96,33 +97,22 @@ class MarketParams:
 def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> MarketParams:
     """The built-in market: 4 assets (stock/bond/gold/crypto-like) in 3 regimes (calm, crisis, inflation).
 
-    Other sizes: ``n_regimes`` 1..3 takes the first regimes; ``n_assets`` beyond 4 adds variants of the archetypes
-    whose drift and volatility are jittered deterministically by ``seed``; fewer takes the first archetypes.
+    Other sizes: ``n_regimes`` 1..3 takes the first regimes; ``n_assets`` up to 4 takes the first archetypes; more
+    (up to ``MAX_ASSETS``) is a factor market whose factors are the archetypes (``factor_moments``), drawn
+    deterministically from ``seed``.
     """
     if not 1 <= n_regimes <= len(_REGIMES):
         raise ConfigError(f"regimes: {n_regimes} is not supported (1 to {len(_REGIMES)})")
-    if not 1 <= n_assets <= 64:
-        raise ConfigError(f"assets: {n_assets} is not supported (1 to 64)")
-    rng = np.random.default_rng(seed)
-    base = np.arange(n_assets) % len(_ARCHETYPES)
+    if not 1 <= n_assets <= MAX_ASSETS:
+        raise ConfigError(f"assets: {n_assets} is not supported (1 to {MAX_ASSETS})")
+    if n_assets <= len(_ARCHETYPES):
+        mu, cov = _archetype_moments(n_assets, n_regimes)
+    else:
+        mu, cov = factor_moments(n_assets, n_regimes, seed)
     names = tuple(
-        _ARCHETYPES[b] if i < len(_ARCHETYPES) else f"{_ARCHETYPES[b]}{i // len(_ARCHETYPES) + 1}"
-        for i, b in enumerate(base)
+        _ARCHETYPES[i % len(_ARCHETYPES)] + (str(i // len(_ARCHETYPES) + 1) if i >= len(_ARCHETYPES) else "")
+        for i in range(n_assets)
     )
-    jitter = np.ones(n_assets)
-    jitter[len(_ARCHETYPES) :] = rng.uniform(0.7, 1.3, size=max(n_assets - len(_ARCHETYPES), 0))
-    drift = _ANNUAL_DRIFT[:n_regimes][:, base] * jitter
-    vol = _ANNUAL_VOL[:n_regimes][:, base] * jitter
-    mu = drift / TRADING_DAYS_PER_YEAR
-    cov = np.empty((n_regimes, n_assets, n_assets))
-    for r in range(n_regimes):
-        corr = _CORRELATION[r][np.ix_(base, base)].copy()
-        # Variants of one archetype are strongly, not perfectly, correlated with each other.
-        same = base[:, None] == base[None, :]
-        corr[same] = 0.8
-        np.fill_diagonal(corr, 1.0)
-        daily_vol = vol[r] / np.sqrt(TRADING_DAYS_PER_YEAR)
-        cov[r] = corr * np.outer(daily_vol, daily_vol)
     stay = 1.0 - 1.0 / _DURATION_DAYS[:n_regimes]
     if n_regimes == 1:
         transition = np.ones((1, 1))
@@ -130,6 +120,51 @@ def default_params(n_assets: int = 4, n_regimes: int = 3, seed: int = 0) -> Mark
         transition = np.tile(((1.0 - stay) / (n_regimes - 1))[:, None], (1, n_regimes))
         np.fill_diagonal(transition, stay)
     return MarketParams(assets=names, regimes=_REGIMES[:n_regimes], transition=transition, mu=mu, cov=cov)
+
+
+def _archetype_moments(n_assets: int, n_regimes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, K)`` daily means and ``(R, K, K)`` covariances of the first ``n_assets`` archetypes themselves."""
+    mu = _ANNUAL_DRIFT[:n_regimes, :n_assets] / TRADING_DAYS_PER_YEAR
+    daily_vol = _ANNUAL_VOL[:n_regimes, :n_assets] / np.sqrt(TRADING_DAYS_PER_YEAR)
+    cov = _CORRELATION[:n_regimes, :n_assets, :n_assets] * (daily_vol[:, :, None] * daily_vol[:, None, :])
+    return mu, cov
+
+
+def factor_moments(n_assets: int, n_regimes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, K)`` daily means and ``(R, K, K)`` covariances of a factor market over the archetypes.
+
+    The factors are the four archetypes, whose law in each regime is the built-in market's (means ``m_r``, covariance
+    ``F_r``). Asset ``i`` belongs to sector ``i mod 4`` and loads ``b_i (1 + t_ir)`` on its sector's factor
+    (``b_i ~ U(0.7, 1.3)``, a regime tilt ``t_ir ~ U(-0.2, 0.2)``); a non-equity asset also loads ``c_i ~
+    U(-0.1, 0.2)`` on the equity factor (the market). Its own noise has volatility ``k_i`` times its sector's in the
+    regime (``k_i ~ U(0.4, 0.8)``) and its drift an alpha of ``N(0, 2%)`` a year. With ``B_r`` the ``(K, 4)``
+    loadings and ``D_r`` the own variances:
+
+        mu_r = B_r m_r + alpha_r,    cov_r = B_r F_r B_r' + diag(D_r)
+
+    The own variances bound every eigenvalue of ``cov_r`` from below, so the covariances stay well conditioned
+    however many assets share a factor, and the growth-optimal portfolio moves with the regime as the factors'
+    means do.
+    """
+    rng = np.random.default_rng(seed)
+    n_factors = len(_ARCHETYPES)
+    sector = np.arange(n_assets) % n_factors
+    rows = np.arange(n_assets)
+    beta = rng.uniform(0.7, 1.3, size=n_assets)
+    tilt = rng.uniform(-0.2, 0.2, size=(n_regimes, n_assets))
+    market = np.where(sector == 0, 0.0, rng.uniform(-0.1, 0.2, size=n_assets))
+    own_scale = rng.uniform(0.4, 0.8, size=n_assets)
+    alpha = rng.normal(0.0, 0.02, size=(n_regimes, n_assets)) / TRADING_DAYS_PER_YEAR
+    factor_mu, factor_cov = _archetype_moments(n_factors, n_regimes)
+    loadings = np.zeros((n_regimes, n_assets, n_factors))
+    loadings[:, rows, 0] = market
+    loadings[:, rows, sector] += beta * (1.0 + tilt)
+    own_vol = own_scale * _ANNUAL_VOL[:n_regimes][:, sector] / np.sqrt(TRADING_DAYS_PER_YEAR)
+    mu = np.einsum("rkf,rf->rk", loadings, factor_mu) + alpha
+    cov = loadings @ factor_cov @ loadings.transpose(0, 2, 1)
+    cov = (cov + cov.transpose(0, 2, 1)) / 2.0  # symmetric to the bit, whatever order the products summed in
+    cov[:, rows, rows] += own_vol**2
+    return mu, cov
 
 
 def simulate_closes(

@@ -15,7 +15,9 @@ num_envs=N, vectorization_mode="vector_entry_point", config=...)`` builds it dir
 
 Sub-environment ``i`` draws its episodes from its own generator, seeded as ``SyncVectorEnv`` seeds its ``i``-th env
 (``seed + i``), and draws exactly what ``PortfolioEnv.reset`` would with it (``PortfolioEnv.draw_paths`` and
-``draw_start`` are the one implementation of both).
+``draw_start`` are the one implementation of both). With ``universe.sample_assets`` each sub-environment then draws
+its assets (``envs.universe``, as ``PortfolioEnv.reset`` does); the universe's features are still computed once per
+split or path, and each step gathers every sub-environment's columns in one ``np.take`` on precomputed indices.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from envs.bases import tilted_base
 from envs.config import EnvConfig
 from envs.market import MarketData
 from envs.portfolio_env import PortfolioEnv
+from envs.universe import take_assets
 
 STEP_INFO_KEYS = ("wealth", "weights", "target_weights", "turnover", "cost", "log_growth", "net_return", "day")
 RESET_INFO_KEYS = ("wealth", "weights", "day")
@@ -62,7 +65,7 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(env.action_space, num_envs)
         self.action_map = env.action_map
 
-        n_assets, n_steps = env.market.n_assets, env.n_steps
+        n_assets, n_steps = env.weights.shape[0], env.n_steps  # K: the assets each episode trades
         features, relatives, benchmark = env.split_arrays
         self._shared = env.path_kind == "split"  # every episode plays the same split: one copy of its arrays
         if self._shared:
@@ -71,7 +74,11 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
             self._features = np.zeros((num_envs, *features.shape), dtype=features.dtype)
             self._relatives = np.ones((num_envs, *relatives.shape))
             self._benchmark = np.zeros((num_envs, *benchmark.shape))
-        self._n_features = features.shape[-1]
+        self._n_features = env.observation_space.shape[0] - n_assets
+        self._sampler = env.sampler  # with universe.sample_assets: each sub-environment's assets and their columns
+        if self._sampler is not None:
+            self._assets = np.tile(np.arange(n_assets), (num_envs, 1))
+            self._columns = self._sampler.columns(self._assets)
         self._n_steps = n_steps
         self._cost_rate = self.config.cost_bps / 10_000.0
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
@@ -129,6 +136,14 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         self._autoreset = terminated | truncated
         return self._observations(), rewards, terminated, truncated, infos
 
+    @property
+    def episode_assets(self) -> np.ndarray:
+        """``(num_envs, K)``: each sub-environment's assets this episode, as indices into ``env.assets`` (all of
+        them, in order, without ``universe.sample_assets``)."""
+        if self._sampler is None:
+            return np.tile(np.arange(self._weights.shape[1]), (self.num_envs, 1))
+        return self._assets.copy()
+
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _reset_envs(self, index: np.ndarray) -> None:
@@ -143,6 +158,9 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
             else:
                 self._features[index], self._relatives[index], self._benchmark[index] = arrays
             self._step[index] = 0
+        if self._sampler is not None:  # after the paths and starts, as PortfolioEnv.reset draws them
+            self._assets[index] = [self._sampler.draw(rng) for rng in rngs]
+            self._columns[index] = self._sampler.columns(self._assets[index])
         self._taken[index] = 0
         self._wealth[index] = 1.0
         self._sharpe_a[index] = 0.0
@@ -155,11 +173,15 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         held = self._weights[index]
         step = self._step[index]
         if self.action_map.residual:  # the base the action tilts: the observed one, as PortfolioEnv.base_weights
-            rows = self._features[step] if self._shared else self._features[index, step]
+            rows = self._feature_rows(index, step)
             target = self.action_map.batch(actions, held, tilted_base(rows[:, -held.shape[1] :]))
         else:
             target = self.action_map.batch(actions, held)
-        relatives = self._relatives[step] if self._shared else self._relatives[index, step]
+        if self._sampler is None:
+            relatives = self._relatives[step] if self._shared else self._relatives[index, step]
+        else:
+            rows = self._flat_rows(index, step, self._relatives.shape[-2])
+            relatives = take_assets(self._relatives, rows, self._of_envs(self._assets, index))
         log_growth, turnover, cost = rebalance_batch(held, target, relatives, self._cost_rate)
         self._weights[index] = held
         growth = np.exp(log_growth)
@@ -171,7 +193,7 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         terminated[index] = ended
         if self.config.episode_days is not None:
             truncated[index] = ~ended & (self._taken[index] >= self.config.episode_days)
-        rewards[index] = self._rewards(index, step, log_growth, growth - 1.0)
+        rewards[index] = self._rewards(index, step, log_growth, growth - 1.0, relatives)
         return {
             "wealth": self._wealth[index],
             "weights": held,
@@ -183,12 +205,15 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
             "day": self.env.first_decision + step,
         }
 
-    def _rewards(self, index: np.ndarray, step: np.ndarray, log_growth: np.ndarray, net_return: np.ndarray):
+    def _rewards(self, index, step, log_growth: np.ndarray, net_return: np.ndarray, relatives: np.ndarray):
         cfg = self.config
         if cfg.reward == "log_growth":
             return cfg.reward_scale * log_growth
         if cfg.reward == "excess_log_growth":
-            benchmark = self._benchmark[step - 1] if self._shared else self._benchmark[index, step - 1]
+            if self._sampler is not None:  # equal weight over the sampled assets (PortfolioEnv._benchmark)
+                benchmark = np.log(relatives.mean(axis=1))
+            else:
+                benchmark = self._benchmark[step - 1] if self._shared else self._benchmark[index, step - 1]
             return cfg.reward_scale * (log_growth - benchmark)
         if cfg.reward == "mean_variance":
             return cfg.reward_scale * (net_return - 0.5 * cfg.risk_aversion * net_return * net_return)
@@ -203,10 +228,25 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
 
     def _observations(self) -> np.ndarray:
         obs = np.empty((self.num_envs, self._n_features + self._weights.shape[1]), dtype=np.float32)
-        rows = self._features[self._step] if self._shared else self._features[self._envs, self._step]
-        obs[:, : self._n_features] = rows
+        obs[:, : self._n_features] = self._feature_rows(self._envs, self._step)
         obs[:, self._n_features :] = self._weights
         return obs
+
+    def _feature_rows(self, index: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """``(n, F)``: the features sub-environments ``index`` observe at ``step`` (their assets' when sampling)."""
+        if self._sampler is None:
+            return self._features[step] if self._shared else self._features[index, step]
+        rows = self._flat_rows(index, step, self._features.shape[-2])
+        return self._sampler.gather_rows(self._features, rows, self._of_envs(self._columns, index))
+
+    def _of_envs(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``values[index]``, without a copy when ``index`` is every sub-environment (the common step)."""
+        return values if index is self._envs else values[index]
+
+    def _flat_rows(self, index: np.ndarray, step: np.ndarray, per_env: int) -> np.ndarray:
+        """Rows of an array of ``per_env`` rows per sub-environment, its sub-environments flattened: ``step`` when
+        they share one, else ``index * per_env + step``."""
+        return step if self._shared else index * per_env + step
 
     def _reset_info(self, index: np.ndarray) -> dict[str, np.ndarray]:
         return {

@@ -95,18 +95,60 @@ def skill_table(skill: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def matrix_table(pairwise: Mapping[str, Mapping[str, Mapping[str, float]]], agents: set[str]) -> str:
-    """Row minus column; names wrap at underscores so 14 strategies fit the page."""
+    """Row minus column; headers wrap at underscores and within long words. With more strategies than one table's
+    columns fit a page (``matrix_columns``), the columns are cut into consecutive tables of every row each, so every
+    pair is shown and every table fits."""
     names = list(pairwise)
-    header = [""] + [n.replace("_", " ") for n in names]
-    rows = [
-        [html.escape(a)]
-        + [
-            "" if a == b else f"{pairwise[a][b]['annualised_difference']:+.1%}<br>p={pairwise[a][b]['p_value']:.2f}"
-            for b in names
+    labels = {n: _short(n) for n in names}
+    per_table = matrix_columns(list(labels.values()))
+    tables = []
+    for start in range(0, len(names), per_table):
+        columns = names[start : start + per_table]
+        rows = [
+            [html.escape(labels[a])]
+            + [
+                "" if a == b else f"{pairwise[a][b]['annualised_difference']:+.1%}<br>p={pairwise[a][b]['p_value']:.2f}"
+                for b in columns
+            ]
+            for a in names
         ]
-        for a in names
-    ]
-    return _table(rows, header, agents, css="matrix")
+        header = [""] + [_breakable(labels[n]) for n in columns]
+        tables.append(_table(rows, header, {html.escape(labels[a]) for a in agents}, css="matrix"))
+    return "".join(tables)
+
+
+MATRIX_NAME_CHARS = 40  # longer row names keep their start and end around an ellipsis
+MATRIX_WORD_CHARS = 7  # a header word breaks after this many characters (7 x 7.5 pixels fit a 64-pixel column)
+
+
+def _short(name: str) -> str:
+    if len(name) <= MATRIX_NAME_CHARS:
+        return name
+    return name[:24] + "\u2026" + name[-(MATRIX_NAME_CHARS - 25) :]
+
+
+def _breakable(label: str) -> str:
+    """``label`` with spaces for underscores and a zero-width space every ``MATRIX_WORD_CHARS`` characters of a
+    longer word, so a header wraps within its column instead of widening it."""
+    words = label.replace("_", " ").split(" ")
+    step = MATRIX_WORD_CHARS
+    return " ".join("\u200b".join(word[i : i + step] for i in range(0, len(word), step)) for word in words)
+
+
+PAGE_PX = 1232  # the template's body: a 1,280-pixel window less its 24-pixel margins
+MATRIX_COLUMN_PX = 73  # a matrix column at most: the template's 64-pixel max-width, 2 x 4 padding and a border
+MATRIX_CHAR_PX = 7.5  # the widest a character of the matrix's 11.5-pixel font averages, for the row names
+
+
+def matrix_width_px(names: list[str], columns: int) -> float:
+    """An upper estimate of a matrix table's width: its unwrapped row names, then ``columns`` capped columns."""
+    return max(len(n) for n in names) * MATRIX_CHAR_PX + 2 * 4 + 1 + columns * MATRIX_COLUMN_PX
+
+
+def matrix_columns(names: list[str]) -> int:
+    """The most columns a matrix table over rows ``names`` may have and still fit ``PAGE_PX`` (at least one)."""
+    free = PAGE_PX - matrix_width_px(names, 0)
+    return max(1, int(free // MATRIX_COLUMN_PX))
 
 
 def held_out_table(held_out: HeldOut, agents: set[str]) -> str:

@@ -42,6 +42,7 @@ from policies.format import (
     content_hash,
     read_metadata,
 )
+from policies.module_spec import FeatureSpec, ModuleSpec
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,15 @@ def export_policy(
     seed: int,
     resolved_config: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    module_kind: str | None = None,
 ) -> Location:
     """Copy an RLModule checkpoint folder into ``models_dir/agent`` with its metadata, atomically.
 
     :param module_source: local folder written by ``RLModule.save_to_path`` (e.g. a run's ``best_module`` or a
         checkpoint's ``learner_group/learner/rl_module/default_policy``).
     :param models_dir: a folder or a storage URI (``s3://bucket/models``).
+    :param module_kind: ``mlp`` or ``asset_shared``; default the ``model.kind`` of ``resolved_config`` (the
+        ``TrainConfig``), else ``mlp``.
     :returns: the agent folder.
     """
     module_source = Path(module_source)
@@ -121,6 +125,8 @@ def export_policy(
         n_regimes = len(regime_model.transition) if env_config.observe_regimes and regime_model is not None else 0
         base = env_config.policy.base
         data_path = env_config.data.path
+        kind = module_kind or (resolved_config.get("model") or {}).get("kind", "mlp")
+        module = ModuleSpec.model_validate({"kind": kind, "features": FeatureSpec.of_env(env_config, n_regimes)})
         metadata = ModelMetadata.model_validate(
             {
                 "format_version": FORMAT_VERSION,
@@ -144,6 +150,7 @@ def export_policy(
                         market.assets, env_config.window_days, extras, env_config.log_volatility, n_regimes, base
                     ),
                 },
+                "module": module.model_dump(mode="json"),
                 "action": {
                     "mode": env_config.action_mode,
                     "map": env_config.continuous_map,

@@ -1,4 +1,4 @@
-"""The exported-policy format, version 5 (docs/architecture.md, "Exported model"):
+"""The exported-policy format, version 6 (docs/architecture.md, "Exported model"):
 
     models/<agent>/module/          RLModule checkpoint, inference-only (RLModule.from_checkpoint); in an object
                                     store ``module-<hash prefix>/``, the folder ``metadata.json`` names
@@ -10,9 +10,11 @@
 ``read_metadata`` is the one reader: every problem with a ``metadata.json`` (missing, not JSON, a missing or wrong
 field, a format version this code does not read) is one ``DataError`` naming the file and the field. Version 1 (the
 mean daily log growth under ``validation.log_growth``) and version 2 (no regime fields) are read and upgraded in
-memory, and so are version 3 (the module always in ``module/``) and version 4 (no residual base: ``env_config.policy``
-defaults to ``base: none``). A model that observes regimes, or tilts ``regime_growth``, carries its regime model in
-``env_config.regimes.model``.
+memory, and so are version 3 (the module always in ``module/``), version 4 (no residual base: ``env_config.policy``
+defaults to ``base: none``) and version 5 (no ``module``: a flat ``mlp`` whose feature spec is derived from its
+``observation``). A model that observes regimes, or tilts ``regime_growth``, carries its regime model in
+``env_config.regimes.model``. ``module`` (version 6) records the module's kind and what it observes independently of
+its assets (``FeatureSpec``), which is what decides whether it can allocate other assets (``policies.transfer``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from core.errors import DataError
 from core.records import Record
 from core.storage import Location
 from envs.config import EnvConfig
+from policies.module_spec import ModuleSpec, derived_module
 
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 MODULE_DIR = "module"
 METADATA = "metadata.json"
 REGISTRY = "registry.json"
@@ -101,6 +104,7 @@ class ModelMetadata(Record):
     assets: list[str] = Field(min_length=1)
     env_config: EnvConfig
     observation: ObservationSpec
+    module: ModuleSpec = Field(description="the module's kind and what it observes, whatever its assets")
     action: ActionSpec
     data: DataRecord
     validation: dict[str, float] = Field(
@@ -128,7 +132,11 @@ class ModelMetadata(Record):
             raw = {**raw, "format_version": 2, "validation": validation}
         if isinstance(raw, dict) and raw.get("format_version") in (2, 3, 4):
             # version 3 added optional regime fields, version 4 the optional module_dir, version 5 the residual base
-            raw = {**raw, "format_version": FORMAT_VERSION}
+            raw = {**raw, "format_version": 5}
+        if isinstance(raw, dict) and raw.get("format_version") == 5:
+            # version 6 records the module's kind and feature spec; every earlier module was a flat mlp
+            module = raw.get("module") or derived_module(raw)
+            raw = {**raw, "format_version": FORMAT_VERSION, **({} if module is None else {"module": module})}
         return raw
 
     @field_validator("format_version")
@@ -152,6 +160,16 @@ class ModelMetadata(Record):
             raise ValueError(
                 f"agent '{self.agent}': its base '{self.env_config.policy.base}' filters with a fitted regime model, "
                 "and env_config.regimes.model is missing: the base cannot be computed; re-export it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _module_fits_the_observation(self) -> ModelMetadata:
+        size = self.module.features.asset_layout.size(len(self.assets))
+        if size != self.observation.size:
+            raise ValueError(
+                f"module.features.layout gives {size} numbers over the {len(self.assets)} assets, but "
+                f"observation.size is {self.observation.size}: the two specs disagree"
             )
         return self
 

@@ -112,4 +112,8 @@ def _policy(module_dir: Path, metadata: ModelMetadata) -> Policy:
     except Exception as exc:  # RLlib raises what torch, pickle or pyarrow raise on a damaged checkpoint
         raise DataError(f"{module_dir}: not a loadable RLModule checkpoint ({type(exc).__name__}: {exc})") from None
     module.eval()
-    return Policy(module, ActionMap.from_config(metadata.env_config, len(metadata.assets)))
+    config = metadata.env_config
+    action_map = ActionMap.from_config(config, len(metadata.assets))
+    if metadata.module.kind == "asset_shared":  # runs on any number of assets: an action map per K
+        return Policy(module, action_map, layout=metadata.module.features.asset_layout, env_config=config)
+    return Policy(module, action_map)

@@ -11,6 +11,7 @@ import torch
 
 from envs.actions import ActionMap
 from envs.bases import observed_base
+from envs.layout import AssetLayout
 
 
 class Policy:
@@ -19,12 +20,35 @@ class Policy:
     :param module: a new-API-stack ``RLModule`` (DQN returns ``actions``; PPO and SAC return distribution inputs,
         whose deterministic action is taken).
     :param action_map: maps actions to weights exactly as the env does.
+    :param layout: an asset-shared module's observation layout (``model.kind: asset_shared``): it then takes
+        observations of any number of assets ``K`` (read from their size), each batch mapped by an ``ActionMap`` for
+        its ``K``, built from ``env_config`` once per ``K``.
     """
 
-    def __init__(self, module, action_map: ActionMap) -> None:
+    def __init__(self, module, action_map: ActionMap, *, layout: AssetLayout | None = None, env_config=None) -> None:
         self.module = module
         self.action_map = action_map
+        self.layout = layout
+        self._env_config = env_config
+        self._maps = {action_map.n_assets: action_map}
         self._dist_cls = None
+
+    def n_assets(self, size: int) -> int:
+        """``K`` of an observation of ``size`` numbers (the training ``K`` for a flat module)."""
+        return self.action_map.n_assets if self.layout is None else self.layout.n_assets(size)
+
+    def action_map_for(self, n_assets: int) -> ActionMap:
+        """The action map over ``n_assets`` assets (cached).
+
+        :raises ValueError: another ``K`` than the training one for a module that is not asset-shared."""
+        if n_assets not in self._maps:
+            if self.layout is None or self._env_config is None:
+                raise ValueError(
+                    f"this policy's module takes {self.action_map.n_assets} assets, not {n_assets}: it is not "
+                    "asset-shared (model.kind: asset_shared)"
+                )
+            self._maps[n_assets] = ActionMap.from_config(self._env_config, n_assets)
+        return self._maps[n_assets]
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
         """``(N, F)`` observations -> ``(N,)`` discrete or ``(N, K)`` continuous deterministic actions."""
@@ -56,10 +80,11 @@ class Policy:
         return self.weights_batch(observation[None, :])[0]
 
     def weights_batch(self, observations: np.ndarray) -> np.ndarray:
-        """``(N, F)`` observations -> ``(N, K)`` weights."""
+        """``(N, F)`` observations of one ``K`` -> ``(N, K)`` weights."""
         observations = np.asarray(observations, dtype=np.float32)
-        n_assets = self.action_map.n_assets
+        action_map = self.action_map_for(self.n_assets(observations.shape[-1]))
+        n_assets = action_map.n_assets
         held = observations[:, -n_assets:].astype(np.float64)
-        if self.action_map.residual:  # the base it tilts is observed before the held weights (envs.bases)
-            return self.action_map.batch(self.actions(observations), held, observed_base(observations, n_assets))
-        return self.action_map.batch(self.actions(observations), held)  # row i: action_map(actions[i], held[i])
+        if action_map.residual:  # the base it tilts is observed before the held weights (envs.bases)
+            return action_map.batch(self.actions(observations), held, observed_base(observations, n_assets))
+        return action_map.batch(self.actions(observations), held)  # row i: action_map(actions[i], held[i])

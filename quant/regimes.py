@@ -1,8 +1,10 @@
 """Market regimes: a Gaussian hidden Markov model of daily log returns, and the causal filter the agents observe.
 
-Model (Hamilton 1989): regime ``z_j`` in ``0..K-1`` draws day ``j``'s log returns ``r_j ~ N(mu_k, S_k)`` (full
-covariance); regimes follow a Markov chain with transition matrix ``G``. It is fitted by EM (hmmlearn's
-``GaussianHMM``) on the train split's returns only, with ``K`` given or chosen by BIC, deterministically for a seed.
+Model (Hamilton 1989): regime ``z_j`` in ``0..K-1`` draws day ``j``'s log returns ``r_j ~ N(mu_k, S_k)``;
+regimes follow a Markov chain with transition matrix ``G``. It is fitted by EM (hmmlearn's ``GaussianHMM``) on the
+train split's returns only, with ``K`` given or chosen by BIC, deterministically for a seed; ``S_k`` is full, tied,
+diagonal or a factor structure, given or chosen by BIC with ``K`` (``quant.regime_em``), and always carried as full
+matrices.
 A synthetic market's true law is the same model (``envs.synthetic``: the regime at close ``t`` draws ``r[t+1]``).
 
 Filter (Wonham 1965; Elliott 1993 in discrete time): ``a_j`` is proportional to ``(a_{j-1} G) * N(r_j; mu, S)``, so
@@ -28,7 +30,6 @@ from core.errors import ConfigError, DataError
 SCALE = 100.0  # fit in percent: EM's covariance floor and tolerances suit unit-sized data
 MIN_OCCUPANCY = 0.02  # BIC's candidates need every regime at least this often in the stationary distribution
 RESCALE_EVERY = 8  # windowed_filter: products of 8 days' matrices stay far from float64's underflow
-EM_TOLERANCE = 1e-2  # hmmlearn's default: the smallest gain in total log-likelihood (percent units) worth an iteration
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,91 +283,31 @@ def forgetting_days(model: RegimeModel, log_returns: np.ndarray, tolerance: floa
     return longest
 
 
-def n_parameters(n_regimes: int, n_assets: int) -> int:
-    """Free parameters of a full-covariance Gaussian HMM: start, transitions, means and covariances."""
-    return (
-        (n_regimes - 1)
-        + n_regimes * (n_regimes - 1)
-        + n_regimes * n_assets
-        + n_regimes * n_assets * (n_assets + 1) // 2
-    )
-
-
 def fit_regimes(
     log_returns: np.ndarray,
     n_regimes: int | str = "bic",
     *,
+    covariance: str = "full",
     max_regimes: int = 4,
     seed: int = 0,
     iterations: int = 200,
     restarts: int = 4,
     where: str = "regimes",
 ) -> RegimeModel:
-    """Fit the model to ``(T, A)`` daily log returns (a train split's); ``n_regimes="bic"`` picks ``K`` in
-    ``1..max_regimes`` with the lowest Bayesian information criterion among the fits that converge and visit every
-    regime at least ``MIN_OCCUPANCY`` of the time (on the built-in market's train split BIC otherwise adds a regime of
-    0.5% that fits a few outlier days).
+    """The model ``quant.regime_em.select_regimes`` chooses, by default with a full covariance per regime (the one
+    structure fitted before the others existed; configs choose with ``covariance``, ``auto`` by default)."""
+    from quant.regime_em import select_regimes
 
-    :raises ConfigError: ``K`` with too many parameters for ``T`` days (fewer than 10 days per parameter), or EM
-        that does not converge within ``iterations``; both name ``where``.
-    """
-    from hmmlearn.hmm import GaussianHMM
-
-    log_returns = np.asarray(log_returns, dtype=np.float64)
-    if log_returns.ndim != 2 or not np.isfinite(log_returns).all():
-        raise DataError(f"{where}: returns to fit must be a finite (days, assets) array, got shape {log_returns.shape}")
-    n_days, n_assets = log_returns.shape
-    candidates = range(1, max_regimes + 1) if n_regimes == "bic" else [int(n_regimes)]
-    scaled = log_returns * SCALE
-    fits, unconverged = [], []
-    for k in candidates:
-        if 10 * n_parameters(k, n_assets) > n_days:
-            if n_regimes == "bic":
-                break
-            raise ConfigError(
-                f"{where}.n_regimes: {k} regimes over {n_assets} assets have {n_parameters(k, n_assets)} parameters, "
-                f"too many for {n_days} days of training returns (need 10 days per parameter); use fewer regimes"
-            )
-        # EM finds local optima: on the built-in market's train split two starts of four found the true law's
-        # three regimes (log-likelihood -26,889) and two a worse split (-27,176), so keep the best of several starts.
-        runs = []
-        for start in range(restarts):
-            hmm = GaussianHMM(
-                n_components=k, covariance_type="full", n_iter=iterations, tol=EM_TOLERANCE, random_state=seed + start
-            )
-            hmm.fit(scaled)
-            history = list(hmm.monitor_.history)
-            change = history[-1] - history[-2] if len(history) > 1 else np.inf
-            # hmmlearn counts running out of iterations as converged; here it is not, unless the last step was small.
-            if hmm.monitor_.iter >= iterations and change >= EM_TOLERANCE:
-                unconverged.append(f"{k} regimes from seed {seed + start} (last log-likelihood change {change:.3g})")
-                continue
-            runs.append((hmm.score(scaled), -start, hmm))
-        if not runs:
-            continue
-        _, _, hmm = max(runs, key=lambda run: run[:2])
-        occupancy = RegimeModel(hmm.transmat_, hmm.means_, hmm.covars_).stationary().min()
-        if n_regimes == "bic" and occupancy < MIN_OCCUPANCY:
-            continue  # a "regime" the chain visits on a handful of days fits outliers, not a state of the market
-        fits.append((hmm.bic(scaled), k, hmm))
-    if not fits:
-        if unconverged:
-            raise ConfigError(
-                f"{where}: EM did not converge in {iterations} iterations for {', '.join(unconverged)}; "
-                f"raise {where}.iterations or use fewer regimes"
-            )
-        raise ConfigError(
-            f"{where}: {n_days} days of training returns are too few for even one regime over {n_assets} assets"
-        )
-    _, _, hmm = min(fits, key=lambda fit: fit[0])
-    order = np.argsort([np.trace(c) for c in hmm.covars_])
-    transition = hmm.transmat_[np.ix_(order, order)]
-    return RegimeModel(
-        transition=transition / transition.sum(axis=1, keepdims=True),
-        means=hmm.means_[order] / SCALE,
-        covariances=hmm.covars_[order] / SCALE**2,
-        source="fitted",
-    )
+    return select_regimes(
+        log_returns,
+        n_regimes,
+        covariance=covariance,
+        max_regimes=max_regimes,
+        seed=seed,
+        iterations=iterations,
+        restarts=restarts,
+        where=where,
+    ).model
 
 
 def from_law(transition: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> RegimeModel:

@@ -2,11 +2,13 @@
 
 Both turn a window of closes (``(T, K)``, oldest first) and the weights held into target weights. Features come
 from ``envs.features.latest_observation``, the same code the env uses, so a served agent sees exactly what it
-saw in training.
+saw in training. An asset-shared agent whose features allow it (``policies.transfer``), and a baseline that needs no
+fitted regime model, take closes of any ``K`` (``serving.universe`` decides which assets a request gets).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +43,14 @@ class AgentInfo:
     closes_needed: int
     observation_size: int | None
     validation: dict[str, float] | None
+    module_kind: str | None = None  # an RL agent's module: mlp or asset_shared; None for a baseline
+    transfer: str | None = "it allocates the assets it was built for only"  # None: any assets; else why not
 
 
 def policy_info(agent_dir: str | Path, meta=None) -> AgentInfo:
     """An exported agent's serving facts, from its metadata alone (no torch, no module); ``meta`` when already read."""
     from policies.format import read_metadata
+    from policies.transfer import transfer_refusal
 
     meta = meta or read_metadata(agent_dir)
     if meta.observation.extras:
@@ -62,6 +67,8 @@ def policy_info(agent_dir: str | Path, meta=None) -> AgentInfo:
         closes_needed=meta.closes_needed,
         observation_size=meta.observation.size,
         validation=dict(meta.validation),
+        module_kind=meta.module.kind,
+        transfer=transfer_refusal(meta.module),
     )
 
 
@@ -103,10 +110,15 @@ class PolicyAgent:
             base=None if self._base is None else self._base.latest(closes),
         )
 
-    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
-        """``N`` requests in one forward pass: ``(N, K)`` weights."""
-        observations = np.stack([self.observation(c, h) for c, h in zip(closes, held)])
-        return self.policy.weights_batch(observations)
+    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> list[np.ndarray]:
+        """``N`` requests, one forward pass per number of assets among them: each request's ``(K,)`` weights.
+
+        :raises ValueError: closes of other assets than the training ones for an agent that cannot allocate them."""
+        n_assets = len(self.info.assets)
+        if self.info.transfer is not None and any(c.shape[1] != n_assets for c in closes):
+            raise ValueError(f"'{self.info.name}' allocates its {n_assets} training assets only: {self.info.transfer}")
+        observations = [self.observation(c, h) for c, h in zip(closes, held)]
+        return by_size(observations, len, lambda rows: self.policy.weights_batch(np.stack(rows)))
 
     def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
         if observation.shape != (self.info.observation_size,):
@@ -116,6 +128,19 @@ class PolicyAgent:
         held = observation[-n_assets:].astype(np.float64)
         base = None if self._base is None else observed_base(observation, n_assets)
         return action, np.array(self.policy.action_map(action, held, base), dtype=np.float64)
+
+
+def by_size(items: list[Any], size: Callable[[Any], int], decide: Callable[[list[Any]], Any]) -> list[np.ndarray]:
+    """``decide`` (items of one ``size`` -> their ``(n, K)`` weights) over requests of possibly different sizes
+    (numbers of assets): one call per size, each request's weights back in the order of ``items``."""
+    groups: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(size(item), []).append(i)
+    out: list[np.ndarray] = [np.empty(0)] * len(items)
+    for members in groups.values():
+        for i, weights in zip(members, decide([items[i] for i in members]), strict=True):
+            out[i] = np.asarray(weights)
+    return out
 
 
 def baseline_closes_needed(
@@ -156,6 +181,7 @@ class BaselineAgent:
             )
         model = None if regimes is None else model_from_params(regimes)
         self.strategy = make_baseline(name, assets, config, model, regime_window_days)
+        regime_filter = BASELINES[name].needs_regimes
         self.info = AgentInfo(
             name=name,
             kind="baseline",
@@ -166,11 +192,14 @@ class BaselineAgent:
             closes_needed=baseline_closes_needed(name, agents_need, regime_window_days, config),
             observation_size=None,
             validation=None,
+            # Its decision reads the closes only, of any assets, unless it filters with the agents' regime model.
+            transfer=f"it filters with the regime model fitted on {list(assets)}" if regime_filter else None,
         )
 
-    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> np.ndarray:
+    def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> list[np.ndarray]:
         empty = np.zeros(0, dtype=np.float32)
-        return self.strategy.weights_batch([History(c, h, empty) for c, h in zip(closes, held)])
+        histories = [History(c, h, empty) for c, h in zip(closes, held)]
+        return by_size(histories, lambda history: history.closes.shape[1], self.strategy.weights_batch)
 
     def predict(self, observation: np.ndarray) -> tuple[Any, np.ndarray]:
         raise ValueError(

@@ -1,20 +1,25 @@
-"""The HTTP surface of the ingress: the FastAPI app (its body limit and 422 shape), error details that name the
-field, bearer-token auth, and turning an ``/allocate`` body into the arrays an agent takes."""
+"""The HTTP surface of the ingress: the FastAPI app (its body limit, its JSON bodies that name no key twice, its
+422 shape), error details that name the field, bearer-token auth, and per-asset feedback in the agents' order. (An
+``/allocate`` body becomes the arrays an agent takes in ``serving.universe``.)"""
 
 # No "from __future__ import annotations": FastAPI resolves the exception handler's annotations.
 
 import hashlib
 import hmac
+import json
+from collections import Counter
+from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
-from serving.agents import AgentInfo
-from serving.schemas import AllocateRequest, FeedbackRequest
+from serving.schemas import FeedbackRequest
 
-MAX_BODY_BYTES = 1 << 20
+# 512 assets (MAX_ASSETS) x 300 closes, more than any routable strategy reads (an estimated baseline: 253), are
+# 3.0 MB of JSON at Python's full float repr and 2.0 MB rounded to 6 decimals (docs/architecture.md, HTTP API).
+MAX_BODY_BYTES = 4 << 20
 
 api = FastAPI(
     title="rlportfolio",
@@ -26,6 +31,49 @@ api = FastAPI(
     ),
     max_body_size=MAX_BODY_BYTES,  # 413 past it, counted as the body streams in (chunked bodies too)
 )
+
+
+class _Repeated(dict):
+    """A JSON object that named some keys more than once (``json.loads`` keeps the last value of each)."""
+
+    repeated: list[str] = []
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    value = _Repeated(value)
+    value.repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+    return value
+
+
+class UniqueKeysRequest(Request):
+    """A request whose JSON body names no key twice in an object, at the top or one level down (``prices``,
+    ``weights``, ``asset_returns``): a 422 naming the field and the keys, rather than the last value silently."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = body = json.loads(await self.body(), object_pairs_hook=_object)
+            nested = {f"body.{key}": value for key, value in body.items()} if isinstance(body, dict) else {}
+            for field, value in {"body": body, **nested}.items():
+                if isinstance(value, _Repeated):
+                    refused = refusal(self)  # a caller the endpoint would not let in learns nothing of its body
+                    raise refused or problem(422, field, f"names {value.repeated} more than once: name each key once")
+        return self._json
+
+
+class UniqueKeysRoute(APIRoute):
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def unique_keys(request: Request):
+            return await handler(UniqueKeysRequest(request.scope, request.receive))
+
+        return unique_keys
+
+
+api.router.route_class = UniqueKeysRoute  # every route the ingress declares on api
 
 
 def problem(status: int, field: str, message: str) -> HTTPException:
@@ -43,21 +91,29 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     the endpoint runs (and checks the token), so a wrong or missing token is answered here first (401, or 403 for
     the admin API without a configured token), and nothing about the body is said to it. The offending input is
     left out of the 422: it may be NaN, which JSON cannot carry."""
-    path = request.url.path
-    if path not in OPEN_PATHS:
-        token_sha256 = getattr(request.app.state, "token_sha256", None)
-        check = authorize_admin if path in ADMIN_PATHS else authorize
-        try:
-            check(token_sha256, request.headers.get("authorization"))
-        except HTTPException as refused:
-            return JSONResponse(
-                status_code=refused.status_code, content={"detail": refused.detail}, headers=refused.headers
-            )
+    refused = refusal(request)
+    if refused is not None:
+        return JSONResponse(
+            status_code=refused.status_code, content={"detail": refused.detail}, headers=refused.headers
+        )
     detail = [
         {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
         for error in exc.errors()
     ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def refusal(request: Request) -> HTTPException | None:
+    """The 401 (or 403) the endpoint of ``request`` would answer its caller, or ``None`` when it lets it in."""
+    path = request.url.path
+    if path in OPEN_PATHS:
+        return None
+    check = authorize_admin if path in ADMIN_PATHS else authorize
+    try:
+        check(getattr(request.app.state, "token_sha256", None), request.headers.get("authorization"))
+    except HTTPException as refused:
+        return refused
+    return None
 
 
 def authorize(token_sha256: str | None, authorization: str | None) -> None:
@@ -83,29 +139,6 @@ def authorize_admin(token_sha256: str | None, authorization: str | None) -> None
             "names the variable), then send Authorization: Bearer <token>",
         )
     authorize(token_sha256, authorization)
-
-
-def parse_allocation(body: AllocateRequest, info: AgentInfo) -> tuple[np.ndarray, np.ndarray]:
-    """``(closes (T, K), held (K,))`` for ``info``'s assets, in its order; a 422 naming the field otherwise."""
-    assets = list(info.assets)
-    missing = sorted(set(assets) - set(body.prices))
-    unknown = sorted(set(body.prices) - set(assets))
-    if missing or unknown:
-        raise problem(422, "body.prices", f"assets must be exactly {assets}; missing {missing}, unknown {unknown}")
-    closes = np.column_stack([np.asarray(body.prices[a], dtype=np.float64) for a in assets])
-    if closes.shape[0] < info.closes_needed:
-        raise problem(
-            422,
-            "body.prices",
-            f"need at least {info.closes_needed} closes per asset (oldest first), got {closes.shape[0]}",
-        )
-    if body.weights is None:
-        held = np.full(len(assets), 1.0 / len(assets))
-    else:
-        if set(body.weights) != set(assets):
-            raise problem(422, "body.weights", f"weights must name exactly the assets {assets}")
-        held = np.asarray([body.weights[a] for a in assets], dtype=np.float64)
-    return closes, held
 
 
 def parse_asset_returns(body: FeedbackRequest, assets: tuple[str, ...]) -> tuple[float, ...] | None:

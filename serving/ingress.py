@@ -27,7 +27,7 @@ from experiments.log_store import ExperimentLog
 from experiments.router import Route, Router, UnknownAgent
 from serving.agents import AgentInfo
 from serving.batching import batched_caller, scoring_caller
-from serving.http import api, authorize, authorize_admin, parse_allocation, parse_asset_returns, problem
+from serving.http import api, authorize, authorize_admin, parse_asset_returns, problem
 from serving.log_writer import LogUnavailable, LogWriter
 from serving.metrics import RequestMetrics, scrape_node_series
 from serving.schemas import (
@@ -50,6 +50,7 @@ from serving.schemas import (
 from serving.scoring import Scorer, TradingDays
 from serving.store_calls import admin_view, ask_store
 from serving.store_client import StoreClient, StoreRefused
+from serving.universe import can_allocate, parse_allocation
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +156,13 @@ class Ingress:
         self.series.observe(agent, endpoint, (time.perf_counter() - started) * 1000)
         return result
 
-    def _candidates(self, first: str, n_closes: int) -> list[str]:
+    def _candidates(self, first: str, n_closes: int, assets: tuple[str, ...]) -> list[str]:
         """The routed agent (tried twice), then the other arms by traffic weight, then the baseline fallback; only
-        agents that can use ``n_closes`` closes."""
+        agents that can use ``n_closes`` closes of ``assets``."""
         others = [name for name in self.router.by_share() if name != first]
         tail = [self.fallback] if self.fallback not in (first, *others) else []
-        return [first, first] + [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
+        able = [n for n in (*others, *tail) if self.infos[n].closes_needed <= n_closes]
+        return [first, first] + [n for n in able if can_allocate(self.infos[n], assets)]
 
     # -- endpoints ----------------------------------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class Ingress:
         router = self.router
         route = self._choose(body.client_id, x_agent)
         chosen = route.arm
-        closes, held = parse_allocation(body, self.infos[chosen])
+        closes, held, assets = parse_allocation(body, self.infos[chosen])  # its own assets, or the request's
         as_of = await self.trading_days.check(body.as_of, body.client_id)
         request_id = uuid.uuid4().hex
         logged = {  # what the log records of this request, whichever agent answers it
@@ -217,7 +219,7 @@ class Ingress:
         }
         request = (closes, held)
         failures = 0
-        for agent in self._candidates(chosen, closes.shape[0]):
+        for agent in self._candidates(chosen, closes.shape[0], assets):
             try:
                 weights = await self._call(agent, "allocate", self._allocate[agent](request))
             except Exception as exc:
@@ -235,12 +237,12 @@ class Ingress:
             )
             await self._durable(row)  # acknowledged only once logged
             self.series.answered(agent, "allocate")
-            self.scorer.start(row, weights, request, as_of, router.shadow)  # every other agent, after the answer
+            self.scorer.start(row, weights, request, as_of, router.shadow, assets)  # the others, after the answer
             # An AllocateResponse by construction (tests check it against the schema): built as JSON here, FastAPI
             # would otherwise validate and serialise it through the response model again on every request.
             return JSONResponse(
                 {
-                    "weights": dict(zip(info.assets, weights)),
+                    "weights": dict(zip(assets, weights)),
                     "agent": agent,
                     "model_version": info.model_version,
                     "request_id": request_id,

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_WINDOW = 5_000  # closes per asset in one request
-MAX_ASSETS = 64
+MAX_ASSETS = 512  # assets in one request (serving.http.MAX_BODY_BYTES holds 300 closes of each)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -33,7 +33,9 @@ class AllocateRequest(BaseModel):
     prices: dict[str, Annotated[list[Finite], Field(min_length=2, max_length=MAX_WINDOW)]] = Field(
         min_length=1,
         max_length=MAX_ASSETS,
-        description="asset -> closes, oldest first; at least the agent's closes_needed (see /agents)",
+        description=f"asset -> closes, oldest first; at least the agent's closes_needed (see /agents); at most "
+        f"{MAX_ASSETS} assets: the agent's own (its assets in /agents), or any others for an agent whose transfer "
+        "is null",
     )
     weights: dict[str, Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] | None = Field(
         default=None, max_length=MAX_ASSETS, description="asset -> weight held now; must sum to 1 (default equal)"
@@ -130,6 +132,14 @@ class AgentDescription(BaseModel):
     assets: list[str]
     closes_needed: int = Field(description="fewest closes per asset /allocate accepts")
     validation: dict[str, float] | None
+    module_kind: str | None = Field(
+        default=None, description="an RL agent's module: mlp (sized for its assets) or asset_shared; null: a baseline"
+    )
+    transfer: str | None = Field(
+        default=None,
+        description="null when /allocate takes any assets for this agent (in the request's order); else why it "
+        "allocates only its own assets",
+    )
 
 
 class HealthResponse(BaseModel):

@@ -19,6 +19,7 @@ from experiments.log_store import ExperimentLog
 from quant.registry import make_baseline
 from quant.strategies import History
 from serving.http import problem
+from serving.universe import can_allocate
 
 CLIENT_DAYS = 100_000  # clients whose latest trading day a replica remembers (older ones are read from the log)
 LOCAL_BASELINES = ("equal_weight",)  # stateless baselines scored in the ingress itself (the registry's own code)
@@ -31,16 +32,32 @@ class Scorer:
     call), stateless baselines computed here; the ``Scores`` row (and the shadow's row) is written when all are in.
     ``settled`` lets a report on the request wait for them, so per-asset feedback always finds its scores.
 
+    Only requests over the app's assets (its agents' training assets) are scored, by every agent that can allocate
+    them: per-asset feedback prices those assets, and the paired statistics compare arms on requests every arm can
+    answer. A request over other assets (an asset-shared agent's transfer, ``serving.universe``) is answered and
+    logged, not scored; its report is a ``realized_return``.
+
     :param call: the ingress's ``_call(agent, endpoint, awaitable)``, which counts failures and latency per agent.
     """
 
     def __init__(self, infos: dict, callers: dict, call, writer, cost_rate: float) -> None:
         self.infos, self.callers, self.call, self.writer, self.cost_rate = infos, callers, call, writer, cost_rate
-        assets = next(iter(infos.values())).assets
+        self.assets = assets = next(iter(infos.values())).assets
         self.local = {name: make_baseline(name, assets) for name in LOCAL_BASELINES if name in infos}
         self.pending: dict[str, asyncio.Task] = {}
 
-    def start(self, answer: Assignment, weights: Sequence[float], request: tuple, as_of: str, shadow: str | None):
+    def start(
+        self,
+        answer: Assignment,
+        weights: Sequence[float],
+        request: tuple,
+        as_of: str,
+        shadow: str | None,
+        assets: Sequence[str] | None = None,
+    ) -> None:
+        """Score ``answer``'s request (``(closes, held)`` over ``assets``, default the app's) in the background."""
+        if assets is not None and tuple(assets) != tuple(self.assets):
+            return  # over other assets than the app's: not scored (see the class docstring)
         task = asyncio.get_running_loop().create_task(self._score(answer, weights, request, as_of, shadow))
         self.pending[answer.request_id] = task
         task.add_done_callback(lambda _: self.pending.pop(answer.request_id, None))
@@ -60,7 +77,11 @@ class Scorer:
 
     async def _score(self, answer: Assignment, weights, request, as_of: str, shadow: str | None) -> None:
         closes, held = request
-        names = [n for n, i in self.infos.items() if n != answer.arm and i.closes_needed <= closes.shape[0]]
+        names = [
+            name
+            for name, info in self.infos.items()
+            if name != answer.arm and info.closes_needed <= closes.shape[0] and can_allocate(info, self.assets)
+        ]
         scored = {answer.arm: tuple(weights)}
         history = [History(closes, held, np.zeros(0, dtype=np.float32))]
         latencies = {}

@@ -10,6 +10,7 @@ import inspect
 from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from core.errors import ConfigError
 from envs import ENV_ID
@@ -52,6 +53,36 @@ def _check_hyperparameters(config_class: type[AlgorithmConfig], hyperparameters:
     unknown = sorted(set(hyperparameters) - accepted)
     if unknown:
         raise ConfigError(f"hyperparameters: {unknown} not accepted by {config_class.__name__}.training()")
+
+
+def asset_shared_module_spec(config: TrainConfig) -> RLModuleSpec:
+    """PPO's or SAC's asset-shared module (``model.kind: asset_shared``) for ``config``'s observation layout.
+
+    :raises ConfigError: the env observes regimes but carries no regime model to count them
+        (``training.config.with_regime_model`` fills it in)."""
+    from envs.layout import AssetLayout
+    from policies.asset_heads import SharedModelConfig
+
+    env = config.env
+    n_regimes = 0
+    if env.observe_regimes:
+        if env.regimes.model is None:
+            raise ConfigError(
+                "model.kind: asset_shared sizes its layout by the regime model's number of regimes, but "
+                "env.regimes.model is empty (training.config.with_regime_model carries the fitted one)"
+            )
+        n_regimes = len(env.regimes.model.transition)
+    shared = SharedModelConfig(
+        layout=AssetLayout.of_env(env, n_regimes),
+        hidden=config.model.hidden,
+        activation=config.model.activation,
+        squash=config.model.squash,
+    )
+    if config.algo == "ppo":
+        from policies.shared_ppo import AssetSharedPPOModule as module_class
+    else:
+        from policies.shared_sac import AssetSharedSACModule as module_class
+    return RLModuleSpec(module_class=module_class, model_config=shared.to_model_config())
 
 
 def build_algorithm_config(
@@ -100,12 +131,16 @@ def build_algorithm_config(
         .debugging(seed=config.seed, log_level="WARN")
         .reporting(min_sample_timesteps_per_iteration=1000 if config.algo in ("dqn", "sac") else 0)
     )
-    if config.model.squash:
-        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
+    if config.model.kind == "asset_shared" and config.algo in ("ppo", "sac"):
+        algo_config = algo_config.rl_module(rl_module_spec=asset_shared_module_spec(config))
+    elif config.model.squash:
         from policies.modules import SquashedPPOModule
 
         algo_config = algo_config.rl_module(rl_module_spec=RLModuleSpec(module_class=SquashedPPOModule))
+    if config.algo == "dqn" and config.env.discrete_actions == "factored":
+        from training.factored_dqn import factored_dqn_config  # branching DQN: (B, K, L) Q-values, K * L outputs
+
+        algo_config = factored_dqn_config(algo_config, config)
     if config.algo in ("dqn", "sac"):
         # Replay-based learners report every 1,000 env steps; PPO reports every train batch.
         algo_config = algo_config.reporting(min_time_s_per_iteration=0)

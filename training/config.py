@@ -30,6 +30,12 @@ class ModelConfig(FrozenConfig):
     squash: bool = Field(
         default=False, description="PPO, continuous actions: tanh-squashed Gaussian (policies.modules)"
     )
+    kind: Literal["mlp", "asset_shared"] = Field(
+        default="mlp",
+        description="mlp: RLlib's fully connected networks over the whole observation (one input per asset slot); "
+        "asset_shared: one network shared by every asset, permutation-equivariant, that runs on any number of assets "
+        "(policies.shared_ppo, policies.shared_sac; hidden are its per-asset widths)",
+    )
 
 
 class ResourcesConfig(FrozenConfig):
@@ -99,6 +105,26 @@ class TrainConfig(FrozenConfig):
             )
         if self.model.squash and self.algo != "ppo":
             raise ValueError(f"model.squash: only PPO takes it ({self.algo.upper()} has its own action distribution)")
+        return self
+
+    @model_validator(mode="after")
+    def _asset_shared_dqn_is_factored(self) -> TrainConfig:
+        if self.algo == "dqn" and self.model.kind == "asset_shared" and self.env.discrete_actions != "factored":
+            raise ValueError(
+                "model.kind: asset_shared DQN scores each asset's own level, so it needs env.discrete_actions: "
+                "factored (a grid index is a choice over every asset at once, not per asset)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sampled_universe_needs_a_shared_model(self) -> TrainConfig:
+        sample = self.env.universe.sample_assets
+        if sample is not None and self.model.kind != "asset_shared":
+            raise ValueError(
+                f"env.universe.sample_assets: {sample} trains on {sample} assets per episode and validates on all of "
+                f"the data's, which only a network shared by every asset can do; set model.kind: asset_shared (it is "
+                f"'{self.model.kind}', a flat network sized for one universe)"
+            )
         return self
 
 

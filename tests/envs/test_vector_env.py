@@ -41,13 +41,20 @@ CASES = {
     "split, discrete residual on equal weight, partial trades": dict(
         action_mode="discrete", policy={"base": "equal_weight", "tilt_scale": 0.7}, trade_rate=0.25
     ),
+    "split, 3 of 4 assets sampled, excess reward": dict(universe={"sample_assets": 3}, reward="excess_log_growth"),
+    "law paths, 2 of 4 sampled, regimes, residual on equal weight": dict(
+        train_paths="law", observe_regimes=True, universe={"sample_assets": 2}, policy={"base": "equal_weight"}
+    ),
+    "bootstrap paths, 3 of 4 sampled, discrete grid, differential Sharpe": dict(
+        train_paths="bootstrap", action_mode="discrete", universe={"sample_assets": 3}, reward="differential_sharpe"
+    ),
 }
 
 
 def config_for(case: dict, small_config: EnvConfig, tiny) -> EnvConfig:
     case = dict(case)
     regimes = {"regimes": true_regimes(tiny)} if case.pop("regimes_window", None) or case.get("observe_regimes") else {}
-    if "policy" in case:  # a validated config, as a user's YAML gives it
+    if "policy" in case or "universe" in case:  # a validated config, as a user's YAML gives it
         return EnvConfig.model_validate(small_config.model_dump() | case | regimes)
     return small_config.model_copy(update=case | regimes)
 

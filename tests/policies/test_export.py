@@ -39,7 +39,8 @@ def test_export_writes_module_and_complete_metadata(env, saved_module, tmp_path)
     _, module_dir = saved_module
     agent_dir = export(env, module_dir, tmp_path / "models")
     meta = read_metadata(agent_dir)
-    assert meta.format_version == FORMAT_VERSION == 5
+    assert meta.format_version == FORMAT_VERSION == 6
+    assert meta.module.kind == "mlp" and meta.module.features.asset_layout.size(4) == meta.observation.size
     assert (meta.agent, meta.algorithm) == ("ppo", "ppo")
     assert meta.env_config == env.config and meta.assets == list(env.assets)
     assert meta.observation.size == env.observation_space.shape[0] == len(meta.observation.names)
@@ -84,9 +85,9 @@ def test_metadata_that_is_not_json_names_the_file_and_where(env, saved_module, t
         ),
         (lambda raw: raw.update(algorithm="td3"), r"field 'algorithm': Input should be 'dqn', 'sac' or 'ppo'"),
         (
-            lambda raw: raw.update(format_version=6),
-            r"field 'format_version': Value error, version 6 is not one this code reads "
-            r"\(1, 2, 3, 4, 5\); re-export the model",
+            lambda raw: raw.update(format_version=7),
+            r"field 'format_version': Value error, version 7 is not one this code reads "
+            r"\(1, 2, 3, 4, 5, 6\); re-export the model",
         ),
         (
             lambda raw: raw["env_config"].update(policy={"base": "buy_and_hold"}),
@@ -125,11 +126,13 @@ def test_version_1_metadata_is_read_with_its_log_growth_under_the_current_name(e
         raw["format_version"] = 1
         raw["validation"] = {"log_growth": 0.0007, "sharpe": 0.5}
         del raw["module_dir"]  # versions before 4 kept the module in module/
+        del raw["module"]  # versions before 6: a flat module, its features stated by the observation spec
 
     rewrite(agent_dir, downgrade)
     meta = read_metadata(agent_dir)
     assert (
-        meta.format_version == 5
+        meta.format_version == 6
+        and meta.module.kind == "mlp"
         and meta.env_config.policy.base == "none"
         and meta.module_dir == "module"
         and meta.validation == {"mean_daily_log_growth": 0.0007, "sharpe": 0.5}

@@ -14,6 +14,7 @@ import pytest
 
 from envs.features import latest_observation
 from policies.load import load_policy
+from serving.http import MAX_BODY_BYTES
 from serving.schemas import AllocateResponse
 from tests.support.markets import ASSETS
 from tests.support.paths import free_port
@@ -145,9 +146,11 @@ def test_non_finite_prices_are_rejected(client, tiny, token):
 
 
 def test_oversized_body_and_unknown_override_are_refused(client, tiny):
-    huge = {"prices": {a: [100.125] * 60_000 for a in ASSETS}}  # about 2 MB, over the 1 MiB limit
+    huge = {"prices": {a: [100.125] * 200_000 for a in ASSETS}}  # about 6.4 MB, over the 4 MiB limit
+    text = json.dumps(huge, separators=(",", ":"))  # as compact as httpx sends it
+    assert len(text) > MAX_BODY_BYTES
     assert client.post("/allocate", json=huge).status_code == 413
-    chunks = (json.dumps(huge)[i : i + 65536].encode() for i in range(0, 2_200_000, 65536))  # no Content-Length
+    chunks = (text[i : i + 65536].encode() for i in range(0, len(text), 65536))  # no Content-Length
     response = client.post("/allocate", content=chunks, headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and "too large" in response.text.lower()
     response = client.post("/allocate", json=body(tiny), headers={"X-Agent": "td3"})

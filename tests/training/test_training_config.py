@@ -201,3 +201,48 @@ def test_sweeps_planned_before_the_replay_option_resume_with_rllibs_buffers(tmp_
     assert SweepPlan.model_validate(plan).bases["dqn"].replay == "rllib"
     plan["bases"]["dqn"]["replay"] = "array"
     assert SweepPlan.model_validate(plan).bases["dqn"].replay == "array"
+
+
+def test_sampling_assets_needs_an_asset_shared_model():
+    overrides = {"env": {"universe": {"sample_assets": 2}, "policy": {"base": "none"}}}
+    with pytest.raises(ConfigError, match=r"env\.universe\.sample_assets: 2 .*model\.kind: asset_shared.*'mlp'"):
+        resolve_train_config("ppo", overrides=overrides)
+    shared = resolve_train_config("ppo", overrides=overrides | {"model": {"kind": "asset_shared", "squash": False}})
+    assert shared.env.universe.sample_assets == 2
+
+
+def test_sampling_with_a_base_decided_over_the_whole_universe_is_refused():
+    overrides = {"env": {"universe": {"sample_assets": 2}}, "model": {"kind": "asset_shared"}}
+    with pytest.raises(ConfigError, match=r"universe\.sample_assets: the residual base 'regime_growth'"):
+        resolve_train_config("ppo", overrides=overrides)  # configs/ppo.yaml tilts regime_growth
+
+
+def test_sampling_more_assets_than_the_data_has_fails_before_ray_naming_the_file(tmp_path, tiny_csv, capsys):
+    config = tmp_path / "sampled.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"model": {"kind": "asset_shared"}, "env": {"universe": {"sample_assets": 5}, "observe_regimes": False}}
+        )
+    )
+    assert train_main(["--algo", "ppo", "--config", str(config), "--data", str(tiny_csv)]) == 2
+    err = capsys.readouterr().err
+    assert f"universe.sample_assets: 5 is more than the 4 assets of {tiny_csv.resolve()}" in err, err
+    assert_ray_not_started()
+
+
+def test_validation_of_a_sampled_run_plays_the_whole_universe():
+    from training.validation import validation_envs
+
+    env = {
+        "data": {"synthetic_assets": 6, "synthetic_years": 6},
+        "universe": {"sample_assets": 2},
+        "policy": {"base": "none"},
+        "observe_regimes": False,
+        "validation_paths": 3,
+    }
+    config = resolve_train_config("ppo", overrides={"env": env, "model": {"kind": "asset_shared"}})
+    training = check_training(config)  # the train split: 2 of the 6 assets per episode, on fresh law paths
+    assert training.action_space.shape == (2,) and training.trains_on_law
+    envs = validation_envs(config.env.model_dump(mode="json"))
+    assert len(envs) == 3 and all(e.action_map.n_assets == 6 and len(e.episode_assets) == 6 for e in envs)
+    assert_ray_not_started()
