@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from core.errors import ConfigError, DataError
 from quant.regimes import MIN_OCCUPANCY, SCALE, RegimeModel
@@ -112,13 +113,16 @@ def select_regimes(
     # several structures, each is first screened with one start per K; only the best one gets the other starts.
     fit_args = {"seed": seed, "iterations": iterations, "n_factors": n_factors}
     screened = len({s for s, _ in feasible}) > 1
-    runs, unconverged = _fit_all(scaled, feasible, range(1 if screened else restarts), **fit_args)
-    if screened and runs:
-        best = min(_scored(runs, n_regimes, n_factors), key=lambda fit: fit[0])[2].covariance
-        more, failed = _fit_all(scaled, [c for c in feasible if c[0] == best], range(1, restarts), **fit_args)
-        unconverged += failed
-        for candidate, fitted in more.items():
-            runs[candidate] = runs.get(candidate, []) + fitted
+    # EM multiplies many small (A, A) matrices: threads cost more than they save (20 assets on 2 busy CPUs: 7 s on one
+    # BLAS thread, 62-168 s on all of them).
+    with threadpool_limits(limits=1):  # BLAS and OpenMP (k-means starts)
+        runs, unconverged = _fit_all(scaled, feasible, range(1 if screened else restarts), **fit_args)
+        if screened and runs:
+            best = min(_scored(runs, n_regimes, n_factors), key=lambda fit: fit[0])[2].covariance
+            more, failed = _fit_all(scaled, [c for c in feasible if c[0] == best], range(1, restarts), **fit_args)
+            unconverged += failed
+            for candidate, fitted in more.items():
+                runs[candidate] = runs.get(candidate, []) + fitted
     fits = _scored(runs, n_regimes, n_factors)
     if not fits:
         if unconverged:

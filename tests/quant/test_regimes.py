@@ -12,7 +12,7 @@ from backtesting.backtest import path_env, run_batched_strategy
 from core.errors import ConfigError
 from envs.oracle import make_oracles
 from envs.synthetic import default_params, simulate
-from quant.growth import growth_optimal_batch, growth_optimal_weights, mixture_inputs
+from quant.growth import expected_log_growth, growth_optimal_batch, growth_optimal_weights, mixture_inputs
 from quant.regimes import (
     RunningFilter,
     filter_probabilities,
@@ -144,6 +144,25 @@ def test_the_batched_growth_optimum_is_exactly_the_slsqp_one():
     cov = factors @ factors.transpose(0, 2, 1) + 1e-6 * np.eye(4)
     expected = np.stack([growth_optimal_weights(m, c) for m, c in zip(mu, cov)])
     np.testing.assert_allclose(growth_optimal_batch(mu, cov), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_assets", [12, 40])
+def test_the_batched_growth_optimum_at_many_assets_is_the_slsqp_one(n_assets):
+    """Past 10 assets the batch searches faces (projected gradient, then active sets): it must find SLSQP's optimum,
+    including with two identical assets and with a face that is the whole simplex (equal weights)."""
+    rng = np.random.default_rng(n_assets)
+    factors = rng.normal(0, 0.01, (12, n_assets, 3))
+    cov = factors @ factors.transpose(0, 2, 1) + np.einsum(
+        "na,ab->nab", rng.uniform(1e-5, 1e-4, (12, n_assets)), np.eye(n_assets)
+    )
+    mu = rng.normal(3e-4, 1e-3, (12, n_assets))
+    cov[:, 1], cov[:, :, 1], mu[:, 1] = cov[:, 0], cov[:, :, 0], mu[:, 0]  # assets 0 and 1 identical
+    mu[-1], cov[-1] = 1e-4, 1e-4 * np.eye(n_assets)  # the optimum is equal weight
+    batch = growth_optimal_batch(mu, cov)
+    for m, c, w in zip(mu, cov, batch):
+        assert expected_log_growth(w, m, c) >= expected_log_growth(growth_optimal_weights(m, c), m, c) - 1e-12
+    assert (batch >= 0).all() and np.allclose(batch.sum(axis=1), 1.0)
+    np.testing.assert_allclose(batch[-1], 1.0 / n_assets, atol=1e-9)
 
 
 def test_the_filtered_oracle_beats_the_constant_mix_on_held_out_paths(law, small_config):
