@@ -155,6 +155,10 @@ def export_policy(
                     "mode": env_config.action_mode,
                     "map": env_config.continuous_map,
                     "grid_steps": env_config.grid_steps,
+                    "discrete": env_config.discrete_actions,
+                    "factored_levels": (
+                        env_config.factored_levels if env_config.discrete_actions == "factored" else None
+                    ),
                 },
                 "data": {
                     "source": market.source,

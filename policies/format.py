@@ -72,6 +72,10 @@ class ActionSpec(Record):
     mode: Literal["continuous", "discrete"]
     map: str
     grid_steps: int = Field(ge=1)
+    discrete: Literal["grid", "factored"] = Field(
+        default="grid", description="discrete mode: one action per grid point, or one level per asset (factored)"
+    )
+    factored_levels: int | None = Field(default=None, ge=2, description="levels per asset of factored actions")
 
 
 class Reproducibility(Record):

@@ -51,7 +51,8 @@ class Policy:
         return self._maps[n_assets]
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
-        """``(N, F)`` observations -> ``(N,)`` discrete or ``(N, K)`` continuous deterministic actions."""
+        """``(N, F)`` observations -> ``(N,)`` grid or ``(N, K)`` factored discrete, or ``(N, K)`` continuous
+        deterministic actions."""
         obs = torch.from_numpy(np.ascontiguousarray(observations, dtype=np.float32))
         # What RLModule.forward_inference does, less its eval() on every call: that walks every submodule each time,
         # and with the decorator contexts it was about a third of a one-row call (PPO 328 -> 235 us). A module in

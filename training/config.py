@@ -34,7 +34,8 @@ class ModelConfig(FrozenConfig):
         default="mlp",
         description="mlp: RLlib's fully connected networks over the whole observation (one input per asset slot); "
         "asset_shared: one network shared by every asset, permutation-equivariant, that runs on any number of assets "
-        "(policies.shared_ppo, policies.shared_sac; hidden are its per-asset widths)",
+        "(policies.shared_ppo, policies.shared_sac, and policies.factored_q for DQN with discrete_actions: factored; "
+        "hidden are its per-asset widths)",
     )
 
 

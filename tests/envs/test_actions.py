@@ -138,6 +138,16 @@ def test_factored_space_grows_linearly_with_assets_not_like_the_grid():
     assert space.nvec.sum() == 250 < grid_size(50, 4)  # 250 branch values to score against 316,251 grid points
 
 
+def test_a_grid_too_large_for_dqn_is_a_config_error_that_names_the_way_out():
+    from core.errors import ConfigError
+    from envs.actions import ActionMap
+
+    assert ActionMap("discrete", n_assets=20, grid_steps=4).grid.shape == (8855, 20)
+    with pytest.raises(ConfigError, match=r"40,920 actions.*discrete_actions: factored"):
+        ActionMap("discrete", n_assets=30, grid_steps=4)
+    assert ActionMap("discrete", n_assets=30, grid_steps=4, residual=True).tilts.shape[0] == 61  # 2K + 1 tilts
+
+
 def test_factored_levels_express_equal_weight_concentration_and_near_zero_weights():
     action_map = _factored(4, 5, softmax_scale=3.0)
     for level in range(5):  # any level everywhere: every asset alike

@@ -174,6 +174,7 @@ def test_factored_asset_shared_dqn_trains_exports_and_allocates_valid_weights(ra
     policy, meta = load_policy(tmp_path / "models" / "branching")
     assert isinstance(policy.module, FactoredQModule) and policy.module.kind == "asset_shared"
     assert meta.env_config.discrete_actions == "factored"
+    assert (meta.action.discrete, meta.action.factored_levels) == ("factored", meta.env_config.factored_levels)
     env = evaluation_env(meta.env_config, "validation")
     observation, _ = env.reset(seed=0)
     for _ in range(20):
