@@ -1,6 +1,7 @@
 """Every stage at 4, 20, 50 and 200 assets in one run, each as a ratio to 4 assets. Prints JSON.
 
     python benchmarks/universe_scale.py [--assets 4 20 50 200] [--seconds 45] [--requests 200] [--algos ppo sac dqn]
+                                        [--out runs/universe_scale] [--skip-training] [--no-serve]
 
 For each universe size ``K`` (the built-in synthetic regime market with ``data.synthetic_assets: K``):
 
@@ -24,7 +25,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,9 @@ def measure_allocate(models: Path, agent: str, requests: int, port: int = 8000) 
         wait_ready(url, "/health", timeout_s=240)
         latencies = []
         with httpx.Client(timeout=60) as client:
+            deadline = time.monotonic() + 240  # /health answers (404) before Serve's proxy has the app's routes
+            while client.post(f"{url}/allocate", json=bodies[0]).status_code == 404 and time.monotonic() < deadline:
+                time.sleep(1)
             for i, body in enumerate(bodies):
                 started = time.perf_counter()
                 response = client.post(f"{url}/allocate", json=body)
@@ -146,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="sequential /allocate calls per size")
     parser.add_argument("--algos", nargs="+", default=["ppo", "sac", "dqn"], choices=sorted(ALGO_OVERRIDES))
     parser.add_argument("--no-serve", action="store_true", help="skip the /allocate measurement")
+    parser.add_argument("--out", default="runs/universe_scale", help="agents, runs and the JSON so far")
+    parser.add_argument(
+        "--skip-training", action="store_true", help="only /allocate, with the PPO agents already in --out"
+    )
     args = parser.parse_args(argv)
 
     from core.runtime import setup_console
@@ -159,31 +166,35 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_training": args.seconds,
     }
     stages: dict[str, dict[int, dict[str, Any]]] = {"env": {}, **{a: {} for a in args.algos}, "allocate": {}}
-    with tempfile.TemporaryDirectory() as scratch:
-        models, runs = Path(scratch) / "models", Path(scratch) / "runs"
+    out = Path(args.out)
+    models, runs = out / "models", out / "runs"
+    partial = out / "universe_scale.json"  # rewritten after every measurement: a failure keeps what was measured
+    out.mkdir(parents=True, exist_ok=True)
+    keys = {"env": "env_steps_per_s", "allocate": "p50_ms", **{a: "env_steps_per_s" for a in args.algos}}
+
+    def record(stage: str, n_assets: int, figures: dict[str, Any]) -> None:
+        stages[stage][n_assets] = figures
+        with_ratios(stages[stage], keys[stage], base)
+        report["stages"] = {s: {str(k): v for k, v in by.items()} for s, by in stages.items() if by}
+        partial.write_text(json.dumps(report, indent=2))
+
+    if not args.skip_training:
         for n_assets in args.assets:
             print(f"universe_scale: {n_assets} assets: vector env ...", file=sys.stderr, flush=True)
-            stages["env"][n_assets] = measure_env(n_assets)
+            record("env", n_assets, measure_env(n_assets))
             for algo in args.algos:
                 print(
                     f"universe_scale: {n_assets} assets: {algo} {args.seconds:.0f} s ...", file=sys.stderr, flush=True
                 )
-                stages[algo][n_assets] = measure_training(algo, n_assets, args.seconds, models / str(n_assets), runs)
+                record(algo, n_assets, measure_training(algo, n_assets, args.seconds, models / str(n_assets), runs))
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
-        if not args.no_serve and "ppo" in args.algos:
-            for n_assets in args.assets:
-                print(f"universe_scale: {n_assets} assets: /allocate ...", file=sys.stderr, flush=True)
-                stages["allocate"][n_assets] = measure_allocate(
-                    models / str(n_assets), f"ppo-{n_assets}", args.requests
-                )
-    keys = {"env": "env_steps_per_s", "allocate": "p50_ms", **{a: "env_steps_per_s" for a in args.algos}}
-    for stage, by_size in stages.items():
-        if by_size:
-            with_ratios(by_size, keys[stage], base)
-    report["stages"] = {stage: {str(k): v for k, v in by_size.items()} for stage, by_size in stages.items() if by_size}
+    if not args.no_serve and "ppo" in args.algos:
+        for n_assets in args.assets:
+            print(f"universe_scale: {n_assets} assets: /allocate ...", file=sys.stderr, flush=True)
+            record("allocate", n_assets, measure_allocate(models / str(n_assets), f"ppo-{n_assets}", args.requests))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -34,7 +34,8 @@ from quant.registry import BaselinesConfig, make_baselines
 log = logging.getLogger(__name__)
 
 
-def _cut(result: BacktestResult, days: int) -> BacktestResult:
+def first_days(result: BacktestResult, days: int) -> BacktestResult:
+    """``result``'s first ``days`` days (a fold's test window of a backtest that ran to the data's end)."""
     return BacktestResult(
         name=result.name,
         dates=result.dates[:days],
@@ -48,7 +49,8 @@ def _cut(result: BacktestResult, days: int) -> BacktestResult:
     )
 
 
-def _stitch(parts: list[BacktestResult]) -> BacktestResult:
+def stitch(parts: list[BacktestResult]) -> BacktestResult:
+    """Adjacent out-of-sample windows of one strategy as one series, its wealth compounded across them."""
     returns = np.concatenate([p.returns for p in parts])
     return BacktestResult(
         name=parts[0].name,
@@ -160,7 +162,7 @@ def walk_forward(
             policy, meta = load_policy(fold_models / name)
             env = evaluation_env(meta.env_config, "test", market=market)
             result = run_all([PolicyStrategy(name, policy.weights)], env)[name]
-            pieces.setdefault(name, []).append(_cut(result, test.n_days))
+            pieces.setdefault(name, []).append(first_days(result, test.n_days))
         fold_regimes = reference.regimes.model_copy(update={"model": None})
         fold_reference = reference.model_copy(
             update={"data": reference.data.model_copy(update=bounds), "regimes": fold_regimes}
@@ -181,12 +183,12 @@ def walk_forward(
             make_baselines(env.assets, fold_baselines, fitted, fold_reference.regimes.window_days), env
         ).items():
             if name in baselines.include:
-                pieces.setdefault(name, []).append(_cut(result, test.n_days))
+                pieces.setdefault(name, []).append(first_days(result, test.n_days))
             if name == decision.promoted:
-                pieces.setdefault("served", []).append(_cut(result, test.n_days))
+                pieces.setdefault("served", []).append(first_days(result, test.n_days))
         if decision.promoted_kind == "agent":
             pieces.setdefault("served", []).append(pieces[decision.promoted][-1])
-    results = {name: _stitch(parts) for name, parts in pieces.items()}
+    results = {name: stitch(parts) for name, parts in pieces.items()}
     results["served"] = dataclasses.replace(results["served"], name="served")
     intervals = {
         name: {"sharpe_ci95": list(statistics.sharpe_ci(r.returns, n_resamples=bootstrap_resamples))}
