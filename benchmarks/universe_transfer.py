@@ -41,7 +41,7 @@ from backtesting.metrics import annualized_turnover, sharpe_ratio  # noqa: E402
 from envs.samples import write_sample  # noqa: E402
 from envs.sources import load_market  # noqa: E402
 from envs.splits import walk_forward_folds  # noqa: E402
-from evaluation.walkforward import first_days, stitch  # noqa: E402
+from evaluation.walkforward import first_days, fold_bounds, stitch  # noqa: E402
 from quant.registry import BaselinesConfig, make_baselines  # noqa: E402
 
 BASELINES = ("equal_weight", "risk_parity", "min_variance")
@@ -118,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from policies.load import load_policy
 
     for k, fold in enumerate(folds):
-        bounds = {
-            "train_end": str(market.dates[fold["train"].last]),
-            "validation_end": str(market.dates[fold["validation"].last]),
-        }
+        bounds = fold_bounds(market, fold)
         test = fold["test"]
         fold_dates.append({**bounds, "test": [str(market.dates[test.first]), str(market.dates[test.last])]})
         print(f"universe_transfer: fold {k + 1}/{args.folds}: {fold_dates[-1]}", file=sys.stderr, flush=True)

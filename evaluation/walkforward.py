@@ -67,6 +67,14 @@ def stitch(parts: list[BacktestResult]) -> BacktestResult:
     )
 
 
+def fold_bounds(market, fold: dict[str, Any]) -> dict[str, str]:
+    """The ``data`` fields (``train_end``, ``validation_end``) that make a config's splits those of ``fold``."""
+    return {
+        "train_end": str(market.dates[fold["train"].last]),
+        "validation_end": str(market.dates[fold["validation"].last]),
+    }
+
+
 @dataclass(frozen=True)
 class WalkForward:
     """K retrained folds, stitched: one out-of-sample series per strategy over every fold's test window."""
@@ -113,10 +121,7 @@ def walk_forward(
     pieces: dict[str, list[BacktestResult]] = {}
     fold_dates = []
     for k, fold in enumerate(folds):
-        bounds = {
-            "train_end": str(market.dates[fold["train"].last]),
-            "validation_end": str(market.dates[fold["validation"].last]),
-        }
+        bounds = fold_bounds(market, fold)
         test = fold["test"]
         fold_dates.append(
             {

@@ -106,8 +106,9 @@ def _active_set_batch(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
     variances = np.diagonal(cov, axis1=1, axis2=2)
     # Per-problem scale so both terms are of order one (as growth_optimal_weights does); the covariances are scaled
     # as their rows are gathered, never copied whole (at 200 assets a batch of them is gigabytes).
-    scale = 1.0 / np.maximum(np.maximum(np.abs(mu + 0.5 * variances).max(axis=1), variances.max(axis=1)), 1e-12)
-    drift = (mu + 0.5 * variances) * scale[:, None]
+    drift = mu + 0.5 * variances
+    scale = 1.0 / np.maximum(np.maximum(np.abs(drift).max(axis=1), variances.max(axis=1)), 1e-12)
+    drift = drift * scale[:, None]
     ridge = 1e-12 * variances.sum(axis=1) * scale  # keeps a face of perfectly correlated assets solvable
     support = np.zeros((n_problems, n_assets), dtype=bool)
     support[np.arange(n_problems), np.argmax(drift - 0.5 * variances * scale[:, None], axis=1)] = True
