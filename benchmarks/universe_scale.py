@@ -11,8 +11,10 @@ For each universe size ``K`` (the built-in synthetic regime market with ``data.s
 - ``ppo``, ``sac``, ``dqn``: each algorithm's project config (``configs/<algo>.yaml``) with the asset-shared module
   (``model.kind: asset_shared``; DQN with factored actions, ``discrete_actions: factored``) trained for ``--seconds``
   by ``training.train`` (validation included, as in a real run); env steps sampled per second.
-- ``allocate``: the PPO agent just trained, served alone by ``python -m serving.app``; ``--requests`` sequential
-  ``POST /allocate`` calls with that universe's closes; p50 and p95 latency.
+- ``allocate``: the PPO agent just trained, copied to a folder of its own and served alone (with the app's default
+  baselines) by ``python -m serving.app``; ``--requests`` sequential ``POST /allocate`` calls with that universe's
+  closes, each body encoded before its clock starts (the client's JSON encoding is not the server's latency); p50
+  and p95 latency.
 
 Ratios are to the 4-asset figure of the same run; ``speed_probe_ms`` (a fixed Python loop) is measured beside each
 figure, since this machine's speed drifts by up to 2x within minutes.
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,26 +102,35 @@ def measure_allocate(models: Path, agent: str, requests: int, port: int = 8000) 
     from envs.sources import load_market
     from policies.format import read_metadata
 
-    meta = read_metadata(models / agent)
+    alone = models.parent / f"{models.name}-{agent}-alone"  # the SAC and DQN agents beside it would be scored too
+    shutil.rmtree(alone, ignore_errors=True)
+    shutil.copytree(models / agent, alone / agent)
+    meta = read_metadata(alone / agent)
     market = load_market(meta.env_config.data)
     needed = meta.closes_needed
     days = np.random.default_rng(0).integers(needed, market.n_days, size=requests + 20)
     bodies = [
-        {"prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)}}
+        json.dumps(
+            {"prices": {a: market.closes[d - needed + 1 : d + 1, k].tolist() for k, a in enumerate(market.assets)}}
+        ).encode()
         for d in days
     ]
+    headers = {"Content-Type": "application/json"}
     url = f"http://127.0.0.1:{port}"
-    server = start(["-m", "serving.app", "--models", str(models), "--split", f"{agent}=1"], dict(os.environ))
+    server = start(["-m", "serving.app", "--models", str(alone), "--split", f"{agent}=1"], dict(os.environ))
     try:
         wait_ready(url, "/health", timeout_s=240)
         latencies = []
         with httpx.Client(timeout=60) as client:
             deadline = time.monotonic() + 240  # /health answers (404) before Serve's proxy has the app's routes
-            while client.post(f"{url}/allocate", json=bodies[0]).status_code == 404 and time.monotonic() < deadline:
+            while (
+                client.post(f"{url}/allocate", content=bodies[0], headers=headers).status_code == 404
+                and time.monotonic() < deadline
+            ):
                 time.sleep(1)
             for i, body in enumerate(bodies):
                 started = time.perf_counter()
-                response = client.post(f"{url}/allocate", json=body)
+                response = client.post(f"{url}/allocate", content=body, headers=headers)
                 elapsed = time.perf_counter() - started
                 response.raise_for_status()
                 if i >= 20:  # the first calls warm the replicas
@@ -129,7 +141,7 @@ def measure_allocate(models: Path, agent: str, requests: int, port: int = 8000) 
     return {
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
-        "body_kb": round(len(json.dumps(bodies[0])) / 1024, 1),
+        "body_kb": round(len(bodies[0]) / 1024, 1),
         "closes_per_asset": needed,
         "speed_probe_ms": probe,
     }
