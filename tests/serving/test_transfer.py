@@ -166,6 +166,27 @@ def test_a_body_naming_an_asset_twice_gets_a_422_naming_it_and_only_a_caller_let
     assert client.post("/allocate", content=text, headers=json_type).status_code == 401
 
 
+def test_a_body_is_read_to_the_same_floats_and_malformed_json_or_nan_gets_a_422_naming_where():
+    app = FastAPI()
+    app.router.route_class = UniqueKeysRoute
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.post("/allocate")
+    async def allocate(request: AllocateRequest) -> dict:
+        return {"prices": {a: [repr(x) for x in closes] for a, closes in request.prices.items()}}
+
+    client, json_type = TestClient(app), {"Content-Type": "application/json"}
+    closes = (100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.02, (50, 300)), axis=1))).tolist()
+    text = json.dumps({"prices": {f"A{i}": row for i, row in enumerate(closes)}})
+    response = client.post("/allocate", content=text, headers=json_type)
+    assert response.status_code == 200, response.text  # every float exactly as Python's json reads it
+    assert response.json()["prices"] == {f"A{i}": [repr(x) for x in row] for i, row in enumerate(closes)}
+    response = client.post("/allocate", content='{"prices": {"A": [1.0, 2.0]', headers=json_type)
+    assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
+    response = client.post("/allocate", content='{"prices": {"A": [1.0, NaN]}}', headers=json_type)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "prices", "A", "1"]
+
+
 def test_the_request_schema_takes_512_assets_and_refuses_513_naming_the_limit():
     assert MAX_ASSETS == 512
     AllocateRequest.model_validate(other_body(512, n_closes=3))
