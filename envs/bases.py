@@ -15,6 +15,7 @@ from core.errors import ConfigError
 from envs.config import EnvConfig
 from quant.regimes import RegimeModel
 from quant.registry import BASELINES, make_baseline
+from quant.strategies import FilteredGrowth
 
 
 class ResidualBase:
@@ -48,13 +49,28 @@ class ResidualBase:
         out.reshape(-1, n_days, n_assets)[:, first:] = rows
         return out
 
-    def latest(self, closes: np.ndarray) -> np.ndarray:
+    def latest(self, closes: np.ndarray, filtered: np.ndarray | None = None) -> np.ndarray:
         """``(K,)`` float32: the base at the last day of ``closes`` (``(T, K)``, at least ``warmup_days + 1`` rows),
-        what the server appends to a request's observation."""
+        what the server appends to a request's observation. ``filtered``: that day's regime filter
+        (``quant.regimes.latest_filter``) when the caller has it and ``filters_with`` says it is the base's own."""
         closes = np.asarray(closes, dtype=np.float64)
         if closes.shape[0] < self.warmup_days + 1:
             raise ValueError(f"base '{self.name}' needs at least {self.warmup_days + 1} closes, got {closes.shape[0]}")
+        if filtered is not None:
+            return self.strategy.optima(np.asarray(filtered, dtype=np.float64)[None, :])[0].astype(np.float32)
         return self.strategy.target(closes[-(self.warmup_days + 1) :]).astype(np.float32)
+
+    def filters_with(self, model: RegimeModel | None, window_days: int) -> bool:
+        """Whether the base decides from ``model``'s filter over the last ``window_days`` returns alone (then
+        ``latest`` can take that filter rather than compute it again)."""
+        strategy = self.strategy
+        return (
+            isinstance(strategy, FilteredGrowth)
+            and model is not None
+            and strategy.model is model
+            and strategy.window_days == window_days
+            and strategy.cost_rate == 0
+        )
 
 
 def tilted_base(observed: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import uniform_filter1d
 
-from quant.regimes import RegimeModel, windowed_filter
+from quant.regimes import RegimeModel, latest_filter, windowed_filter
 
 RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
 VOL_FLOOR = 1e-4  # percent per day: the log of a flat price's zero volatility stays finite
@@ -73,9 +73,10 @@ def compute_features(
     if n_extras:
         features[..., window_days * n_assets + n_assets : window_days * n_assets + n_assets + n_extras] = extras
     if regimes is not None:
-        # Row i of the log returns is day i+1's return, so day t's filter is windowed row t-1.
-        filtered = windowed_filter(regimes, raw_returns, regime_window_days)
-        features[..., first:, width - n_regimes :] = filtered[..., first - 1 :, :]
+        # Row i of the log returns is day i+1's return, so day t's filter is windowed row t-1; only the returns the
+        # observed rows' windows read are filtered (rows before first - 1 would be dropped).
+        filtered = windowed_filter(regimes, raw_returns[..., first - regime_window_days :, :], regime_window_days)
+        features[..., first:, width - n_regimes :] = filtered[..., regime_window_days - 1 :, :]
     return features
 
 
@@ -109,9 +110,11 @@ def latest_observation(
     regimes: RegimeModel | None = None,
     regime_window_days: int = 0,
     base: np.ndarray | None = None,
+    filtered: np.ndarray | None = None,
 ) -> np.ndarray:
     """Observation at the last day of ``closes`` (``(T, K)``, oldest first), as the env would build it; ``base``: a
-    residual policy's base weights that day (``envs.bases.ResidualBase.latest``).
+    residual policy's base weights that day (``envs.bases.ResidualBase.latest``); ``filtered``: ``regimes``' filter
+    that day (``quant.regimes.latest_filter``) when the caller has it.
 
     Needs ``T >= warmup_days(...) + 1`` closes. Used by the HTTP server so it cannot drift from the env.
     """
@@ -120,10 +123,14 @@ def latest_observation(
         raise ValueError(f"need at least {needed} closes per asset, got {closes.shape[0]}")
     tail = closes[-needed:]
     extra_tail = None if extras is None else extras[-needed:]
-    row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility, regimes, regime_window_days)[
-        -1
-    ]
-    parts = [row] + ([] if base is None else [np.asarray(base, dtype=np.float32)])
+    # The regime probabilities are the row's last columns: the last day's filter alone, not every day's of the tail.
+    row = compute_features(tail, window_days, vol_window_days, extra_tail, log_volatility)[-1]
+    parts = [row]
+    if regimes is not None:
+        if filtered is None:
+            filtered = latest_filter(regimes, tail, regime_window_days)
+        parts.append(np.asarray(filtered, dtype=np.float32))
+    parts += [] if base is None else [np.asarray(base, dtype=np.float32)]
     return np.concatenate([*parts, np.asarray(weights, dtype=np.float32)])
 
 

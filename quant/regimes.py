@@ -210,6 +210,16 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     return out
 
 
+def latest_filter(model: RegimeModel, closes: np.ndarray, window_days: int) -> np.ndarray:
+    """``(K,)``: ``windowed_filter``'s row at the last day of ``closes`` (``(T, A)``, at least ``window_days + 1``
+    rows), over its last ``window_days`` returns alone: what the server needs per request, computed once for both
+    the observation's regime probabilities and a ``regime_growth`` base (``serving.agents.PolicyAgent``)."""
+    tail = np.asarray(closes[-(window_days + 1) :], dtype=np.float64)
+    if tail.shape[0] < window_days + 1:
+        raise ValueError(f"the regime filter needs {window_days + 1} closes, got {tail.shape[0]}")
+    return windowed_filter(model, np.diff(np.log(tail), axis=0), window_days)[-1]
+
+
 def _sum_last(values: np.ndarray) -> np.ndarray:
     """``values.sum(axis=-1)`` over a short last axis (the regimes) as adds of its slices: numpy's reduction loops
     over a length-3 axis take about ten times as long."""

@@ -240,7 +240,14 @@ class FilteredGrowth(Baseline):
         if first < self.window_days:
             raise ValueError(f"{self.name}: a decision at day {first} has fewer than {self.window_days} returns")
         returns = np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=0)  # row i: the return of day i + 1
-        filtered = windowed_filter(self.model, returns, self.window_days)[first - 1 :]  # day t's filter: row t - 1
+        # Day t's filter is full row t - 1; only the returns its window reads are filtered (the server asks for the
+        # last day of a long tail alone).
+        width = self.window_days
+        return self.optima(windowed_filter(self.model, returns[first - width :], width)[width - 1 :])
+
+    def optima(self, filtered: np.ndarray) -> np.ndarray:
+        """``(N, K)``: the growth-optimal weights after each of ``filtered`` (``(N, R)``, a day's filter over the
+        window): what ``targets_path`` decides from those days' filters, given them."""
         mu, cov = mixture_inputs(filtered @ self.model.transition, self.model.means, self.model.covariances)
         return growth_optimal_batch(mu, cov)
 

@@ -21,6 +21,7 @@ from envs.bases import ResidualBase, observed_base
 from envs.config import RegimeParams
 from envs.features import latest_observation
 from envs.regimes import model_from_params
+from quant.regimes import latest_filter
 from quant.registry import (
     BASELINES,
     DEFAULT_REGIME_WINDOW_DAYS,
@@ -99,6 +100,13 @@ class PolicyAgent:
         self._base = None if config.policy.base == "none" else ResidualBase(config, tuple(meta.assets), model)
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
+        filtered = None
+        if self._regimes is not None:  # once for the observation and a regime_growth base filtering the same way
+            filtered = latest_filter(self._regimes, closes, self._regime_window)
+        base = None
+        if self._base is not None:
+            shared = self._base.filters_with(self._regimes, self._regime_window)
+            base = self._base.latest(closes, filtered if shared else None)
         return latest_observation(
             closes,
             held,
@@ -107,7 +115,8 @@ class PolicyAgent:
             log_volatility=self._log_volatility,
             regimes=self._regimes,
             regime_window_days=self._regime_window,
-            base=None if self._base is None else self._base.latest(closes),
+            base=base,
+            filtered=filtered,
         )
 
     def weights_batch(self, closes: list[np.ndarray], held: list[np.ndarray]) -> list[np.ndarray]:
