@@ -145,15 +145,22 @@ def test_the_scorer_skips_requests_over_other_assets_than_the_apps(agents, tiny)
     assert asyncio.run(start(tuple(ASSETS))) == 1  # the app's own assets: scored after the answer
 
 
-def test_a_body_naming_an_asset_twice_gets_a_422_naming_it_and_only_a_caller_let_in_learns_it():
+def ingress_like(answer) -> FastAPI:
+    """An app reading ``POST /allocate`` bodies as the ingress does (``UniqueKeysRoute``, its 422s), answering
+    ``answer(request)``."""
     app = FastAPI()
     app.router.route_class = UniqueKeysRoute
     app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.post("/allocate")
     async def allocate(request: AllocateRequest) -> dict:
-        return {"assets": list(request.prices)}
+        return answer(request)
 
+    return app
+
+
+def test_a_body_naming_an_asset_twice_gets_a_422_naming_it_and_only_a_caller_let_in_learns_it():
+    app = ingress_like(lambda request: {"assets": list(request.prices)})
     client, json_type = TestClient(app), {"Content-Type": "application/json"}
     text = '{"prices": {"A": [1.0, 2.0], "B": [1.0, 2.0], "A": [3.0, 4.0]}}'
     response = client.post("/allocate", content=text, headers=json_type)
@@ -167,14 +174,7 @@ def test_a_body_naming_an_asset_twice_gets_a_422_naming_it_and_only_a_caller_let
 
 
 def test_a_body_is_read_to_the_same_floats_and_malformed_json_or_nan_gets_a_422_naming_where():
-    app = FastAPI()
-    app.router.route_class = UniqueKeysRoute
-    app.add_exception_handler(RequestValidationError, validation_error)
-
-    @app.post("/allocate")
-    async def allocate(request: AllocateRequest) -> dict:
-        return {"prices": {a: [repr(x) for x in closes] for a, closes in request.prices.items()}}
-
+    app = ingress_like(lambda request: {"prices": {a: [repr(x) for x in c] for a, c in request.prices.items()}})
     client, json_type = TestClient(app), {"Content-Type": "application/json"}
     closes = (100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.02, (50, 300)), axis=1))).tolist()
     text = json.dumps({"prices": {f"A{i}": row for i, row in enumerate(closes)}})
