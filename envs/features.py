@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import uniform_filter1d
 
-from quant.regimes import RegimeModel, latest_filter, windowed_filter
+from quant.regimes import RegimeModel, daily_filters, latest_filter
 
 RETURN_SCALE = 100.0  # log returns and volatilities are observed in percent
 VOL_FLOOR = 1e-4  # percent per day: the log of a flat price's zero volatility stays finite
@@ -73,10 +73,7 @@ def compute_features(
     if n_extras:
         features[..., window_days * n_assets + n_assets : window_days * n_assets + n_assets + n_extras] = extras
     if regimes is not None:
-        # Row i of the log returns is day i+1's return, so day t's filter is windowed row t-1; only the returns the
-        # observed rows' windows read are filtered (rows before first - 1 would be dropped).
-        filtered = windowed_filter(regimes, raw_returns[..., first - regime_window_days :, :], regime_window_days)
-        features[..., first:, width - n_regimes :] = filtered[..., regime_window_days - 1 :, :]
+        features[..., first:, width - n_regimes :] = daily_filters(regimes, raw_returns, first, regime_window_days)
     return features
 
 

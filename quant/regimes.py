@@ -210,14 +210,21 @@ def windowed_filter(model: RegimeModel, log_returns: np.ndarray, window_days: in
     return out
 
 
+def daily_filters(model: RegimeModel, log_returns: np.ndarray, first: int, window_days: int) -> np.ndarray:
+    """``(..., T - first, R)``: day ``t``'s filter for every day ``t >= first`` of a history whose ``log_returns``
+    (``(..., T - 1, A)``) has row ``i`` for day ``i + 1``'s return, so day ``t``'s filter is ``windowed_filter``'s row
+    ``t - 1``. Only the returns those days' windows read are filtered (``first >= window_days``)."""
+    return windowed_filter(model, log_returns[..., first - window_days :, :], window_days)[..., window_days - 1 :, :]
+
+
 def latest_filter(model: RegimeModel, closes: np.ndarray, window_days: int) -> np.ndarray:
-    """``(K,)``: ``windowed_filter``'s row at the last day of ``closes`` (``(T, A)``, at least ``window_days + 1``
-    rows), over its last ``window_days`` returns alone: what the server needs per request, computed once for both
-    the observation's regime probabilities and a ``regime_growth`` base (``serving.agents.PolicyAgent``)."""
+    """``(R,)``: ``daily_filters`` at the last day of ``closes`` (``(T, A)``, at least ``window_days + 1`` rows):
+    what the server needs per request, computed once for both the observation's regime probabilities and a
+    ``regime_growth`` base (``serving.agents.PolicyAgent``)."""
     tail = np.asarray(closes[-(window_days + 1) :], dtype=np.float64)
     if tail.shape[0] < window_days + 1:
         raise ValueError(f"the regime filter needs {window_days + 1} closes, got {tail.shape[0]}")
-    return windowed_filter(model, np.diff(np.log(tail), axis=0), window_days)[-1]
+    return daily_filters(model, np.diff(np.log(tail), axis=0), window_days, window_days)[-1]
 
 
 def _sum_last(values: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from quant.growth import growth_optimal_batch, growth_optimal_net_of_costs, growth_optimal_weights, mixture_inputs
-from quant.regimes import RegimeModel, RunningFilter, predicted_over_window, windowed_filter
+from quant.regimes import RegimeModel, RunningFilter, daily_filters, predicted_over_window
 
 
 @dataclass(frozen=True)
@@ -240,10 +240,7 @@ class FilteredGrowth(Baseline):
         if first < self.window_days:
             raise ValueError(f"{self.name}: a decision at day {first} has fewer than {self.window_days} returns")
         returns = np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=0)  # row i: the return of day i + 1
-        # Day t's filter is full row t - 1; only the returns its window reads are filtered (the server asks for the
-        # last day of a long tail alone).
-        width = self.window_days
-        return self.optima(windowed_filter(self.model, returns[first - width :], width)[width - 1 :])
+        return self.optima(daily_filters(self.model, returns, first, self.window_days))
 
     def optima(self, filtered: np.ndarray) -> np.ndarray:
         """``(N, K)``: the growth-optimal weights after each of ``filtered`` (``(N, R)``, a day's filter over the
