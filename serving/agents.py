@@ -98,15 +98,16 @@ class PolicyAgent:
         self._regimes = model if config.observe_regimes else None
         self._regime_window = meta.observation.regime_window_days
         self._base = None if config.policy.base == "none" else ResidualBase(config, tuple(meta.assets), model)
+        # A regime_growth base filtering as the observation does takes the request's filter instead of its own.
+        self._base_takes_filter = self._base is not None and self._base.filters_with(self._regimes, self._regime_window)
 
     def observation(self, closes: np.ndarray, held: np.ndarray) -> np.ndarray:
         filtered = None
-        if self._regimes is not None:  # once for the observation and a regime_growth base filtering the same way
+        if self._regimes is not None:
             filtered = latest_filter(self._regimes, closes, self._regime_window)
         base = None
         if self._base is not None:
-            shared = self._base.filters_with(self._regimes, self._regime_window)
-            base = self._base.latest(closes, filtered if shared else None)
+            base = self._base.latest(closes, filtered if self._base_takes_filter else None)
         return latest_observation(
             closes,
             held,

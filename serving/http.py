@@ -57,9 +57,9 @@ class UniqueKeysRequest(Request):
         if not hasattr(self, "_json"):
             raw = await self.body()
             try:
-                # jiter (pydantic's parser, in Rust) refuses a repeated key itself and reads a 200-asset body about 5
-                # times faster than json.loads (3.6 ms faster: benchmarks/universe_scale.py, /allocate). Whatever it
-                # refuses is read again by json.loads, whose errors FastAPI and the checks below turn into the 422.
+                # jiter (pydantic's parser, in Rust) refuses a repeated key itself and read a 200-asset body (504 KB)
+                # in 0.78 ms against json.loads' 4.35 ms, in-process. Whatever it refuses is read again by
+                # json.loads, whose errors FastAPI and the checks below turn into the 422.
                 self._json = from_json(raw, catch_duplicate_keys=True)
                 return self._json
             except ValueError:
